@@ -1,0 +1,317 @@
+//! agent.toml, with `AGENTD_*` environment overrides, validated before
+//! anything is opened or written.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config key `{key}`: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_string(),
+        message: message.into(),
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub storage: Storage,
+    pub didcomm: DidComm,
+    pub grpc: Grpc,
+    pub keys: Keys,
+    pub log: Log,
+    pub outbox: Outbox,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Storage {
+    /// The sled database directory.
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DidComm {
+    /// Address of the DIDComm HTTP listener (`POST /didcomm`).
+    pub listen: String,
+    /// The URL peers reach us at; put in our did:peer:2 services. Default:
+    /// `http://<bound listen address>/didcomm`.
+    pub public_endpoint: Option<String>,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Grpc {
+    pub listen: String,
+    /// When set, every call must carry `authorization: Bearer <key>`.
+    /// Prefer the AGENTD_API_KEY environment variable over the file.
+    pub api_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Keys {
+    /// Used when AGENTD_MASTER_KEY is not set; created (0600) on first start.
+    pub master_key_file: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// "text" or "json". The level comes from RUST_LOG (default "info").
+    pub format: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Outbox {
+    /// Delivery attempts after the first before a message is given up.
+    pub max_retries: u32,
+    /// First retry delay; doubles each attempt (with jitter).
+    pub base_backoff_ms: u64,
+    /// Per-request HTTP timeout.
+    pub send_timeout_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            storage: Storage::default(),
+            didcomm: DidComm::default(),
+            grpc: Grpc::default(),
+            keys: Keys::default(),
+            log: Log::default(),
+            outbox: Outbox::default(),
+        }
+    }
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Storage {
+            path: PathBuf::from("data/agentd.sled"),
+        }
+    }
+}
+
+impl Default for DidComm {
+    fn default() -> Self {
+        DidComm {
+            listen: "127.0.0.1:8080".into(),
+            public_endpoint: None,
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+impl Default for Grpc {
+    fn default() -> Self {
+        Grpc {
+            listen: "127.0.0.1:50051".into(),
+            api_key: None,
+        }
+    }
+}
+
+impl Default for Keys {
+    fn default() -> Self {
+        Keys {
+            master_key_file: PathBuf::from("data/master.key"),
+        }
+    }
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log {
+            format: "text".into(),
+        }
+    }
+}
+
+impl Default for Outbox {
+    fn default() -> Self {
+        Outbox {
+            max_retries: 5,
+            base_backoff_ms: 500,
+            send_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// Environment variables that override config keys, in the order applied.
+pub const ENV_OVERRIDES: &[(&str, &str)] = &[
+    ("AGENTD_STORAGE_PATH", "storage.path"),
+    ("AGENTD_DIDCOMM_LISTEN", "didcomm.listen"),
+    ("AGENTD_DIDCOMM_PUBLIC_ENDPOINT", "didcomm.public_endpoint"),
+    ("AGENTD_DIDCOMM_MAX_BODY_BYTES", "didcomm.max_body_bytes"),
+    ("AGENTD_GRPC_LISTEN", "grpc.listen"),
+    ("AGENTD_API_KEY", "grpc.api_key"),
+    ("AGENTD_MASTER_KEY_FILE", "keys.master_key_file"),
+    ("AGENTD_LOG_FORMAT", "log.format"),
+    ("AGENTD_OUTBOX_MAX_RETRIES", "outbox.max_retries"),
+    ("AGENTD_OUTBOX_BASE_BACKOFF_MS", "outbox.base_backoff_ms"),
+];
+
+impl Config {
+    /// Reads `path`, applies the environment, validates.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        config.apply_env(|name| std::env::var(name).ok())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Applies `AGENTD_*` overrides; `get` reads one variable.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        for (var, key) in ENV_OVERRIDES {
+            let Some(v) = get(var) else { continue };
+            let number = |v: &str| {
+                v.parse::<u64>()
+                    .map_err(|_| invalid(key, format!("{var}={v:?} is not a number")))
+            };
+            match *key {
+                "storage.path" => self.storage.path = v.into(),
+                "didcomm.listen" => self.didcomm.listen = v,
+                "didcomm.public_endpoint" => self.didcomm.public_endpoint = Some(v),
+                "didcomm.max_body_bytes" => self.didcomm.max_body_bytes = number(&v)? as usize,
+                "grpc.listen" => self.grpc.listen = v,
+                "grpc.api_key" => self.grpc.api_key = Some(v),
+                "keys.master_key_file" => self.keys.master_key_file = v.into(),
+                "log.format" => self.log.format = v,
+                "outbox.max_retries" => self.outbox.max_retries = number(&v)? as u32,
+                "outbox.base_backoff_ms" => self.outbox.base_backoff_ms = number(&v)?,
+                _ => unreachable!("every override has a key"),
+            }
+        }
+        Ok(())
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.didcomm_listen()?;
+        self.grpc_listen()?;
+        if let Some(url) = &self.didcomm.public_endpoint {
+            let parsed = url::Url::parse(url)
+                .map_err(|e| invalid("didcomm.public_endpoint", format!("{url:?}: {e}")))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(invalid("didcomm.public_endpoint", "must be an http(s) URL"));
+            }
+        }
+        if !(1024..=64 * 1024 * 1024).contains(&self.didcomm.max_body_bytes) {
+            return Err(invalid(
+                "didcomm.max_body_bytes",
+                "must be between 1 KiB and 64 MiB",
+            ));
+        }
+        if self.storage.path.as_os_str().is_empty() {
+            return Err(invalid("storage.path", "must not be empty"));
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return Err(invalid("log.format", "must be \"text\" or \"json\""));
+        }
+        if self.grpc.api_key.as_deref().is_some_and(|k| k.len() < 16) {
+            return Err(invalid("grpc.api_key", "must be at least 16 characters"));
+        }
+        if self.outbox.max_retries > 100 {
+            return Err(invalid("outbox.max_retries", "must be at most 100"));
+        }
+        if self.outbox.base_backoff_ms == 0 || self.outbox.send_timeout_ms == 0 {
+            return Err(invalid("outbox", "backoff and timeout must be positive"));
+        }
+        Ok(())
+    }
+
+    pub fn didcomm_listen(&self) -> Result<SocketAddr, ConfigError> {
+        self.didcomm.listen.parse().map_err(|_| {
+            invalid(
+                "didcomm.listen",
+                format!("{:?} is not host:port", self.didcomm.listen),
+            )
+        })
+    }
+
+    pub fn grpc_listen(&self) -> Result<SocketAddr, ConfigError> {
+        self.grpc.listen.parse().map_err(|_| {
+            invalid(
+                "grpc.listen",
+                format!("{:?} is not host:port", self.grpc.listen),
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        let c: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: "t".into(),
+            message: e.to_string(),
+        })?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    #[test]
+    fn shipped_agent_toml_is_valid() {
+        parse(include_str!("../agent.toml")).unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let e = parse("[storage]\npaht = \"x\"\n").unwrap_err().to_string();
+        assert!(e.contains("paht"), "{e}");
+        let e = parse("[didcomm]\nlisten = \"nope\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("didcomm.listen"), "{e}");
+        let e = parse("[log]\nformat = \"xml\"\n").unwrap_err().to_string();
+        assert!(e.contains("log.format"), "{e}");
+        let e = parse("[didcomm]\npublic_endpoint = \"ftp://x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("public_endpoint"), "{e}");
+    }
+
+    #[test]
+    fn environment_overrides_config() {
+        let mut c = Config::default();
+        c.apply_env(|v| match v {
+            "AGENTD_GRPC_LISTEN" => Some("127.0.0.1:1".into()),
+            "AGENTD_DIDCOMM_MAX_BODY_BYTES" => Some("2048".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(c.grpc.listen, "127.0.0.1:1");
+        assert_eq!(c.didcomm.max_body_bytes, 2048);
+        let e = c
+            .apply_env(|v| (v == "AGENTD_OUTBOX_MAX_RETRIES").then(|| "many".into()))
+            .unwrap_err();
+        assert!(e.to_string().contains("outbox.max_retries"));
+    }
+}

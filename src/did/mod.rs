@@ -1,0 +1,209 @@
+//! DIDs: create and resolve `did:key` (Ed25519) and `did:peer:2`, offline.
+//!
+//! Resolution yields the few facts the agent acts on (signing key,
+//! key-agreement key, DIDComm endpoint) plus a DID document for display.
+
+mod key;
+mod multikey;
+mod peer;
+
+pub use key::did_key_from_ed25519;
+pub use peer::create_peer2;
+
+use serde_json::{Value, json};
+
+/// Why a DID or DID URL could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum DidError {
+    #[error("unsupported DID method in `{0}` (did:key and did:peer:2 are supported)")]
+    UnsupportedMethod(String),
+    #[error("malformed DID `{did}`: {reason}")]
+    Malformed { did: String, reason: String },
+    #[error("DID `{did}` has no key `{kid}`")]
+    UnknownKey { did: String, kid: String },
+}
+
+impl DidError {
+    fn malformed(did: &str, reason: impl Into<String>) -> Self {
+        DidError::Malformed {
+            did: did.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// A verification method: its full DID URL and raw 32-byte public key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerificationKey {
+    pub kid: String,
+    pub public: [u8; 32],
+}
+
+/// A DIDCommMessaging service entry.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DidCommService {
+    pub uri: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accept: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routing_keys: Vec<String>,
+}
+
+/// What resolving a DID tells us.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedDid {
+    pub did: String,
+    /// Ed25519 keys for authentication / assertion.
+    pub signing: Vec<VerificationKey>,
+    /// X25519 keys for DIDComm key agreement.
+    pub agreement: Vec<VerificationKey>,
+    pub services: Vec<DidCommService>,
+}
+
+impl ResolvedDid {
+    /// The key-agreement key named by `kid` (a DID URL of this DID).
+    pub fn agreement_key(&self, kid: &str) -> Result<&VerificationKey, DidError> {
+        find_key(&self.did, &self.agreement, kid)
+    }
+
+    /// The signing key named by `kid` (a DID URL of this DID).
+    pub fn signing_key(&self, kid: &str) -> Result<&VerificationKey, DidError> {
+        find_key(&self.did, &self.signing, kid)
+    }
+
+    /// Where DIDComm messages for this DID go, if it names an endpoint.
+    pub fn endpoint(&self) -> Option<&str> {
+        self.services.first().map(|s| s.uri.as_str())
+    }
+
+    /// The DID document, as JSON, with Multikey verification methods.
+    pub fn document(&self) -> Value {
+        let method = |k: &VerificationKey, codec: multikey::Codec| {
+            json!({
+                "id": k.kid,
+                "type": "Multikey",
+                "controller": self.did,
+                "publicKeyMultibase": multikey::encode(codec, &k.public),
+            })
+        };
+        let ids = |keys: &[VerificationKey]| keys.iter().map(|k| k.kid.clone()).collect::<Vec<_>>();
+        let mut vms: Vec<Value> = self
+            .signing
+            .iter()
+            .map(|k| method(k, multikey::Codec::Ed25519))
+            .collect();
+        vms.extend(
+            self.agreement
+                .iter()
+                .map(|k| method(k, multikey::Codec::X25519)),
+        );
+        let services: Vec<Value> = self
+            .services
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                json!({
+                    "id": peer::service_id(&self.did, i),
+                    "type": "DIDCommMessaging",
+                    "serviceEndpoint": s,
+                })
+            })
+            .collect();
+        json!({
+            "@context": ["https://www.w3.org/ns/did/v1", "https://w3id.org/security/multikey/v1"],
+            "id": self.did,
+            "verificationMethod": vms,
+            "authentication": ids(&self.signing),
+            "assertionMethod": ids(&self.signing),
+            "keyAgreement": ids(&self.agreement),
+            "service": services,
+        })
+    }
+}
+
+/// Accepts the full DID URL, or a bare fragment, or the key's multibase as
+/// fragment with or without its `z` (peers differ on which they put in `kid`).
+fn find_key<'a>(
+    did: &str,
+    keys: &'a [VerificationKey],
+    kid: &str,
+) -> Result<&'a VerificationKey, DidError> {
+    let unknown = || DidError::UnknownKey {
+        did: did.to_string(),
+        kid: kid.to_string(),
+    };
+    let (kid_did, fragment) = kid.split_once('#').ok_or_else(unknown)?;
+    if !kid_did.is_empty() && kid_did != did {
+        return Err(unknown());
+    }
+    keys.iter()
+        .find(|k| {
+            let own = k.kid.split_once('#').map(|(_, f)| f).unwrap_or_default();
+            own == fragment || multikey::matches_fragment(&k.public, fragment)
+        })
+        .ok_or_else(unknown)
+}
+
+/// Resolves a did:key or did:peer:2 (a DID URL's fragment and query are ignored).
+pub fn resolve(did_url: &str) -> Result<ResolvedDid, DidError> {
+    let did = did_of(did_url);
+    if did.starts_with("did:key:") {
+        key::resolve(did)
+    } else if did.starts_with("did:peer:2") {
+        peer::resolve(did)
+    } else {
+        Err(DidError::UnsupportedMethod(did.to_string()))
+    }
+}
+
+/// The DID part of a DID URL.
+pub fn did_of(did_url: &str) -> &str {
+    did_url.split(['#', '?']).next().unwrap_or(did_url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn find_key_accepts_the_common_kid_spellings() {
+        let public = [7u8; 32];
+        let mb = multikey::encode(multikey::Codec::X25519, &public);
+        let did = "did:example:x".to_string();
+        let resolved = ResolvedDid {
+            did: did.clone(),
+            signing: vec![],
+            agreement: vec![VerificationKey {
+                kid: format!("{did}#key-2"),
+                public,
+            }],
+            services: vec![],
+        };
+        for kid in [
+            format!("{did}#key-2"),
+            "#key-2".to_string(),
+            format!("{did}#{mb}"),
+            format!("{did}#{}", &mb[1..]),
+        ] {
+            assert_eq!(
+                resolved.agreement_key(&kid).unwrap().public,
+                public,
+                "{kid}"
+            );
+        }
+        for kid in [
+            format!("{did}#key-1"),
+            "did:example:other#key-2".to_string(),
+            "key-2".to_string(),
+        ] {
+            assert!(resolved.agreement_key(&kid).is_err(), "{kid}");
+        }
+    }
+
+    #[test]
+    fn unsupported_methods_are_named() {
+        let err = resolve("did:web:example.com").unwrap_err();
+        assert!(matches!(err, DidError::UnsupportedMethod(_)));
+        assert!(err.to_string().contains("did:web:example.com"));
+    }
+}

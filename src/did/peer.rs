@@ -1,0 +1,196 @@
+//! did:peer:2 (DIF Peer DID Method, numalgo 2): keys and services inline.
+//!
+//! Elements are `.V` (Ed25519 authentication), `.E` (X25519 key agreement)
+//! and `.S` (base64url JSON service with abbreviated names). Key ids are
+//! `#key-N` by order of appearance, services `#service`, `#service-1`, …
+
+use base64::Engine;
+use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
+use serde_json::{Map, Value, json};
+
+use super::multikey::{self, Codec};
+use super::{DidCommService, DidError, ResolvedDid, VerificationKey};
+
+/// A did:peer:2 with one Ed25519 `V`, one X25519 `E` and a DIDCommMessaging
+/// service at `endpoint` (the current abbreviated form, `s` an object).
+pub fn create_peer2(signing: &[u8; 32], agreement: &[u8; 32], endpoint: &str) -> String {
+    let service = json!({"t": "dm", "s": {"uri": endpoint, "a": ["didcomm/v2"]}});
+    format!(
+        "did:peer:2.V{}.E{}.S{}",
+        multikey::encode(Codec::Ed25519, signing),
+        multikey::encode(Codec::X25519, agreement),
+        URL_SAFE_NO_PAD.encode(service.to_string())
+    )
+}
+
+pub(super) fn service_id(did: &str, index: usize) -> String {
+    match index {
+        0 => format!("{did}#service"),
+        n => format!("{did}#service-{n}"),
+    }
+}
+
+pub(super) fn resolve(did: &str) -> Result<ResolvedDid, DidError> {
+    let elements = did
+        .strip_prefix("did:peer:2.")
+        .ok_or_else(|| DidError::malformed(did, "expected `did:peer:2.` followed by elements"))?;
+    let mut resolved = ResolvedDid {
+        did: did.to_string(),
+        signing: vec![],
+        agreement: vec![],
+        services: vec![],
+    };
+    let mut key_index = 0;
+    for element in elements.split('.') {
+        let mut chars = element.chars();
+        let purpose = chars.next();
+        let value = chars.as_str();
+        match purpose {
+            Some('V') | Some('E') => {
+                key_index += 1;
+                let kid = format!("{did}#key-{key_index}");
+                if purpose == Some('V') {
+                    let public = multikey::decode(did, Codec::Ed25519, value)?;
+                    ed25519_dalek::VerifyingKey::from_bytes(&public).map_err(|_| {
+                        DidError::malformed(did, "V key is not a valid Ed25519 public key")
+                    })?;
+                    resolved.signing.push(VerificationKey { kid, public });
+                } else {
+                    let public = multikey::decode(did, Codec::X25519, value)?;
+                    resolved.agreement.push(VerificationKey { kid, public });
+                }
+            }
+            Some('S') => resolved.services.extend(decode_services(did, value)?),
+            // A, I and D purposes carry keys we have no use for; other letters are errors.
+            Some('A') | Some('I') | Some('D') => key_index += 1,
+            _ => return Err(DidError::malformed(did, format!("bad element `{element}`"))),
+        }
+    }
+    if resolved.signing.is_empty() && resolved.agreement.is_empty() {
+        return Err(DidError::malformed(did, "no keys"));
+    }
+    Ok(resolved)
+}
+
+fn decode_services(did: &str, encoded: &str) -> Result<Vec<DidCommService>, DidError> {
+    let bad = |why: &str| DidError::malformed(did, format!("service: {why}"));
+    let bytes = URL_SAFE_NO_PAD
+        .decode(encoded)
+        .or_else(|_| URL_SAFE.decode(encoded))
+        .map_err(|_| bad("not base64url"))?;
+    let value: Value = serde_json::from_slice(&bytes).map_err(|_| bad("not JSON"))?;
+    let entries = match value {
+        Value::Array(entries) => entries,
+        single => vec![single],
+    };
+    entries
+        .iter()
+        .map(|entry| {
+            let entry = entry.as_object().ok_or_else(|| bad("not an object"))?;
+            let t = entry.get("t").or_else(|| entry.get("type"));
+            if !matches!(t.and_then(Value::as_str), Some("dm" | "DIDCommMessaging")) {
+                return Err(bad("type is not DIDCommMessaging"));
+            }
+            // Older DIDs put uri/r/a at the top level with `s` a string.
+            let (uri, fields): (&str, &Map<String, Value>) = match entry.get("s") {
+                Some(Value::String(uri)) => (uri, entry),
+                Some(Value::Object(s)) => (
+                    s.get("uri")
+                        .and_then(Value::as_str)
+                        .ok_or_else(|| bad("no uri"))?,
+                    s,
+                ),
+                _ => return Err(bad("no serviceEndpoint")),
+            };
+            let strings = |key: &str| -> Vec<String> {
+                fields
+                    .get(key)
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(String::from))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            Ok(DidCommService {
+                uri: uri.to_string(),
+                accept: strings("a"),
+                routing_keys: strings("r"),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The numalgo 2 example of the DIF peer DID spec and its reference
+    /// resolvers (peer-did-python/-jvm/-dotnet fixtures).
+    const SPEC_DID: &str = concat!(
+        "did:peer:2.Ez6LSbysY2xFMRpGMhb7tFTLMpeuPRaqaWM1yECx2AtzE3KCc",
+        ".Vz6MkqRYqQiSgvZQdnBytw86Qbs2ZWUkGv22od935YF4s8M7V",
+        ".Vz6MkgoLTnTypo3tDRwCkZXSccTPHRLhF4ZnjhueYAFpEX6vg",
+        ".SeyJ0IjoiZG0iLCJzIjoiaHR0cHM6Ly9leGFtcGxlLmNvbS9lbmRwb2ludCIsInIiOlsiZGlkOmV4YW1wbGU6c29tZW1lZGlhdG9yI3NvbWVrZXkiXSwiYSI6WyJkaWRjb21tL3YyIiwiZGlkY29tbS9haXAyO2Vudj1yZmM1ODciXX0"
+    );
+
+    #[test]
+    fn resolves_the_spec_example() {
+        let r = super::super::resolve(SPEC_DID).unwrap();
+        assert_eq!(r.agreement.len(), 1);
+        assert_eq!(r.agreement[0].kid, format!("{SPEC_DID}#key-1"));
+        assert_eq!(
+            multikey::encode(Codec::X25519, &r.agreement[0].public),
+            "z6LSbysY2xFMRpGMhb7tFTLMpeuPRaqaWM1yECx2AtzE3KCc"
+        );
+        let kids: Vec<_> = r.signing.iter().map(|k| k.kid.clone()).collect();
+        assert_eq!(
+            kids,
+            [format!("{SPEC_DID}#key-2"), format!("{SPEC_DID}#key-3")]
+        );
+        assert_eq!(
+            r.services,
+            [DidCommService {
+                uri: "https://example.com/endpoint".into(),
+                accept: vec!["didcomm/v2".into(), "didcomm/aip2;env=rfc587".into()],
+                routing_keys: vec!["did:example:somemediator#somekey".into()],
+            }]
+        );
+        let doc = r.document();
+        assert_eq!(doc["service"][0]["id"], format!("{SPEC_DID}#service"));
+    }
+
+    #[test]
+    fn create_then_resolve_round_trips() {
+        let signing = ed25519_dalek::SigningKey::from_bytes(&[3; 32])
+            .verifying_key()
+            .to_bytes();
+        let agreement = [9u8; 32];
+        let did = create_peer2(&signing, &agreement, "http://127.0.0.1:9/didcomm");
+        let r = super::super::resolve(&did).unwrap();
+        assert_eq!(r.signing[0].public, signing);
+        assert_eq!(r.signing[0].kid, format!("{did}#key-1"));
+        assert_eq!(r.agreement[0].public, agreement);
+        assert_eq!(r.agreement[0].kid, format!("{did}#key-2"));
+        assert_eq!(r.endpoint(), Some("http://127.0.0.1:9/didcomm"));
+        assert_eq!(r.services[0].accept, ["didcomm/v2"]);
+    }
+
+    #[test]
+    fn malformed_peer_dids_are_rejected() {
+        for did in [
+            "did:peer:2",
+            "did:peer:2.",
+            "did:peer:2.Xz6Mkq",
+            "did:peer:2.Vz6LSbysY2xFMRpGMhb7tFTLMpeuPRaqaWM1yECx2AtzE3KCc",
+            "did:peer:2.Ez6LSbysY2xFMRpGMhb7tFTLMpeuPRaqaWM1yECx2AtzE3KCc.S!!!",
+            "did:peer:2.Ez6LSbysY2xFMRpGMhb7tFTLMpeuPRaqaWM1yECx2AtzE3KCc.SeyJ0IjoieCJ9",
+        ] {
+            assert!(
+                matches!(super::super::resolve(did), Err(DidError::Malformed { .. })),
+                "{did}"
+            );
+        }
+    }
+}

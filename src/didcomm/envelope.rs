@@ -1,0 +1,258 @@
+//! Pack and unpack DIDComm v2.1 envelopes (authcrypt, anoncrypt, signed) with
+//! the keys of our wallets and the offline did:key / did:peer resolver.
+
+use affinidi_crypto::jose::key_agreement::{Curve, PublicKeyAgreement};
+use affinidi_messaging_didcomm::jwe::{decrypt, encrypt};
+use affinidi_messaging_didcomm::jws::{sign, verify};
+use affinidi_messaging_didcomm::{DIDCommError, SenderKey};
+use serde_json::Value;
+
+use super::Message;
+use crate::crypto::KeyStore;
+use crate::did::{self, DidError};
+use crate::error::{Error, Result};
+use crate::store::{DidRecord, Store};
+
+/// Why an envelope was refused. Each maps to a 4xx on `POST /didcomm`.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvelopeError {
+    #[error("body is not JSON: {0}")]
+    NotJson(String),
+    #[error("not a DIDComm envelope: {0}")]
+    Malformed(String),
+    #[error("no recipient of this message is a DID held here")]
+    UnknownRecipient,
+    #[error("sender cannot be resolved: {0}")]
+    UnknownSender(DidError),
+    #[error("decryption failed (tampered or not for this key): {0}")]
+    Decryption(String),
+    #[error("signature verification failed: {0}")]
+    BadSignature(String),
+    #[error("sender mismatch: {0}")]
+    SenderMismatch(String),
+    #[error("message is addressed to {0:?}, not to the DID it was encrypted for")]
+    RecipientMismatch(Vec<String>),
+    #[error("message expired at {0}")]
+    Expired(u64),
+    #[error("plaintext is not a DIDComm message: {0}")]
+    BadPlaintext(String),
+}
+
+/// An unpacked, checked message.
+#[derive(Debug)]
+pub struct Unpacked {
+    pub message: Message,
+    /// Our DID it was encrypted to (and the wallet holding it).
+    pub recipient: DidRecord,
+    /// The sender DID, proven by authcrypt or signature; `None` for anoncrypt.
+    pub sender: Option<String>,
+}
+
+/// Packs and unpacks with the keys in our key store.
+#[derive(Clone)]
+pub struct Envelopes {
+    keys: KeyStore,
+    store: Store,
+}
+
+fn x25519(public: &[u8; 32]) -> PublicKeyAgreement {
+    PublicKeyAgreement::from_raw_bytes(Curve::X25519, public).expect("32 bytes is an X25519 key")
+}
+
+fn lib_err(e: DIDCommError) -> Error {
+    Error::Internal(format!("DIDComm: {e}"))
+}
+
+impl Envelopes {
+    pub fn new(keys: KeyStore, store: Store) -> Self {
+        Envelopes { keys, store }
+    }
+
+    /// Authcrypt (ECDH-1PU+A256KW, A256CBC-HS512) from our DID `from` to `to`.
+    pub fn pack_authcrypt(&self, from: &DidRecord, to: &str, msg: &Message) -> Result<String> {
+        let ours = did::resolve(&from.did)?;
+        let sender_kid = &ours.agreement[0].kid;
+        let private = self
+            .keys
+            .agreement_secret(&from.wallet_id, &from.agreement_key_id)?;
+        let theirs = did::resolve(to)?;
+        let recipient = theirs
+            .agreement
+            .first()
+            .ok_or_else(|| Error::InvalidArgument(format!("{to} has no key-agreement key")))?;
+        let public = x25519(&recipient.public);
+        encrypt::authcrypt(
+            msg.to_json().as_bytes(),
+            sender_kid,
+            &private,
+            &[(recipient.kid.as_str(), &public)],
+        )
+        .map_err(lib_err)
+    }
+
+    /// Anoncrypt (ECDH-ES+A256KW, A256CBC-HS512) to `to`.
+    pub fn pack_anoncrypt(&self, to: &str, msg: &Message) -> Result<String> {
+        let theirs = did::resolve(to)?;
+        let recipient = theirs
+            .agreement
+            .first()
+            .ok_or_else(|| Error::InvalidArgument(format!("{to} has no key-agreement key")))?;
+        let public = x25519(&recipient.public);
+        encrypt::anoncrypt(
+            msg.to_json().as_bytes(),
+            &[(recipient.kid.as_str(), &public)],
+        )
+        .map_err(lib_err)
+    }
+
+    /// A JWS (EdDSA) signed by our DID `from`.
+    pub fn pack_signed(&self, from: &DidRecord, msg: &Message) -> Result<String> {
+        let ours = did::resolve(&from.did)?;
+        let secret = self
+            .keys
+            .signing_secret(&from.wallet_id, &from.signing_key_id)?;
+        sign::sign_ed25519(msg.to_json().as_bytes(), &ours.signing[0].kid, &secret).map_err(lib_err)
+    }
+
+    /// Opens an encrypted or signed envelope addressed to one of our DIDs and
+    /// checks sender and recipient binding and expiry.
+    pub fn unpack(&self, packed: &[u8]) -> Result<Unpacked, EnvelopeError> {
+        let text =
+            std::str::from_utf8(packed).map_err(|e| EnvelopeError::NotJson(e.to_string()))?;
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| EnvelopeError::NotJson(e.to_string()))?;
+        if value.get("ciphertext").is_some() && value.get("recipients").is_some() {
+            self.unpack_jwe(text, &value)
+        } else if value.get("payload").is_some() && value.get("signatures").is_some() {
+            let (message, signer) = verify_jws(text)?;
+            let recipient = message
+                .to
+                .iter()
+                .find_map(|to| self.store.did_owner(to).ok().flatten())
+                .ok_or(EnvelopeError::UnknownRecipient)?;
+            finish(message, recipient, Some(signer))
+        } else {
+            Err(EnvelopeError::Malformed(
+                "neither a JWE (ciphertext, recipients) nor a JWS (payload, signatures)".into(),
+            ))
+        }
+    }
+
+    fn unpack_jwe(&self, text: &str, value: &Value) -> Result<Unpacked, EnvelopeError> {
+        let kids = value["recipients"]
+            .as_array()
+            .ok_or_else(|| EnvelopeError::Malformed("recipients is not an array".into()))?
+            .iter()
+            .filter_map(|r| r["header"]["kid"].as_str());
+        let (kid, recipient) = kids
+            .filter_map(|kid| {
+                let rec = self.store.did_owner(did::did_of(kid)).ok().flatten()?;
+                let resolved = did::resolve(&rec.did).ok()?;
+                resolved.agreement_key(kid).ok()?;
+                Some((kid.to_string(), rec))
+            })
+            .next()
+            .ok_or(EnvelopeError::UnknownRecipient)?;
+        let private = self
+            .keys
+            .agreement_secret(&recipient.wallet_id, &recipient.agreement_key_id)
+            .map_err(|e| EnvelopeError::Decryption(e.to_string()))?;
+
+        let skid = decrypt::authcrypt_sender_kid(text)
+            .map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
+        let sender_public = match &skid {
+            Some(skid) => {
+                let resolved = did::resolve(skid).map_err(EnvelopeError::UnknownSender)?;
+                let key = resolved
+                    .agreement_key(skid)
+                    .map_err(EnvelopeError::UnknownSender)?;
+                Some(x25519(&key.public))
+            }
+            None => None,
+        };
+        let sender_key = skid
+            .as_deref()
+            .zip(sender_public.as_ref())
+            .map(|(kid, public)| SenderKey::new(kid, public));
+        let decrypted = decrypt::decrypt_bound(text, &kid, &private, sender_key)
+            .map_err(|e| EnvelopeError::Decryption(e.to_string()))?;
+
+        let inner: Value = serde_json::from_slice(&decrypted.plaintext)
+            .map_err(|e| EnvelopeError::BadPlaintext(e.to_string()))?;
+        let (message, signer) =
+            if inner.get("payload").is_some() && inner.get("signatures").is_some() {
+                let jws = std::str::from_utf8(&decrypted.plaintext)
+                    .map_err(|e| EnvelopeError::BadPlaintext(e.to_string()))?;
+                let (m, signer) = verify_jws(jws)?;
+                (m, Some(signer))
+            } else {
+                let m: Message = serde_json::from_value(inner)
+                    .map_err(|e| EnvelopeError::BadPlaintext(e.to_string()))?;
+                (m, None)
+            };
+        let skid_did = skid.as_deref().map(|s| did::did_of(s).to_string());
+        if let (Some(a), Some(b)) = (&skid_did, &signer)
+            && a != b
+        {
+            return Err(EnvelopeError::SenderMismatch(format!(
+                "encrypted by {a} but signed by {b}"
+            )));
+        }
+        finish(message, recipient, skid_did.or(signer))
+    }
+}
+
+/// Checks that bind the plaintext to its envelope: the authenticated sender
+/// is the `from`, the recipient is in `to`, and the message has not expired.
+fn finish(
+    message: Message,
+    recipient: DidRecord,
+    sender: Option<String>,
+) -> Result<Unpacked, EnvelopeError> {
+    if let Some(sender) = &sender
+        && message.from.as_deref() != Some(sender.as_str())
+    {
+        return Err(EnvelopeError::SenderMismatch(format!(
+            "`from` is {:?} but the envelope was made by {sender}",
+            message.from
+        )));
+    }
+    if !message.to.is_empty() && !message.to.iter().any(|t| did::did_of(t) == recipient.did) {
+        return Err(EnvelopeError::RecipientMismatch(message.to));
+    }
+    if let Some(expires) = message.expires_time
+        && expires < crate::now_secs()
+    {
+        return Err(EnvelopeError::Expired(expires));
+    }
+    if message.id.is_empty() || message.typ.is_empty() {
+        return Err(EnvelopeError::BadPlaintext("empty id or type".into()));
+    }
+    Ok(Unpacked {
+        message,
+        recipient,
+        sender,
+    })
+}
+
+/// Verifies a JWS by its first signature's key; returns the message and signer DID.
+fn verify_jws(jws: &str) -> Result<(Message, String), EnvelopeError> {
+    let parsed = verify::parse_jws(jws).map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
+    let sig = parsed
+        .signatures
+        .first()
+        .ok_or_else(|| EnvelopeError::Malformed("JWS has no signature".into()))?;
+    let kid = sig
+        .kid
+        .as_deref()
+        .ok_or_else(|| EnvelopeError::Malformed("JWS signature has no kid".into()))?;
+    let resolved = did::resolve(kid).map_err(EnvelopeError::UnknownSender)?;
+    let key = resolved
+        .signing_key(kid)
+        .map_err(EnvelopeError::UnknownSender)?;
+    verify::verify_parsed_signature(sig, &verify::VerifyKey::Ed25519(key.public))
+        .map_err(|e| EnvelopeError::BadSignature(e.to_string()))?;
+    let message: Message = serde_json::from_slice(&parsed.payload)
+        .map_err(|e| EnvelopeError::BadPlaintext(e.to_string()))?;
+    Ok((message, resolved.did))
+}

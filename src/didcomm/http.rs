@@ -1,0 +1,81 @@
+//! The DIDComm HTTP transport: `POST /didcomm` answers 202 once the message
+//! is durably in the inbox, a 4xx naming the problem otherwise.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use super::{ENCRYPTED_MEDIA_TYPE, EnvelopeError, inbox};
+use crate::Core;
+use crate::error::Error;
+
+pub async fn serve(core: Core, listener: TcpListener, shutdown: CancellationToken) {
+    let limit = core.config.didcomm.max_body_bytes;
+    let app = Router::new()
+        .route("/didcomm", post(receive))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(core);
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+    {
+        tracing::error!(error = %e, "DIDComm HTTP server failed");
+    }
+}
+
+async fn receive(State(core): State<Core>, headers: HeaderMap, body: Bytes) -> Response {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::trim)
+        .unwrap_or("");
+    if !content_type.eq_ignore_ascii_case(ENCRYPTED_MEDIA_TYPE) {
+        return problem(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            &format!("content type must be {ENCRYPTED_MEDIA_TYPE}, got {content_type:?}"),
+        );
+    }
+    match inbox::receive(&core, &body).await {
+        Ok(_) => StatusCode::ACCEPTED.into_response(),
+        Err(Error::Envelope(e)) => {
+            tracing::info!(error = %e, "refused inbound message");
+            let (status, code) = envelope_status(&e);
+            problem(status, code, &e.to_string())
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "storing inbound message failed");
+            problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error",
+            )
+        }
+    }
+}
+
+fn envelope_status(e: &EnvelopeError) -> (StatusCode, &'static str) {
+    match e {
+        EnvelopeError::NotJson(_) => (StatusCode::BAD_REQUEST, "not_json"),
+        EnvelopeError::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed_envelope"),
+        EnvelopeError::UnknownRecipient => (StatusCode::NOT_FOUND, "unknown_recipient"),
+        EnvelopeError::UnknownSender(_) => (StatusCode::BAD_REQUEST, "unknown_sender"),
+        EnvelopeError::Decryption(_) => (StatusCode::BAD_REQUEST, "decryption_failed"),
+        EnvelopeError::BadSignature(_) => (StatusCode::BAD_REQUEST, "bad_signature"),
+        EnvelopeError::SenderMismatch(_) => (StatusCode::BAD_REQUEST, "sender_mismatch"),
+        EnvelopeError::RecipientMismatch(_) => (StatusCode::BAD_REQUEST, "recipient_mismatch"),
+        EnvelopeError::Expired(_) => (StatusCode::BAD_REQUEST, "expired"),
+        EnvelopeError::BadPlaintext(_) => (StatusCode::BAD_REQUEST, "bad_plaintext"),
+    }
+}
+
+fn problem(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = serde_json::json!({ "error": code, "message": message });
+    (status, axum::Json(body)).into_response()
+}

@@ -1,0 +1,165 @@
+//! The durable outbox: messages are written in the transaction that caused
+//! them, then packed (authcrypt) and delivered with exponential backoff. A
+//! recipient held by this daemon gets the same envelope without the network.
+
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::{ENCRYPTED_MEDIA_TYPE, Message, inbox};
+use crate::Core;
+use crate::did;
+use crate::error::{Error, Result};
+use crate::store::{OutboxEntry, StoreTx};
+
+/// Adds `msg` from our DID `from` to `to` to the outbox inside `tx`.
+pub fn enqueue(tx: &StoreTx, wallet: &str, from: &str, to: &str, msg: &Message) -> Result<()> {
+    let mut msg = msg.clone();
+    msg.from = Some(from.to_string());
+    msg.to = vec![to.to_string()];
+    tx.put_outbox(&OutboxEntry {
+        // The message id keys the entry, so a handler that runs twice writes it once.
+        id: msg.id.clone(),
+        wallet_id: wallet.to_string(),
+        from: from.to_string(),
+        to: to.to_string(),
+        message: msg.to_json(),
+        attempts: 0,
+        next_attempt_ms: 0,
+        last_error: None,
+        created_at_ms: crate::now_ms(),
+    })
+}
+
+const MAX_IN_FLIGHT: usize = 64;
+const MAX_BACKOFF_MS: u64 = 5 * 60 * 1000;
+
+/// Delivers due entries until shutdown.
+pub async fn run(core: Core, shutdown: CancellationToken) {
+    loop {
+        let wake = core.outbox_wake.notified();
+        let now = crate::now_ms();
+        let entries = core.store.outbox_all().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "reading the outbox failed");
+            Vec::new()
+        });
+        let (due, later): (Vec<_>, Vec<_>) =
+            entries.into_iter().partition(|e| e.next_attempt_ms <= now);
+        let mut sends = JoinSet::new();
+        for entry in due {
+            if sends.len() >= MAX_IN_FLIGHT {
+                sends.join_next().await;
+            }
+            let core = core.clone();
+            sends.spawn(async move { attempt(&core, entry).await });
+        }
+        while sends.join_next().await.is_some() {}
+        let sleep = later
+            .iter()
+            .map(|e| e.next_attempt_ms)
+            .min()
+            .map(|t| Duration::from_millis((t - crate::now_ms()).max(1) as u64))
+            .unwrap_or(Duration::from_secs(3600));
+        if shutdown.is_cancelled() {
+            return;
+        }
+        tokio::select! {
+            _ = wake => {}
+            _ = tokio::time::sleep(sleep) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+async fn attempt(core: &Core, mut entry: OutboxEntry) {
+    let span =
+        tracing::info_span!("outbound", wallet = %entry.wallet_id, id = %entry.id, to = %entry.to);
+    let _enter = span.enter();
+    drop(_enter);
+    match deliver(core, &entry).await {
+        Ok(()) => {
+            if let Err(e) = core.store.transact(|tx| tx.remove_outbox(&entry.id)) {
+                tracing::error!(parent: &span, error = %e, "removing a delivered message failed");
+            }
+        }
+        Err(e) => {
+            entry.attempts += 1;
+            entry.last_error = Some(e.to_string());
+            let max = core.config.outbox.max_retries;
+            let result = if entry.attempts > max {
+                tracing::warn!(parent: &span, error = %e, attempts = entry.attempts, "delivery failed; giving up");
+                core.store.transact(|tx| tx.bury_outbox(&entry))
+            } else {
+                let delay = backoff(core.config.outbox.base_backoff_ms, entry.attempts);
+                entry.next_attempt_ms = crate::now_ms() + delay as i64;
+                tracing::info!(parent: &span, error = %e, attempts = entry.attempts, retry_in_ms = delay, "delivery failed; will retry");
+                core.store.transact(|tx| tx.put_outbox(&entry))
+            };
+            if let Err(e) = result {
+                tracing::error!(parent: &span, error = %e, "recording a delivery failure failed");
+            }
+        }
+    }
+}
+
+/// base · 2^(attempt-1), ±25% jitter, capped.
+fn backoff(base_ms: u64, attempt: u32) -> u64 {
+    let exp = base_ms.saturating_mul(1u64 << (attempt.saturating_sub(1)).min(20));
+    let capped = exp.min(MAX_BACKOFF_MS);
+    let jitter = rand::random_range(0.75..1.25);
+    ((capped as f64) * jitter) as u64
+}
+
+async fn deliver(core: &Core, entry: &OutboxEntry) -> Result<()> {
+    let message: Message = serde_json::from_str(&entry.message)
+        .map_err(|e| Error::Internal(format!("stored outbox message: {e}")))?;
+    let from = core.store.did(&entry.wallet_id, &entry.from)?;
+    let packed = core.envelopes.pack_authcrypt(&from, &entry.to, &message)?;
+    if core.store.did_owner(&entry.to)?.is_some() {
+        inbox::receive(core, packed.as_bytes()).await?;
+        return Ok(());
+    }
+    let endpoint = did::resolve(&entry.to)?
+        .endpoint()
+        .map(str::to_string)
+        .ok_or_else(|| {
+            Error::FailedPrecondition(format!("{} has no DIDComm endpoint", entry.to))
+        })?;
+    let response = core
+        .http
+        .post(&endpoint)
+        .header(reqwest::header::CONTENT_TYPE, ENCRYPTED_MEDIA_TYPE)
+        .body(packed)
+        .send()
+        .await
+        .map_err(|e| Error::Internal(format!("POST {endpoint}: {e}")))?;
+    let status = response.status();
+    if status.is_success() {
+        Ok(())
+    } else {
+        let body = response.text().await.unwrap_or_default();
+        Err(Error::Internal(format!(
+            "POST {endpoint}: {status} {}",
+            body.chars().take(200).collect::<String>()
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::backoff;
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_is_capped() {
+        for attempt in 1..=6u32 {
+            let nominal = 500u64 << (attempt - 1);
+            let d = backoff(500, attempt);
+            assert!(
+                d >= nominal * 3 / 4 && d <= nominal * 5 / 4,
+                "{attempt}: {d}"
+            );
+        }
+        assert!(backoff(500, 60) <= super::MAX_BACKOFF_MS * 5 / 4);
+    }
+}

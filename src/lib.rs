@@ -1,0 +1,165 @@
+//! agentd: a DIDComm v2 peer agent daemon.
+//!
+//! [`Agent::start`] opens the store, binds the DIDComm HTTP listener and the
+//! gRPC control plane, and starts the inbox and outbox workers;
+//! [`RunningAgent::shutdown`] stops accepting, drains and flushes.
+
+pub mod config;
+pub mod crypto;
+pub mod did;
+pub mod didcomm;
+pub mod error;
+pub mod protocols;
+pub mod rpc;
+pub mod store;
+pub mod wallet;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::crypto::{KeyStore, MasterKey};
+use crate::didcomm::{Envelopes, Waiters};
+use crate::error::{Error, Result};
+use crate::store::Store;
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+pub fn now_secs() -> u64 {
+    (now_ms() / 1000) as u64
+}
+
+/// The parts every handler needs; cheap to clone.
+#[derive(Clone)]
+pub struct Core {
+    pub(crate) store: Store,
+    pub(crate) keys: KeyStore,
+    pub(crate) envelopes: Envelopes,
+    pub(crate) config: Arc<Config>,
+    /// Our public DIDComm endpoint, as written into our did:peer:2 DIDs.
+    pub(crate) endpoint: String,
+    pub(crate) inbox_wake: Arc<tokio::sync::Notify>,
+    pub(crate) outbox_wake: Arc<tokio::sync::Notify>,
+    pub(crate) waiters: Waiters,
+    pub(crate) http: reqwest::Client,
+}
+
+pub struct Agent;
+
+/// A started agent: its bound addresses and the handle to stop it.
+pub struct RunningAgent {
+    pub didcomm_addr: SocketAddr,
+    pub grpc_addr: SocketAddr,
+    pub endpoint: String,
+    shutdown: CancellationToken,
+    tasks: JoinSet<()>,
+    store: Store,
+}
+
+impl Agent {
+    /// Opens storage, binds both listeners and starts serving. `master_key`
+    /// is the value of AGENTD_MASTER_KEY, if set.
+    pub async fn start(config: Config, master_key: Option<&str>) -> Result<RunningAgent> {
+        config
+            .validate()
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let master = MasterKey::load(master_key, &config.keys.master_key_file)?;
+        let didcomm_listener = bind(config.didcomm_listen().expect("validated")).await?;
+        let grpc_listener = bind(config.grpc_listen().expect("validated")).await?;
+        let didcomm_addr = didcomm_listener.local_addr().map_err(io)?;
+        let grpc_addr = grpc_listener.local_addr().map_err(io)?;
+        let endpoint = config
+            .didcomm
+            .public_endpoint
+            .clone()
+            .unwrap_or_else(|| format!("http://{didcomm_addr}/didcomm"));
+
+        if let Some(dir) = config.storage.path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let store = Store::open(&config.storage.path)?;
+        let keys = KeyStore::open(master, store.clone())?;
+        // rustls needs one process-wide crypto provider; a second install is a no-op.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_millis(
+                config.outbox.send_timeout_ms,
+            ))
+            .build()
+            .map_err(|e| Error::Internal(format!("HTTP client: {e}")))?;
+        let core = Core {
+            envelopes: Envelopes::new(keys.clone(), store.clone()),
+            store: store.clone(),
+            keys,
+            config: Arc::new(config),
+            endpoint: endpoint.clone(),
+            inbox_wake: Default::default(),
+            outbox_wake: Default::default(),
+            waiters: Default::default(),
+            http,
+        };
+        wallet::ensure_default(&core)?;
+        store.durable().await?;
+
+        let shutdown = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        tasks.spawn(didcomm::http::serve(
+            core.clone(),
+            didcomm_listener,
+            shutdown.clone(),
+        ));
+        tasks.spawn(rpc::serve(core.clone(), grpc_listener, shutdown.clone()));
+        tasks.spawn(didcomm::inbox::run(core.clone(), shutdown.clone()));
+        tasks.spawn(didcomm::outbox::run(core.clone(), shutdown.clone()));
+        tracing::info!(%didcomm_addr, %grpc_addr, %endpoint, "agentd started");
+        Ok(RunningAgent {
+            didcomm_addr,
+            grpc_addr,
+            endpoint,
+            shutdown,
+            tasks,
+            store,
+        })
+    }
+}
+
+impl RunningAgent {
+    /// Stops accepting, lets in-flight requests and the workers finish their
+    /// current step, then flushes sled.
+    pub async fn shutdown(mut self) -> Result<()> {
+        self.shutdown.cancel();
+        while self.tasks.join_next().await.is_some() {}
+        self.store.flush()?;
+        tracing::info!("agentd stopped");
+        Ok(())
+    }
+
+    /// Runs until one of the servers stops on its own (an error), then shuts down.
+    pub async fn until_stopped(&mut self) {
+        self.tasks.join_next().await;
+    }
+
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::InvalidArgument(format!("cannot listen on {addr}: {e}")))
+}
+
+fn io(e: std::io::Error) -> Error {
+    Error::Internal(e.to_string())
+}

@@ -1,0 +1,68 @@
+//! The `agentd` binary: `agentd run --config agent.toml`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use agentd::Agent;
+use agentd::config::Config;
+
+#[derive(Parser)]
+#[command(name = "agentd", version, about = "A DIDComm v2 peer agent daemon")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon until SIGINT or SIGTERM.
+    Run {
+        #[arg(long, short, default_value = "agent.toml")]
+        config: PathBuf,
+    },
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { config } => run(config).await,
+    }
+}
+
+async fn run(path: PathBuf) -> anyhow::Result<()> {
+    let config = Config::load(&path)?;
+    init_logging(config.log.format == "json");
+    let master = std::env::var("AGENTD_MASTER_KEY").ok();
+    let mut agent = Agent::start(config, master.as_deref())
+        .await
+        .context("agentd could not start")?;
+    // One machine-readable line on stdout: scripts and tests read the ports here.
+    println!(
+        "agentd ready didcomm={} grpc={} endpoint={}",
+        agent.didcomm_addr, agent.grpc_addr, agent.endpoint
+    );
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = agent.until_stopped() => tracing::error!("a server stopped unexpectedly"),
+    }
+    agent.shutdown().await?;
+    Ok(())
+}

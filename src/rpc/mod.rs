@@ -1,0 +1,151 @@
+//! The gRPC control plane (`agent.v1`), with standard health and reflection.
+//! Library errors become `tonic::Status` here and only here ([`status`]).
+
+mod connection;
+mod did;
+mod wallet;
+
+pub mod proto {
+    tonic::include_proto!("agent.v1");
+    /// Encoded descriptors of `agent.v1`, served by reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/agent_v1_descriptor.bin"));
+}
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::metadata::MetadataValue;
+use tonic::{Request, Status};
+
+use crate::Core;
+use crate::error::Error;
+use proto::connection_service_server::ConnectionServiceServer;
+use proto::did_service_server::DidServiceServer;
+use proto::wallet_service_server::WalletServiceServer;
+
+pub async fn serve(core: Core, listener: TcpListener, shutdown: CancellationToken) {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<WalletServiceServer<wallet::Wallets>>()
+        .await;
+    health.set_serving::<DidServiceServer<did::Dids>>().await;
+    health
+        .set_serving::<ConnectionServiceServer<connection::Connections>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .expect("descriptor sets are valid");
+    let auth = ApiKey::new(core.config.grpc.api_key.as_deref());
+    let result = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(WalletServiceServer::with_interceptor(
+            wallet::Wallets(core.clone()),
+            auth.clone(),
+        ))
+        .add_service(DidServiceServer::with_interceptor(
+            did::Dids(core.clone()),
+            auth.clone(),
+        ))
+        .add_service(ConnectionServiceServer::with_interceptor(
+            connection::Connections(core),
+            auth,
+        ))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled())
+        .await;
+    if let Err(e) = result {
+        tracing::error!(error = %e, "gRPC server failed");
+    }
+}
+
+/// Requires `authorization: Bearer <key>` when an API key is configured.
+#[derive(Clone)]
+struct ApiKey {
+    expected: Option<Vec<u8>>,
+}
+
+impl ApiKey {
+    fn new(key: Option<&str>) -> Self {
+        ApiKey {
+            expected: key.map(|k| format!("Bearer {k}").into_bytes()),
+        }
+    }
+}
+
+impl tonic::service::Interceptor for ApiKey {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        let Some(expected) = &self.expected else {
+            return Ok(request);
+        };
+        let given = request
+            .metadata()
+            .get("authorization")
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
+        // Constant-time comparison so the key cannot be guessed byte by byte.
+        let same = given.len() == expected.len()
+            && given
+                .iter()
+                .zip(expected)
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        if same {
+            Ok(request)
+        } else {
+            Err(with_reason(
+                Status::unauthenticated("missing or wrong API key (authorization: Bearer <key>)"),
+                "UNAUTHENTICATED",
+            ))
+        }
+    }
+}
+
+fn with_reason(mut status: Status, reason: &'static str) -> Status {
+    status
+        .metadata_mut()
+        .insert("x-agentd-reason", MetadataValue::from_static(reason));
+    status
+}
+
+/// Maps a library error to a gRPC status with a machine-readable reason in
+/// the `x-agentd-reason` metadata. Internal details are logged, not returned.
+pub fn status(e: Error) -> Status {
+    use tonic::Code;
+    let (code, reason) = match &e {
+        Error::InvalidArgument(_) => (Code::InvalidArgument, "INVALID_ARGUMENT"),
+        Error::NotFound { .. } => (Code::NotFound, "NOT_FOUND"),
+        Error::AlreadyExists(_) => (Code::AlreadyExists, "ALREADY_EXISTS"),
+        Error::FailedPrecondition(_) => (Code::FailedPrecondition, "FAILED_PRECONDITION"),
+        Error::PermissionDenied(_) => (Code::PermissionDenied, "PERMISSION_DENIED"),
+        Error::Unsupported(_) => (Code::Unimplemented, "UNSUPPORTED"),
+        Error::DeadlineExceeded(_) => (Code::DeadlineExceeded, "DEADLINE_EXCEEDED"),
+        Error::Did(_) => (Code::InvalidArgument, "INVALID_DID"),
+        Error::Envelope(_) => (Code::InvalidArgument, "INVALID_MESSAGE"),
+        Error::Storage(_) | Error::Crypto(_) | Error::Internal(_) => (Code::Internal, "INTERNAL"),
+    };
+    let message = if code == Code::Internal {
+        tracing::error!(error = %e, "internal error");
+        "internal error (see the daemon log)".to_string()
+    } else {
+        e.to_string()
+    };
+    with_reason(Status::new(code, message), reason)
+}
+
+/// Page size from a request, checked against the maximum.
+fn page(p: &Option<proto::PageRequest>) -> Result<(u32, &str), Status> {
+    let (size, token) = p
+        .as_ref()
+        .map(|p| (p.page_size, p.page_token.as_str()))
+        .unwrap_or((0, ""));
+    if size as usize > crate::store::MAX_PAGE {
+        return Err(status(Error::InvalidArgument(format!(
+            "page_size {size} is over the maximum of {}",
+            crate::store::MAX_PAGE
+        ))));
+    }
+    Ok((size, token))
+}

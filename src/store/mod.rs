@@ -1,0 +1,319 @@
+//! Storage: one sled database, one tree per record kind, typed access only.
+//!
+//! Reads go through the `Store` methods; writes that must land together go
+//! through [`Store::transact`], which runs one sled transaction over every
+//! tree. [`Store::durable`] flushes with group commit: callers waiting at the
+//! same time share one `flush_async`.
+
+mod model;
+mod tx;
+
+pub use model::*;
+pub use tx::StoreTx;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::de::DeserializeOwned;
+use sled::Transactional;
+use sled::Tree;
+use sled::transaction::{ConflictableTransactionError, TransactionalTree};
+
+use crate::error::{Error, Result};
+
+/// The trees, in the order [`StoreTx`] sees them.
+#[derive(Clone, Copy)]
+#[repr(usize)]
+enum T {
+    Meta,
+    Wallets,
+    Keys,
+    Dids,
+    DidIndex,
+    Connections,
+    ConnByDid,
+    Inbox,
+    Seen,
+    Outbox,
+    Dead,
+}
+
+const TREE_NAMES: [&str; 11] = [
+    "meta",
+    "wallets",
+    "keys",
+    "dids",
+    "did_index",
+    "connections",
+    "conn_by_did",
+    "inbox",
+    "seen",
+    "outbox",
+    "dead",
+];
+
+/// Page size bounds for every list call.
+pub const MAX_PAGE: usize = 100;
+const DEFAULT_PAGE: usize = 20;
+
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: sled::Db,
+    trees: Vec<Tree>,
+    requested: AtomicU64,
+    flushed: AtomicU64,
+    flush_lock: tokio::sync::Mutex<()>,
+}
+
+/// A page of results and the token for the next one (empty at the end).
+pub struct Page<V> {
+    pub items: Vec<V>,
+    pub next_token: String,
+}
+
+fn key(parts: &[&str]) -> Vec<u8> {
+    parts.join("\0").into_bytes()
+}
+
+fn decode<V: DeserializeOwned>(bytes: &[u8]) -> Result<V> {
+    serde_json::from_slice(bytes).map_err(|e| Error::Storage(format!("corrupt record: {e}")))
+}
+
+fn encode<V: serde::Serialize>(v: &V) -> Vec<u8> {
+    serde_json::to_vec(v).expect("records serialize")
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Self> {
+        let db = sled::Config::new().path(path).open()?;
+        let trees = TREE_NAMES
+            .iter()
+            .map(|n| db.open_tree(n))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                db,
+                trees,
+                requested: AtomicU64::new(0),
+                flushed: AtomicU64::new(0),
+                flush_lock: tokio::sync::Mutex::new(()),
+            }),
+        })
+    }
+
+    fn tree(&self, t: T) -> &Tree {
+        &self.inner.trees[t as usize]
+    }
+
+    /// Runs `f` as one atomic sled transaction over all trees. `f` may run
+    /// more than once on conflict, so it must only touch the transaction.
+    pub fn transact<R>(&self, f: impl Fn(&StoreTx) -> Result<R>) -> Result<R> {
+        let r = self.inner.trees.as_slice().transaction(
+            |trees: &Vec<TransactionalTree>| -> std::result::Result<R, ConflictableTransactionError<Error>> {
+                f(&StoreTx::new(trees)).map_err(ConflictableTransactionError::Abort)
+            },
+        )?;
+        Ok(r)
+    }
+
+    /// Returns once everything written before the call is on disk. Concurrent
+    /// callers share a flush: the one holding the lock flushes for all.
+    pub async fn durable(&self) -> Result<()> {
+        let me = self.inner.requested.fetch_add(1, Ordering::SeqCst) + 1;
+        let _guard = self.inner.flush_lock.lock().await;
+        if self.inner.flushed.load(Ordering::SeqCst) >= me {
+            return Ok(());
+        }
+        let upto = self.inner.requested.load(Ordering::SeqCst);
+        self.inner.db.flush_async().await?;
+        self.inner.flushed.store(upto, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Flushes synchronously; used at shutdown.
+    pub fn flush(&self) -> Result<()> {
+        self.inner.db.flush()?;
+        Ok(())
+    }
+
+    pub fn next_id(&self) -> Result<u64> {
+        Ok(self.inner.db.generate_id()?)
+    }
+
+    fn get<V: DeserializeOwned>(&self, t: T, k: &[u8]) -> Result<Option<V>> {
+        self.tree(t).get(k)?.map(|v| decode(&v)).transpose()
+    }
+
+    fn page<V: DeserializeOwned>(
+        &self,
+        t: T,
+        prefix: &[u8],
+        page_size: u32,
+        token: &str,
+        keep: impl Fn(&V) -> bool,
+    ) -> Result<Page<V>> {
+        let size = match page_size as usize {
+            0 => DEFAULT_PAGE,
+            n => n.min(MAX_PAGE),
+        };
+        let start = if token.is_empty() {
+            prefix.to_vec()
+        } else {
+            let mut last = URL_SAFE_NO_PAD
+                .decode(token)
+                .ok()
+                .filter(|k| k.starts_with(prefix))
+                .ok_or_else(|| Error::InvalidArgument("page_token is not valid here".into()))?;
+            last.push(0);
+            last
+        };
+        let mut items = Vec::new();
+        let mut last_key = None;
+        for kv in self.tree(t).range(start..) {
+            let (k, v) = kv?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            let v: V = decode(&v)?;
+            if keep(&v) {
+                if items.len() == size {
+                    return Ok(Page {
+                        items,
+                        next_token: last_key
+                            .map(|k| URL_SAFE_NO_PAD.encode(k))
+                            .unwrap_or_default(),
+                    });
+                }
+                items.push(v);
+                last_key = Some(k);
+            }
+        }
+        Ok(Page {
+            items,
+            next_token: String::new(),
+        })
+    }
+
+    // ---- meta
+
+    pub fn meta(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.tree(T::Meta).get(name)?.map(|v| v.to_vec()))
+    }
+
+    // ---- wallets
+
+    pub fn wallet(&self, id: &str) -> Result<Wallet> {
+        self.get(T::Wallets, id.as_bytes())?
+            .ok_or_else(|| Error::not_found("wallet", id))
+    }
+
+    pub fn wallets(&self, page_size: u32, token: &str) -> Result<Page<Wallet>> {
+        self.page(T::Wallets, b"", page_size, token, |_| true)
+    }
+
+    // ---- keys
+
+    pub fn key(&self, wallet: &str, key_id: &str) -> Result<StoredKey> {
+        self.get(T::Keys, &key(&[wallet, key_id]))?
+            .ok_or_else(|| Error::not_found("key", key_id))
+    }
+
+    // ---- DIDs
+
+    pub fn did(&self, wallet: &str, did: &str) -> Result<DidRecord> {
+        self.get(T::Dids, &key(&[wallet, did]))?
+            .ok_or_else(|| Error::not_found("DID", did))
+    }
+
+    /// Which wallet holds `did`, if any wallet of this daemon does.
+    pub fn did_owner(&self, did: &str) -> Result<Option<DidRecord>> {
+        match self.tree(T::DidIndex).get(did)? {
+            Some(wallet) => self.get(T::Dids, &key(&[&String::from_utf8_lossy(&wallet), did])),
+            None => Ok(None),
+        }
+    }
+
+    pub fn dids(&self, wallet: &str, page_size: u32, token: &str) -> Result<Page<DidRecord>> {
+        self.page(T::Dids, &key(&[wallet, ""]), page_size, token, |_| true)
+    }
+
+    // ---- connections
+
+    pub fn connection(&self, wallet: &str, id: &str) -> Result<Connection> {
+        self.get(T::Connections, &key(&[wallet, id]))?
+            .ok_or_else(|| Error::not_found("connection", id))
+    }
+
+    /// The connection that uses our DID `did` (each connection has its own).
+    pub fn connection_by_our_did(&self, did: &str) -> Result<Option<Connection>> {
+        match self.tree(T::ConnByDid).get(did)? {
+            Some(k) => self.get(T::Connections, &k),
+            None => Ok(None),
+        }
+    }
+
+    pub fn connections(
+        &self,
+        wallet: &str,
+        page_size: u32,
+        token: &str,
+        keep: impl Fn(&Connection) -> bool,
+    ) -> Result<Page<Connection>> {
+        self.page(T::Connections, &key(&[wallet, ""]), page_size, token, keep)
+    }
+
+    // ---- inbox and outbox
+
+    /// Inbox entries in arrival order, with their sequence keys.
+    pub fn inbox_batch(&self, limit: usize) -> Result<Vec<(u64, InboxEntry)>> {
+        self.tree(T::Inbox)
+            .iter()
+            .take(limit)
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((seq_of(&k), decode(&v)?))
+            })
+            .collect()
+    }
+
+    pub fn outbox_all(&self) -> Result<Vec<OutboxEntry>> {
+        self.tree(T::Outbox)
+            .iter()
+            .values()
+            .map(|v| decode(&v?))
+            .collect()
+    }
+
+    pub fn dead_letters(&self) -> Result<Vec<OutboxEntry>> {
+        self.tree(T::Dead)
+            .iter()
+            .values()
+            .map(|v| decode(&v?))
+            .collect()
+    }
+
+    pub fn inbox_len(&self) -> usize {
+        self.tree(T::Inbox).len()
+    }
+
+    pub fn outbox_len(&self) -> usize {
+        self.tree(T::Outbox).len()
+    }
+
+    /// Total number of records of every kind; tests use it to prove that
+    /// rejected input stored nothing.
+    pub fn record_count(&self) -> usize {
+        self.inner.trees.iter().map(|t| t.len()).sum()
+    }
+}
+
+fn seq_of(k: &[u8]) -> u64 {
+    u64::from_be_bytes(k.try_into().unwrap_or([0; 8]))
+}

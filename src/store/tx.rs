@@ -1,0 +1,123 @@
+//! Typed writes inside one sled transaction over all trees.
+
+use sled::transaction::{TransactionalTree, UnabortableTransactionError};
+
+use super::{T, decode, encode, key, model::*};
+use crate::error::{Error, Result};
+
+pub struct StoreTx<'a> {
+    trees: &'a [TransactionalTree],
+}
+
+fn tx_err(e: UnabortableTransactionError) -> Error {
+    // A conflict surfaces as an abort of the whole transaction, which sled retries.
+    Error::Storage(e.to_string())
+}
+
+impl<'a> StoreTx<'a> {
+    pub(super) fn new(trees: &'a [TransactionalTree]) -> Self {
+        StoreTx { trees }
+    }
+
+    fn tree(&self, t: T) -> &TransactionalTree {
+        &self.trees[t as usize]
+    }
+
+    fn put<V: serde::Serialize>(&self, t: T, k: &[u8], v: &V) -> Result<()> {
+        self.tree(t).insert(k, encode(v)).map_err(tx_err)?;
+        Ok(())
+    }
+
+    fn get<V: serde::de::DeserializeOwned>(&self, t: T, k: &[u8]) -> Result<Option<V>> {
+        self.tree(t)
+            .get(k)
+            .map_err(tx_err)?
+            .map(|v| decode(&v))
+            .transpose()
+    }
+
+    pub fn set_meta(&self, name: &str, value: &[u8]) -> Result<()> {
+        self.tree(T::Meta).insert(name, value).map_err(tx_err)?;
+        Ok(())
+    }
+
+    /// Inserts a wallet; fails with AlreadyExists if the id is taken.
+    pub fn create_wallet(&self, w: &Wallet) -> Result<()> {
+        if self.get::<Wallet>(T::Wallets, w.id.as_bytes())?.is_some() {
+            return Err(Error::AlreadyExists(format!("wallet {}", w.id)));
+        }
+        self.put(T::Wallets, w.id.as_bytes(), w)
+    }
+
+    pub fn put_key(&self, wallet: &str, k: &StoredKey) -> Result<()> {
+        self.put(T::Keys, &key(&[wallet, &k.id]), k)
+    }
+
+    pub fn put_did(&self, d: &DidRecord) -> Result<()> {
+        self.put(T::Dids, &key(&[&d.wallet_id, &d.did]), d)?;
+        self.tree(T::DidIndex)
+            .insert(d.did.as_bytes(), d.wallet_id.as_bytes())
+            .map_err(tx_err)?;
+        Ok(())
+    }
+
+    pub fn connection(&self, wallet: &str, id: &str) -> Result<Connection> {
+        self.get(T::Connections, &key(&[wallet, id]))?
+            .ok_or_else(|| Error::not_found("connection", id))
+    }
+
+    pub fn connection_by_our_did(&self, did: &str) -> Result<Option<Connection>> {
+        match self
+            .tree(T::ConnByDid)
+            .get(did.as_bytes())
+            .map_err(tx_err)?
+        {
+            Some(k) => self.get(T::Connections, &k),
+            None => Ok(None),
+        }
+    }
+
+    pub fn put_connection(&self, c: &Connection) -> Result<()> {
+        let k = key(&[&c.wallet_id, &c.id]);
+        self.put(T::Connections, &k, c)?;
+        self.tree(T::ConnByDid)
+            .insert(c.our_did.as_bytes(), k)
+            .map_err(tx_err)?;
+        Ok(())
+    }
+
+    /// Records `message_id` as seen for `wallet`; false if it was seen before.
+    pub fn mark_seen(&self, wallet: &str, message_id: &str) -> Result<bool> {
+        let prev = self
+            .tree(T::Seen)
+            .insert(key(&[wallet, message_id]), &[][..])
+            .map_err(tx_err)?;
+        Ok(prev.is_none())
+    }
+
+    pub fn push_inbox(&self, seq: u64, e: &InboxEntry) -> Result<()> {
+        self.put(T::Inbox, &seq.to_be_bytes(), e)
+    }
+
+    pub fn remove_inbox(&self, seq: u64) -> Result<()> {
+        self.tree(T::Inbox)
+            .remove(&seq.to_be_bytes())
+            .map_err(tx_err)?;
+        Ok(())
+    }
+
+    pub fn put_outbox(&self, e: &OutboxEntry) -> Result<()> {
+        self.put(T::Outbox, e.id.as_bytes(), e)
+    }
+
+    pub fn remove_outbox(&self, id: &str) -> Result<()> {
+        self.tree(T::Outbox).remove(id.as_bytes()).map_err(tx_err)?;
+        Ok(())
+    }
+
+    /// Moves an entry that ran out of retries to the dead-letter tree.
+    pub fn bury_outbox(&self, e: &OutboxEntry) -> Result<()> {
+        self.remove_outbox(&e.id)?;
+        self.put(T::Dead, e.id.as_bytes(), e)
+    }
+}

@@ -1,0 +1,107 @@
+//! Wallets (tenants) and the DIDs they hold. Keys and DID records are
+//! written in one transaction, so a DID never exists without its keys.
+
+use crate::Core;
+use crate::did;
+use crate::error::{Error, Result};
+use crate::store::{DidMethod, DidRecord, KeyKind, StoreTx, Wallet};
+
+pub const DEFAULT_WALLET: &str = "default";
+
+fn valid_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// Creates a wallet; an empty id picks a random one.
+pub fn create_wallet(core: &Core, id: &str, label: &str) -> Result<Wallet> {
+    let id = if id.is_empty() {
+        uuid::Uuid::new_v4().simple().to_string()
+    } else if valid_id(id) {
+        id.to_string()
+    } else {
+        return Err(Error::InvalidArgument(format!(
+            "wallet id `{id}` must be 1..64 characters of a-z, 0-9, '-', '_'"
+        )));
+    };
+    let wallet = Wallet {
+        id,
+        label: label.to_string(),
+        created_at_ms: crate::now_ms(),
+    };
+    core.store.transact(|tx| tx.create_wallet(&wallet))?;
+    Ok(wallet)
+}
+
+/// Makes sure the default wallet exists (first start).
+pub fn ensure_default(core: &Core) -> Result<()> {
+    match create_wallet(core, DEFAULT_WALLET, "default wallet") {
+        Ok(_) | Err(Error::AlreadyExists(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The wallet id a request names ("" means the default wallet), checked to exist.
+pub fn resolve_wallet(core: &Core, id: &str) -> Result<String> {
+    let id = if id.is_empty() { DEFAULT_WALLET } else { id };
+    core.store.wallet(id)?;
+    Ok(id.to_string())
+}
+
+/// Keys and record for a new DID, to be written with [`put_did`]. did:peer:2
+/// DIDs point at this agent's public DIDComm endpoint.
+pub fn new_did(core: &Core, wallet: &str, method: DidMethod, purpose: &str) -> NewDid {
+    let signing = core.keys.generate(wallet, KeyKind::Ed25519);
+    let (did, agreement) = match method {
+        DidMethod::Key => (did::did_key_from_ed25519(&signing.record.public), None),
+        DidMethod::Peer2 => {
+            let agreement = core.keys.generate(wallet, KeyKind::X25519);
+            let did = did::create_peer2(
+                &signing.record.public,
+                &agreement.record.public,
+                &core.endpoint,
+            );
+            (did, Some(agreement))
+        }
+    };
+    let record = DidRecord {
+        did,
+        wallet_id: wallet.to_string(),
+        method,
+        signing_key_id: signing.record.id.clone(),
+        // did:key agrees with the X25519 key derived from its Ed25519 key.
+        agreement_key_id: agreement
+            .as_ref()
+            .map_or_else(|| signing.record.id.clone(), |a| a.record.id.clone()),
+        purpose: purpose.to_string(),
+        created_at_ms: crate::now_ms(),
+    };
+    NewDid {
+        record,
+        keys: std::iter::once(signing.record)
+            .chain(agreement.map(|a| a.record))
+            .collect(),
+    }
+}
+
+pub struct NewDid {
+    pub record: DidRecord,
+    keys: Vec<crate::store::StoredKey>,
+}
+
+/// Writes a new DID's keys and record inside a transaction.
+pub fn put_did(tx: &StoreTx, new: &NewDid) -> Result<()> {
+    for k in &new.keys {
+        tx.put_key(&new.record.wallet_id, k)?;
+    }
+    tx.put_did(&new.record)
+}
+
+/// Creates and stores a DID for the user of `wallet`.
+pub fn create_did(core: &Core, wallet: &str, method: DidMethod) -> Result<DidRecord> {
+    let new = new_did(core, wallet, method, "user");
+    core.store.transact(|tx| put_did(tx, &new))?;
+    Ok(new.record)
+}
