@@ -1,0 +1,141 @@
+//! Starts real `agentd` processes on loopback for integration tests: each
+//! gets its own temporary directory, config and OS-chosen ports, and is
+//! killed when dropped (also when a test panics).
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use agentd::rpc::proto::connection_service_client::ConnectionServiceClient;
+use agentd::rpc::proto::did_service_client::DidServiceClient;
+use agentd::rpc::proto::wallet_service_client::WalletServiceClient;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tonic::transport::Channel;
+
+pub const MASTER_KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+pub struct Daemon {
+    pub dir: tempfile::TempDir,
+    child: Option<Child>,
+    pub didcomm: String,
+    pub grpc: String,
+    pub endpoint: String,
+}
+
+impl Daemon {
+    /// Starts a daemon in a new temporary directory.
+    pub async fn start() -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(dir, "127.0.0.1:0", "127.0.0.1:0").await
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("agent.toml")
+    }
+
+    async fn start_in(dir: tempfile::TempDir, didcomm: &str, grpc: &str) -> Daemon {
+        let config = dir.path().join("agent.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[storage]\npath = {:?}\n[didcomm]\nlisten = {didcomm:?}\n[grpc]\nlisten = {grpc:?}\n[outbox]\nbase_backoff_ms = 100\n",
+                dir.path().join("db").display().to_string()
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_agentd"))
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("AGENTD_MASTER_KEY", MASTER_KEY)
+            .env("RUST_LOG", "agentd=debug,info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("agentd starts");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let ready = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("agentd ready in time")
+            .unwrap()
+            .expect("agentd printed its ready line");
+        let field = |name: &str| {
+            ready
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix(&format!("{name}=")))
+                .unwrap_or_else(|| panic!("{name} in {ready:?}"))
+                .to_string()
+        };
+        Daemon {
+            didcomm: field("didcomm"),
+            grpc: field("grpc"),
+            endpoint: field("endpoint"),
+            dir,
+            child: Some(child),
+        }
+    }
+
+    /// SIGTERM, and wait for a clean exit.
+    pub async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = child.id().expect("running") as i32;
+            // SAFETY-free: kill(1) via the command line keeps the test free of libc.
+            std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .unwrap();
+            let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+                .await
+                .expect("agentd stops on SIGTERM")
+                .unwrap();
+            assert!(status.success(), "agentd exited with {status}");
+        }
+    }
+
+    /// Stops and starts again on the same ports and data.
+    pub async fn restart(self) -> Daemon {
+        let mut me = self;
+        me.stop().await;
+        let (didcomm, grpc) = (me.didcomm.clone(), me.grpc.clone());
+        Self::start_in(me.dir, &didcomm, &grpc).await
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.grpc))
+            .unwrap()
+            .connect()
+            .await
+            .expect("gRPC connects")
+    }
+
+    pub async fn connections(&self) -> ConnectionServiceClient<Channel> {
+        ConnectionServiceClient::new(self.channel().await)
+    }
+
+    pub async fn dids(&self) -> DidServiceClient<Channel> {
+        DidServiceClient::new(self.channel().await)
+    }
+
+    pub async fn wallets(&self) -> WalletServiceClient<Channel> {
+        WalletServiceClient::new(self.channel().await)
+    }
+}
+
+/// Polls `f` until it returns Some, or panics after `secs`.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

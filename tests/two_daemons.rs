@@ -1,0 +1,153 @@
+//! Two real daemons: invitation, acceptance, pings both ways, discover
+//! features, and everything still there and working after both restart.
+
+mod common;
+
+use agentd::rpc::proto::{
+    AcceptInvitationRequest, ConnectionState, CreateInvitationRequest, DiscoverFeaturesRequest,
+    GetConnectionRequest, ListConnectionsRequest, ListDidsRequest, PingRequest,
+};
+use common::{Daemon, eventually};
+
+async fn state(d: &Daemon, id: &str) -> ConnectionState {
+    let c = d
+        .connections()
+        .await
+        .get_connection(GetConnectionRequest {
+            wallet_id: String::new(),
+            connection_id: id.to_string(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    ConnectionState::try_from(c.state).unwrap()
+}
+
+async fn ping(d: &Daemon, id: &str) -> bool {
+    d.connections()
+        .await
+        .ping(PingRequest {
+            wallet_id: String::new(),
+            connection_id: id.to_string(),
+            wait_ms: 10_000,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .response_received
+}
+
+async fn listing(d: &Daemon) -> (Vec<String>, Vec<(String, String, i32)>) {
+    let dids = d
+        .dids()
+        .await
+        .list_dids(ListDidsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .dids
+        .into_iter()
+        .map(|d| d.did)
+        .collect();
+    let conns = d
+        .connections()
+        .await
+        .list_connections(ListConnectionsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .connections
+        .into_iter()
+        .map(|c| (c.id, c.their_did, c.state))
+        .collect();
+    (dids, conns)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_ping_restart_ping() {
+    let a = Daemon::start().await;
+    let b = Daemon::start().await;
+
+    let inv = a
+        .connections()
+        .await
+        .create_invitation(CreateInvitationRequest {
+            label: "A".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(inv.invitation_url.starts_with(&a.endpoint));
+    assert!(inv.invitation_url.contains("?_oob="));
+    let a_conn = inv.connection.unwrap();
+    assert_eq!(a_conn.state, ConnectionState::InvitationSent as i32);
+
+    let b_conn = b
+        .connections()
+        .await
+        .accept_invitation(AcceptInvitationRequest {
+            invitation_url: inv.invitation_url.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(b_conn.their_did, a_conn.our_did);
+    assert_eq!(b_conn.label, "A");
+
+    eventually(15, "both connections active", || async {
+        (state(&a, &a_conn.id).await == ConnectionState::Active
+            && state(&b, &b_conn.id).await == ConnectionState::Active)
+            .then_some(())
+    })
+    .await;
+    let a_view = a
+        .connections()
+        .await
+        .get_connection(GetConnectionRequest {
+            wallet_id: String::new(),
+            connection_id: a_conn.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(a_view.their_did, b_conn.our_did);
+
+    assert!(ping(&a, &a_conn.id).await, "A pings B");
+    assert!(ping(&b, &b_conn.id).await, "B pings A");
+
+    let features = b
+        .connections()
+        .await
+        .discover_features(DiscoverFeaturesRequest {
+            connection_id: b_conn.id.clone(),
+            r#match: "https://didcomm.org/trust-ping/*".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(features.protocols, ["https://didcomm.org/trust-ping/2.0"]);
+
+    let before_a = listing(&a).await;
+    let before_b = listing(&b).await;
+    assert!(before_a.0.contains(&a_conn.our_did));
+    assert!(before_b.0.contains(&b_conn.our_did));
+
+    let a = a.restart().await;
+    let b = b.restart().await;
+
+    assert_eq!(
+        listing(&a).await,
+        before_a,
+        "A's DIDs and connections survive"
+    );
+    assert_eq!(
+        listing(&b).await,
+        before_b,
+        "B's DIDs and connections survive"
+    );
+    assert!(ping(&a, &a_conn.id).await, "A pings B after restart");
+    assert!(ping(&b, &b_conn.id).await, "B pings A after restart");
+}
