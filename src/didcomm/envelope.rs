@@ -256,3 +256,183 @@ fn verify_jws(jws: &str) -> Result<(Message, String), EnvelopeError> {
         .map_err(|e| EnvelopeError::BadPlaintext(e.to_string()))?;
     Ok((message, resolved.did))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::MasterKey;
+    use crate::store::{DidMethod, KeyKind};
+    use proptest::prelude::*;
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        envelopes: Envelopes,
+        alice: DidRecord,
+        bob: DidRecord,
+    }
+
+    fn peer_did(keys: &KeyStore, store: &Store, wallet: &str) -> DidRecord {
+        let s = keys.generate(wallet, KeyKind::Ed25519);
+        let a = keys.generate(wallet, KeyKind::X25519);
+        let rec = DidRecord {
+            did: did::create_peer2(
+                &s.record.public,
+                &a.record.public,
+                "http://127.0.0.1:9/didcomm",
+            ),
+            wallet_id: wallet.into(),
+            method: DidMethod::Peer2,
+            signing_key_id: s.record.id.clone(),
+            agreement_key_id: a.record.id.clone(),
+            purpose: "test".into(),
+            created_at_ms: 0,
+        };
+        store
+            .transact(|tx| {
+                tx.put_key(wallet, &s.record)?;
+                tx.put_key(wallet, &a.record)?;
+                tx.put_did(&rec)
+            })
+            .unwrap();
+        rec
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let keys = KeyStore::open(MasterKey::from_bytes([5; 32]), store.clone()).unwrap();
+        let alice = peer_did(&keys, &store, "a");
+        let bob = peer_did(&keys, &store, "b");
+        Fixture {
+            _dir: dir,
+            envelopes: Envelopes::new(keys, store),
+            alice,
+            bob,
+        }
+    }
+
+    fn hello(f: &Fixture) -> Message {
+        let mut m = Message::new(
+            "https://didcomm.org/basicmessage/2.0/message",
+            serde_json::json!({"content": "hi"}),
+        );
+        m.from = Some(f.alice.did.clone());
+        m.to = vec![f.bob.did.clone()];
+        m
+    }
+
+    #[test]
+    fn authcrypt_anoncrypt_and_signed_round_trip() {
+        let f = fixture();
+        let m = hello(&f);
+        let u = f
+            .envelopes
+            .unpack(
+                f.envelopes
+                    .pack_authcrypt(&f.alice, &f.bob.did, &m)
+                    .unwrap()
+                    .as_bytes(),
+            )
+            .unwrap();
+        assert_eq!(u.message, m);
+        assert_eq!(u.sender.as_deref(), Some(f.alice.did.as_str()));
+        assert_eq!(u.recipient.did, f.bob.did);
+
+        let mut anon = m.clone();
+        anon.from = None;
+        let u = f
+            .envelopes
+            .unpack(
+                f.envelopes
+                    .pack_anoncrypt(&f.bob.did, &anon)
+                    .unwrap()
+                    .as_bytes(),
+            )
+            .unwrap();
+        assert_eq!(u.sender, None);
+        assert_eq!(u.message, anon);
+
+        let u = f
+            .envelopes
+            .unpack(f.envelopes.pack_signed(&f.alice, &m).unwrap().as_bytes())
+            .unwrap();
+        assert_eq!(u.sender.as_deref(), Some(f.alice.did.as_str()));
+        assert_eq!(u.message, m);
+    }
+
+    #[test]
+    fn a_signature_by_another_key_is_refused() {
+        let f = fixture();
+        let mut m = hello(&f);
+        // Bob signs a message that claims to be from Alice.
+        let jws = f.envelopes.pack_signed(&f.bob, &m).unwrap();
+        assert!(matches!(
+            f.envelopes.unpack(jws.as_bytes()),
+            Err(EnvelopeError::SenderMismatch(_))
+        ));
+        // A JWS whose kid names Alice but was signed by Bob.
+        m.from = Some(f.alice.did.clone());
+        let mut v: Value =
+            serde_json::from_str(&f.envelopes.pack_signed(&f.bob, &m).unwrap()).unwrap();
+        let alice_kid = did::resolve(&f.alice.did).unwrap().signing[0].kid.clone();
+        v["signatures"][0]["header"]["kid"] = Value::String(alice_kid);
+        assert!(f.envelopes.unpack(v.to_string().as_bytes()).is_err());
+    }
+
+    /// Flips, truncations and splices of a valid envelope, and random bytes:
+    /// unpack never panics; it refuses, or (for a change that leaves the
+    /// envelope intact) yields the original message.
+    fn check_mutant(f: &Fixture, original: &Message, bytes: &[u8]) {
+        match f.envelopes.unpack(bytes) {
+            Err(_) => {}
+            Ok(u) => assert_eq!(&u.message, original),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn mutated_envelopes_never_panic(
+            flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+            cut in any::<prop::sample::Index>(),
+            truncate in any::<bool>(),
+        ) {
+            let f = FIXTURE.with(|f| f.clone());
+            let (fx, original, packed) = &*f;
+            let mut bytes = packed.as_bytes().to_vec();
+            for (i, b) in flips {
+                let i = i.index(bytes.len());
+                bytes[i] ^= b | 1;
+            }
+            if truncate {
+                bytes.truncate(cut.index(bytes.len()));
+            }
+            check_mutant(fx, original, &bytes);
+        }
+
+        #[test]
+        fn random_json_fields_never_panic(field in "(protected|recipients|iv|ciphertext|tag|header|kid|payload|signatures)", value in any::<String>()) {
+            let f = FIXTURE.with(|f| f.clone());
+            let (fx, original, packed) = &*f;
+            let mut v: Value = serde_json::from_str(packed).unwrap();
+            v[field.as_str()] = Value::String(value);
+            check_mutant(fx, original, v.to_string().as_bytes());
+        }
+
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let f = FIXTURE.with(|f| f.clone());
+            prop_assert!(f.0.envelopes.unpack(&bytes).is_err());
+        }
+    }
+
+    thread_local! {
+        static FIXTURE: std::rc::Rc<(Fixture, Message, String)> = {
+            let f = fixture();
+            let m = hello(&f);
+            let packed = f.envelopes.pack_authcrypt(&f.alice, &f.bob.did, &m).unwrap();
+            std::rc::Rc::new((f, m, packed))
+        };
+    }
+}

@@ -19,6 +19,7 @@ pub const MASTER_KEY: &str = "00112233445566778899aabbccddeeff001122334455667788
 
 pub struct Daemon {
     pub dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
     child: Option<Child>,
     pub didcomm: String,
     pub grpc: String,
@@ -28,15 +29,40 @@ pub struct Daemon {
 impl Daemon {
     /// Starts a daemon in a new temporary directory.
     pub async fn start() -> Daemon {
+        Self::start_with_env(&[]).await
+    }
+
+    /// Starts a daemon with extra environment variables (config overrides).
+    pub async fn start_with_env(env: &[(&str, &str)]) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
-        Self::start_in(dir, "127.0.0.1:0", "127.0.0.1:0").await
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Self::start_in(dir, "127.0.0.1:0", "127.0.0.1:0", env).await
+    }
+
+    /// How many records the daemon's database holds, read with the daemon
+    /// stopped (sled is single-process); the daemon is started again after.
+    pub async fn record_count(self) -> (Daemon, usize) {
+        let mut me = self;
+        me.stop().await;
+        let count = agentd::store::Store::open(&me.dir.path().join("db"))
+            .unwrap()
+            .record_count();
+        (me.start_again().await, count)
     }
 
     pub fn config_path(&self) -> PathBuf {
         self.dir.path().join("agent.toml")
     }
 
-    async fn start_in(dir: tempfile::TempDir, didcomm: &str, grpc: &str) -> Daemon {
+    async fn start_in(
+        dir: tempfile::TempDir,
+        didcomm: &str,
+        grpc: &str,
+        env: Vec<(String, String)>,
+    ) -> Daemon {
         let config = dir.path().join("agent.toml");
         std::fs::write(
             &config,
@@ -51,6 +77,7 @@ impl Daemon {
             .arg(&config)
             .env("AGENTD_MASTER_KEY", MASTER_KEY)
             .env("RUST_LOG", "agentd=debug,info")
+            .envs(env.iter().cloned())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
@@ -70,6 +97,7 @@ impl Daemon {
                 .to_string()
         };
         Daemon {
+            env,
             didcomm: field("didcomm"),
             grpc: field("grpc"),
             endpoint: field("endpoint"),
@@ -99,8 +127,12 @@ impl Daemon {
     pub async fn restart(self) -> Daemon {
         let mut me = self;
         me.stop().await;
-        let (didcomm, grpc) = (me.didcomm.clone(), me.grpc.clone());
-        Self::start_in(me.dir, &didcomm, &grpc).await
+        me.start_again().await
+    }
+
+    async fn start_again(self) -> Daemon {
+        let (didcomm, grpc) = (self.didcomm.clone(), self.grpc.clone());
+        Self::start_in(self.dir, &didcomm, &grpc, self.env).await
     }
 
     pub async fn channel(&self) -> Channel {
