@@ -26,7 +26,7 @@ fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub storage: Storage,
@@ -88,19 +88,6 @@ pub struct Outbox {
     pub base_backoff_ms: u64,
     /// Per-request HTTP timeout.
     pub send_timeout_ms: u64,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            storage: Storage::default(),
-            didcomm: DidComm::default(),
-            grpc: Grpc::default(),
-            keys: Keys::default(),
-            log: Log::default(),
-            outbox: Outbox::default(),
-        }
-    }
 }
 
 impl Default for Storage {

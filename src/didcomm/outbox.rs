@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use tokio::task::JoinSet;
+use tracing::Instrument;
 use tokio_util::sync::CancellationToken;
 
 use super::{ENCRYPTED_MEDIA_TYPE, Message, inbox};
@@ -75,9 +76,8 @@ pub async fn run(core: Core, shutdown: CancellationToken) {
 async fn attempt(core: &Core, mut entry: OutboxEntry) {
     let span =
         tracing::info_span!("outbound", wallet = %entry.wallet_id, id = %entry.id, to = %entry.to);
-    let _enter = span.enter();
-    drop(_enter);
-    match deliver(core, &entry).await {
+    let result = deliver(core, &entry).instrument(span.clone()).await;
+    match result {
         Ok(()) => {
             if let Err(e) = core.store.transact(|tx| tx.remove_outbox(&entry.id)) {
                 tracing::error!(parent: &span, error = %e, "removing a delivered message failed");
