@@ -73,9 +73,10 @@ impl Agent {
         config
             .validate()
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
-        let master = MasterKey::load(master_key, &config.keys.master_key_file)?;
+        // Bind first: a port in use fails the start before anything is written.
         let didcomm_listener = bind(config.didcomm_listen().expect("validated")).await?;
         let grpc_listener = bind(config.grpc_listen().expect("validated")).await?;
+        let master = MasterKey::load(master_key, &config.keys.master_key_file)?;
         let didcomm_addr = didcomm_listener.local_addr().map_err(io)?;
         let grpc_addr = grpc_listener.local_addr().map_err(io)?;
         let endpoint = config

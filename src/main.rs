@@ -39,10 +39,18 @@ fn init_logging(json: bool) {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    let result = match cli.command {
         Command::Run { config } => run(config).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One readable line (with causes), not a backtrace.
+            eprintln!("agentd: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }
 

@@ -4,10 +4,10 @@ mod common;
 
 use common::Daemon;
 use tokio_stream::StreamExt;
+use tonic_reflection::pb::v1::ServerReflectionRequest;
 use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
 use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-use tonic_reflection::pb::v1::ServerReflectionRequest;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reflection_lists_the_services_and_health_is_serving() {
@@ -49,6 +49,49 @@ async fn reflection_lists_the_services_and_health_is_serving() {
             .unwrap()
             .into_inner()
             .status;
-        assert_eq!(status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32, "{service:?}");
+        assert_eq!(
+            status,
+            tonic_health::pb::health_check_response::ServingStatus::Serving as i32,
+            "{service:?}"
+        );
     }
+}
+
+fn agentd(config: &std::path::Path, master_key: &str) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_agentd"))
+        .args(["run", "--config"])
+        .arg(config)
+        .env("AGENTD_MASTER_KEY", master_key)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_config_and_wrong_master_key_fail_the_start_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[didcomm]\nlisten = \"127.0.0.1:0\"\nmax_body = 5\n").unwrap();
+    let out = agentd(&bad, common::MASTER_KEY);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("max_body"), "{err}");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "nothing written"
+    );
+
+    let mut d = Daemon::start().await;
+    d.stop().await;
+    let db = d.dir.path().join("db");
+    let before = agentd::store::Store::open(&db).unwrap().record_count();
+    let out = agentd(&d.config_path(), &"ab".repeat(32));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("master key does not match"), "{err}");
+    assert!(!err.contains(&"ab".repeat(32)), "the key is never echoed");
+    assert_eq!(
+        agentd::store::Store::open(&db).unwrap().record_count(),
+        before
+    );
 }

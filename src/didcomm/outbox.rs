@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use tokio::task::JoinSet;
-use tracing::Instrument;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::{ENCRYPTED_MEDIA_TYPE, Message, inbox};
 use crate::Core;
