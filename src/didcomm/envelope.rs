@@ -59,6 +59,16 @@ fn x25519(public: &[u8; 32]) -> PublicKeyAgreement {
     PublicKeyAgreement::from_raw_bytes(Curve::X25519, public).expect("32 bytes is an X25519 key")
 }
 
+/// The first key-agreement key of the recipient DID `to`.
+fn recipient_key(to: &str) -> Result<(String, PublicKeyAgreement)> {
+    let theirs = did::resolve(to)?;
+    let key = theirs
+        .agreement
+        .first()
+        .ok_or_else(|| Error::InvalidArgument(format!("{to} has no key-agreement key")))?;
+    Ok((key.kid.clone(), x25519(&key.public)))
+}
+
 fn lib_err(e: DIDCommError) -> Error {
     Error::Internal(format!("DIDComm: {e}"))
 }
@@ -75,34 +85,20 @@ impl Envelopes {
         let private = self
             .keys
             .agreement_secret(&from.wallet_id, &from.agreement_key_id)?;
-        let theirs = did::resolve(to)?;
-        let recipient = theirs
-            .agreement
-            .first()
-            .ok_or_else(|| Error::InvalidArgument(format!("{to} has no key-agreement key")))?;
-        let public = x25519(&recipient.public);
+        let (kid, public) = recipient_key(to)?;
         encrypt::authcrypt(
             msg.to_json().as_bytes(),
             sender_kid,
             &private,
-            &[(recipient.kid.as_str(), &public)],
+            &[(kid.as_str(), &public)],
         )
         .map_err(lib_err)
     }
 
     /// Anoncrypt (ECDH-ES+A256KW, A256CBC-HS512) to `to`.
     pub fn pack_anoncrypt(&self, to: &str, msg: &Message) -> Result<String> {
-        let theirs = did::resolve(to)?;
-        let recipient = theirs
-            .agreement
-            .first()
-            .ok_or_else(|| Error::InvalidArgument(format!("{to} has no key-agreement key")))?;
-        let public = x25519(&recipient.public);
-        encrypt::anoncrypt(
-            msg.to_json().as_bytes(),
-            &[(recipient.kid.as_str(), &public)],
-        )
-        .map_err(lib_err)
+        let (kid, public) = recipient_key(to)?;
+        encrypt::anoncrypt(msg.to_json().as_bytes(), &[(kid.as_str(), &public)]).map_err(lib_err)
     }
 
     /// A JWS (EdDSA) signed by our DID `from`.
