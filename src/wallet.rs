@@ -2,6 +2,7 @@
 //! written in one transaction, so a DID never exists without its keys.
 
 use crate::Core;
+use crate::crypto::KeyStore;
 use crate::did;
 use crate::error::{Error, Result};
 use crate::store::{DidMethod, DidRecord, KeyKind, StoreTx, Wallet};
@@ -52,17 +53,19 @@ pub fn resolve_wallet(core: &Core, id: &str) -> Result<String> {
 
 /// Keys and record for a new DID, to be written with [`put_did`]. did:peer:2
 /// DIDs point at this agent's public DIDComm endpoint.
-pub fn new_did(core: &Core, wallet: &str, method: DidMethod, purpose: &str) -> NewDid {
-    let signing = core.keys.generate(wallet, KeyKind::Ed25519);
+pub fn new_did(
+    keys: &KeyStore,
+    endpoint: &str,
+    wallet: &str,
+    method: DidMethod,
+    purpose: &str,
+) -> NewDid {
+    let signing = keys.generate(wallet, KeyKind::Ed25519);
     let (did, agreement) = match method {
         DidMethod::Key => (did::did_key_from_ed25519(&signing.record.public), None),
         DidMethod::Peer2 => {
-            let agreement = core.keys.generate(wallet, KeyKind::X25519);
-            let did = did::create_peer2(
-                &signing.record.public,
-                &agreement.record.public,
-                &core.endpoint,
-            );
+            let agreement = keys.generate(wallet, KeyKind::X25519);
+            let did = did::create_peer2(&signing.record.public, &agreement.record.public, endpoint);
             (did, Some(agreement))
         }
     };
@@ -101,7 +104,7 @@ pub fn put_did(tx: &StoreTx, new: &NewDid) -> Result<()> {
 
 /// Creates and stores a DID for the user of `wallet`.
 pub fn create_did(core: &Core, wallet: &str, method: DidMethod) -> Result<DidRecord> {
-    let new = new_did(core, wallet, method, "user");
+    let new = new_did(&core.keys, &core.endpoint, wallet, method, "user");
     core.store.transact(|tx| put_did(tx, &new))?;
     Ok(new.record)
 }

@@ -257,7 +257,7 @@ fn verify_jws(jws: &str) -> Result<(Message, String), EnvelopeError> {
 mod tests {
     use super::*;
     use crate::crypto::MasterKey;
-    use crate::store::{DidMethod, KeyKind};
+    use crate::store::DidMethod;
     use proptest::prelude::*;
 
     struct Fixture {
@@ -268,29 +268,17 @@ mod tests {
     }
 
     fn peer_did(keys: &KeyStore, store: &Store, wallet: &str) -> DidRecord {
-        let s = keys.generate(wallet, KeyKind::Ed25519);
-        let a = keys.generate(wallet, KeyKind::X25519);
-        let rec = DidRecord {
-            did: did::create_peer2(
-                &s.record.public,
-                &a.record.public,
-                "http://127.0.0.1:9/didcomm",
-            ),
-            wallet_id: wallet.into(),
-            method: DidMethod::Peer2,
-            signing_key_id: s.record.id.clone(),
-            agreement_key_id: a.record.id.clone(),
-            purpose: "test".into(),
-            created_at_ms: 0,
-        };
+        let new = crate::wallet::new_did(
+            keys,
+            "http://127.0.0.1:9/didcomm",
+            wallet,
+            DidMethod::Peer2,
+            "test",
+        );
         store
-            .transact(|tx| {
-                tx.put_key(wallet, &s.record)?;
-                tx.put_key(wallet, &a.record)?;
-                tx.put_did(&rec)
-            })
+            .transact(|tx| crate::wallet::put_did(tx, &new))
             .unwrap();
-        rec
+        new.record
     }
 
     fn fixture() -> Fixture {

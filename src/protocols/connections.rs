@@ -34,7 +34,13 @@ pub fn create_invitation(
     goal_code: &str,
     goal: &str,
 ) -> Result<Invitation> {
-    let new = wallet::new_did(core, wallet_id, DidMethod::Peer2, "connection");
+    let new = wallet::new_did(
+        &core.keys,
+        &core.endpoint,
+        wallet_id,
+        DidMethod::Peer2,
+        "connection",
+    );
     let mut body = json!({ "accept": ["didcomm/v2"] });
     for (k, v) in [("label", label), ("goal_code", goal_code), ("goal", goal)] {
         if !v.is_empty() {
@@ -126,7 +132,13 @@ pub fn accept_invitation(
             "a wallet cannot accept its own invitation".into(),
         ));
     }
-    let new = wallet::new_did(core, wallet_id, DidMethod::Peer2, "connection");
+    let new = wallet::new_did(
+        &core.keys,
+        &core.endpoint,
+        wallet_id,
+        DidMethod::Peer2,
+        "connection",
+    );
     let now = crate::now_ms();
     let label = if label.is_empty() {
         invitation.body["label"].as_str().unwrap_or_default()
