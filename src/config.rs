@@ -35,6 +35,7 @@ pub struct Config {
     pub keys: Keys,
     pub log: Log,
     pub outbox: Outbox,
+    pub issuance: Issuance,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -88,6 +89,28 @@ pub struct Outbox {
     pub base_backoff_ms: u64,
     /// Per-request HTTP timeout.
     pub send_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Issuance {
+    /// An unfinished issue-credential thread with no progress for this long
+    /// is Abandoned.
+    pub thread_timeout_secs: u64,
+    /// How often expired and idle records are looked for.
+    pub sweep_interval_ms: u64,
+    /// How many record events are kept for subscribers that reconnect.
+    pub event_retention: usize,
+}
+
+impl Default for Issuance {
+    fn default() -> Self {
+        Issuance {
+            thread_timeout_secs: 7 * 24 * 3600,
+            sweep_interval_ms: 1000,
+            event_retention: 100_000,
+        }
+    }
 }
 
 impl Default for Storage {
@@ -155,6 +178,14 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("AGENTD_LOG_FORMAT", "log.format"),
     ("AGENTD_OUTBOX_MAX_RETRIES", "outbox.max_retries"),
     ("AGENTD_OUTBOX_BASE_BACKOFF_MS", "outbox.base_backoff_ms"),
+    (
+        "AGENTD_ISSUANCE_THREAD_TIMEOUT_SECS",
+        "issuance.thread_timeout_secs",
+    ),
+    (
+        "AGENTD_ISSUANCE_SWEEP_INTERVAL_MS",
+        "issuance.sweep_interval_ms",
+    ),
 ];
 
 impl Config {
@@ -192,6 +223,8 @@ impl Config {
                 "log.format" => self.log.format = v,
                 "outbox.max_retries" => self.outbox.max_retries = number(&v)? as u32,
                 "outbox.base_backoff_ms" => self.outbox.base_backoff_ms = number(&v)?,
+                "issuance.thread_timeout_secs" => self.issuance.thread_timeout_secs = number(&v)?,
+                "issuance.sweep_interval_ms" => self.issuance.sweep_interval_ms = number(&v)?,
                 _ => unreachable!("every override has a key"),
             }
         }
@@ -228,6 +261,12 @@ impl Config {
         }
         if self.outbox.base_backoff_ms == 0 || self.outbox.send_timeout_ms == 0 {
             return Err(invalid("outbox", "backoff and timeout must be positive"));
+        }
+        if self.issuance.thread_timeout_secs == 0 || self.issuance.sweep_interval_ms == 0 {
+            return Err(invalid(
+                "issuance",
+                "thread_timeout_secs and sweep_interval_ms must be positive",
+            ));
         }
         Ok(())
     }

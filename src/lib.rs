@@ -9,10 +9,15 @@ pub mod crypto;
 pub mod did;
 pub mod didcomm;
 pub mod error;
+pub mod events;
 pub mod protocols;
 pub mod rpc;
 pub mod store;
+pub mod vc;
 pub mod wallet;
+
+#[cfg(test)]
+mod testing;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -51,6 +56,7 @@ pub struct Core {
     pub(crate) inbox_wake: Arc<tokio::sync::Notify>,
     pub(crate) outbox_wake: Arc<tokio::sync::Notify>,
     pub(crate) waiters: Waiters,
+    pub(crate) events: events::Events,
     pub(crate) http: reqwest::Client,
 }
 
@@ -107,6 +113,7 @@ impl Agent {
             inbox_wake: Default::default(),
             outbox_wake: Default::default(),
             waiters: Default::default(),
+            events: Default::default(),
             http,
         };
         wallet::ensure_default(&core)?;
@@ -122,6 +129,10 @@ impl Agent {
         tasks.spawn(rpc::serve(core.clone(), grpc_listener, shutdown.clone()));
         tasks.spawn(didcomm::inbox::run(core.clone(), shutdown.clone()));
         tasks.spawn(didcomm::outbox::run(core.clone(), shutdown.clone()));
+        tasks.spawn(protocols::issue_credential::sweep(
+            core.clone(),
+            shutdown.clone(),
+        ));
         tracing::info!(%didcomm_addr, %grpc_addr, %endpoint, "agentd started");
         Ok(RunningAgent {
             didcomm_addr,

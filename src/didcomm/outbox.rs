@@ -12,10 +12,24 @@ use super::{ENCRYPTED_MEDIA_TYPE, Message, inbox};
 use crate::Core;
 use crate::did;
 use crate::error::{Error, Result};
+use crate::protocols::{After, issue_credential};
 use crate::store::{OutboxEntry, StoreTx};
 
 /// Adds `msg` from our DID `from` to `to` to the outbox inside `tx`.
 pub fn enqueue(tx: &StoreTx, wallet: &str, from: &str, to: &str, msg: &Message) -> Result<()> {
+    enqueue_for(tx, None, wallet, from, to, msg)
+}
+
+/// As [`enqueue`], for a message whose delivery (or failure) moves an
+/// issue-credential record on.
+pub fn enqueue_for(
+    tx: &StoreTx,
+    record_id: Option<&str>,
+    wallet: &str,
+    from: &str,
+    to: &str,
+    msg: &Message,
+) -> Result<()> {
     let mut msg = msg.clone();
     msg.from = Some(from.to_string());
     msg.to = vec![to.to_string()];
@@ -30,6 +44,7 @@ pub fn enqueue(tx: &StoreTx, wallet: &str, from: &str, to: &str, msg: &Message) 
         next_attempt_ms: 0,
         last_error: None,
         created_at_ms: crate::now_ms(),
+        record_id: record_id.map(str::to_string),
     })
 }
 
@@ -78,26 +93,58 @@ async fn attempt(core: &Core, mut entry: OutboxEntry) {
         tracing::info_span!("outbound", wallet = %entry.wallet_id, id = %entry.id, to = %entry.to);
     let result = deliver(core, &entry).instrument(span.clone()).await;
     match result {
-        Ok(()) => {
-            if let Err(e) = core.store.transact(|tx| tx.remove_outbox(&entry.id)) {
-                tracing::error!(parent: &span, error = %e, "removing a delivered message failed");
+        Ok(msg_type) => {
+            let done = core.store.transact(|tx| {
+                let mut after = After::default();
+                tx.remove_outbox(&entry.id)?;
+                if let Some(record) = &entry.record_id {
+                    issue_credential::delivered(
+                        core,
+                        tx,
+                        &mut after,
+                        &entry.wallet_id,
+                        record,
+                        &msg_type,
+                    )?;
+                }
+                Ok(after)
+            });
+            match done {
+                // Removal need not be durable before going on: a crash
+                // before the flush only re-sends, and receivers deduplicate.
+                Ok(after) => after.run(core),
+                Err(e) => {
+                    tracing::error!(parent: &span, error = %e, "removing a delivered message failed")
+                }
             }
         }
         Err(e) => {
             entry.attempts += 1;
             entry.last_error = Some(e.to_string());
             let max = core.config.outbox.max_retries;
-            let result = if entry.attempts > max {
+            let gave_up = entry.attempts > max;
+            if gave_up {
                 tracing::warn!(parent: &span, error = %e, attempts = entry.attempts, "delivery failed; giving up");
-                core.store.transact(|tx| tx.bury_outbox(&entry))
             } else {
                 let delay = backoff(core.config.outbox.base_backoff_ms, entry.attempts);
                 entry.next_attempt_ms = crate::now_ms() + delay as i64;
                 tracing::info!(parent: &span, error = %e, attempts = entry.attempts, retry_in_ms = delay, "delivery failed; will retry");
-                core.store.transact(|tx| tx.put_outbox(&entry))
-            };
-            if let Err(e) = result {
-                tracing::error!(parent: &span, error = %e, "recording a delivery failure failed");
+            }
+            let result = core.store.transact(|tx| {
+                let mut after = After::default();
+                if gave_up {
+                    tx.bury_outbox(&entry)?;
+                } else {
+                    tx.put_outbox(&entry)?;
+                }
+                issue_credential::delivery_failed(core, tx, &mut after, &entry, gave_up)?;
+                Ok(after)
+            });
+            match result {
+                Ok(after) => after.run(core),
+                Err(e) => {
+                    tracing::error!(parent: &span, error = %e, "recording a delivery failure failed")
+                }
             }
         }
     }
@@ -111,14 +158,15 @@ fn backoff(base_ms: u64, attempt: u32) -> u64 {
     ((capped as f64) * jitter) as u64
 }
 
-async fn deliver(core: &Core, entry: &OutboxEntry) -> Result<()> {
+/// Packs and delivers one entry; returns the message type.
+async fn deliver(core: &Core, entry: &OutboxEntry) -> Result<String> {
     let message: Message = serde_json::from_str(&entry.message)
         .map_err(|e| Error::Internal(format!("stored outbox message: {e}")))?;
     let from = core.store.did(&entry.wallet_id, &entry.from)?;
     let packed = core.envelopes.pack_authcrypt(&from, &entry.to, &message)?;
     if core.store.did_owner(&entry.to)?.is_some() {
         inbox::receive(core, packed.as_bytes()).await?;
-        return Ok(());
+        return Ok(message.typ);
     }
     let endpoint = did::resolve(&entry.to)?
         .endpoint()
@@ -136,7 +184,7 @@ async fn deliver(core: &Core, entry: &OutboxEntry) -> Result<()> {
         .map_err(|e| Error::Internal(format!("POST {endpoint}: {e}")))?;
     let status = response.status();
     if status.is_success() {
-        Ok(())
+        Ok(message.typ)
     } else {
         let body = response.text().await.unwrap_or_default();
         Err(Error::Internal(format!(

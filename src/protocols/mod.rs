@@ -4,6 +4,7 @@
 
 pub mod connections;
 pub mod discover_features;
+pub mod issue_credential;
 pub mod problem_report;
 pub mod trust_ping;
 
@@ -12,13 +13,14 @@ use std::time::{Duration, Instant};
 use crate::Core;
 use crate::didcomm::{Message, outbox};
 use crate::error::{Error, Result};
-use crate::store::{Connection, InboxEntry, StoreTx};
+use crate::store::{Connection, InboxEntry, RecordEvent, StoreTx};
 
 /// Effects to run once the handler's transaction has committed.
 #[derive(Default)]
 pub struct After {
     wake: Vec<Message>,
     sent: bool,
+    events: Vec<RecordEvent>,
 }
 
 impl After {
@@ -32,7 +34,13 @@ impl After {
         self.sent = true;
     }
 
+    /// Publishes a record event once the transaction has committed.
+    pub fn event(&mut self, e: RecordEvent) {
+        self.events.push(e);
+    }
+
     pub fn run(self, core: &Core) {
+        core.events.publish(self.events);
         for m in self.wake {
             core.waiters.wake(m.thread_id(), m.clone());
         }
@@ -42,9 +50,10 @@ impl After {
     }
 }
 
+const ISSUE_CREDENTIAL: &str = "https://didcomm.org/issue-credential/3.";
+
 /// Dispatches an authenticated inbound message to its protocol.
 pub fn handle(core: &Core, tx: &StoreTx, entry: &InboxEntry, msg: &Message) -> Result<After> {
-    let _ = core;
     let sender = entry.sender.as_deref().ok_or_else(|| {
         Error::PermissionDenied("anonymous (anoncrypt) messages are not accepted here".into())
     })?;
@@ -55,8 +64,13 @@ pub fn handle(core: &Core, tx: &StoreTx, entry: &InboxEntry, msg: &Message) -> R
         discover_features::QUERIES => discover_features::on_queries(tx, &conn, msg, &mut after)?,
         trust_ping::PING_RESPONSE | discover_features::DISCLOSE => after.wake(msg),
         problem_report::TYPE => {
-            tracing::warn!(code = %msg.body["code"], comment = %msg.body["comment"], "peer reported a problem");
-            after.wake(msg);
+            tracing::warn!(problem = %problem_report::describe(msg), "peer reported a problem");
+            if !issue_credential::on_problem(core, tx, &conn, msg, &mut after)? {
+                after.wake(msg);
+            }
+        }
+        t if t.starts_with(ISSUE_CREDENTIAL) => {
+            issue_credential::handle(core, tx, &conn, msg, &mut after)?
         }
         other => return Err(Error::Unsupported(format!("message type {other}"))),
     }

@@ -39,9 +39,15 @@ enum T {
     Seen,
     Outbox,
     Dead,
+    Records,
+    ThreadIndex,
+    Idempotency,
+    Deadlines,
+    Credentials,
+    Events,
 }
 
-const TREE_NAMES: [&str; 11] = [
+const TREE_NAMES: [&str; 17] = [
     "meta",
     "wallets",
     "keys",
@@ -53,7 +59,16 @@ const TREE_NAMES: [&str; 11] = [
     "seen",
     "outbox",
     "dead",
+    "records",
+    "thread_index",
+    "idempotency",
+    "deadlines",
+    "credentials",
+    "events",
 ];
+
+/// The meta key of the last event sequence number.
+const EVENT_SEQ: &str = "event_seq";
 
 /// Page size bounds for every list call.
 pub const MAX_PAGE: usize = 100;
@@ -297,6 +312,113 @@ impl Store {
             .values()
             .map(|v| decode(&v?))
             .collect()
+    }
+
+    // ---- issue-credential records and credentials
+
+    pub fn record(&self, wallet: &str, id: &str) -> Result<CredentialRecord> {
+        self.get(T::Records, &key(&[wallet, id]))?
+            .ok_or_else(|| Error::not_found("record", id))
+    }
+
+    pub fn records(
+        &self,
+        wallet: &str,
+        page_size: u32,
+        token: &str,
+        keep: impl Fn(&CredentialRecord) -> bool,
+    ) -> Result<Page<CredentialRecord>> {
+        self.page(T::Records, &key(&[wallet, ""]), page_size, token, keep)
+    }
+
+    /// The wallet's record of thread `thid`, if any.
+    pub fn record_by_thid(&self, wallet: &str, thid: &str) -> Result<Option<CredentialRecord>> {
+        match self.tree(T::ThreadIndex).get(key(&[wallet, thid]))? {
+            Some(id) => self.get(T::Records, &key(&[wallet, &String::from_utf8_lossy(&id)])),
+            None => Ok(None),
+        }
+    }
+
+    pub fn credential(&self, wallet: &str, id: &str) -> Result<StoredCredential> {
+        self.get(T::Credentials, &key(&[wallet, id]))?
+            .ok_or_else(|| Error::not_found("credential", id))
+    }
+
+    pub fn credentials(
+        &self,
+        wallet: &str,
+        page_size: u32,
+        token: &str,
+        keep: impl Fn(&StoredCredential) -> bool,
+    ) -> Result<Page<StoredCredential>> {
+        self.page(T::Credentials, &key(&[wallet, ""]), page_size, token, keep)
+    }
+
+    /// The first credential of `wallet` that `keep` accepts.
+    pub fn find_credential(
+        &self,
+        wallet: &str,
+        keep: impl Fn(&StoredCredential) -> bool,
+    ) -> Result<Option<StoredCredential>> {
+        for v in self
+            .tree(T::Credentials)
+            .scan_prefix(key(&[wallet, ""]))
+            .values()
+        {
+            let c: StoredCredential = decode(&v?)?;
+            if keep(&c) {
+                return Ok(Some(c));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Records whose deadline is at or before `now_ms`: (wallet, record id).
+    pub fn due_records(&self, now_ms: i64, limit: usize) -> Result<Vec<(String, String)>> {
+        let end = (now_ms.max(0) as u64 + 1).to_be_bytes();
+        self.tree(T::Deadlines)
+            .range(..end.as_slice())
+            .take(limit)
+            .map(|kv| {
+                let (k, _) = kv?;
+                let rest = String::from_utf8_lossy(&k[8..]).into_owned();
+                let (wallet, id) = rest.split_once('\0').unwrap_or_default();
+                Ok((wallet.to_string(), id.to_string()))
+            })
+            .collect()
+    }
+
+    // ---- events
+
+    /// The sequence number of the last committed event (0: none yet).
+    pub fn last_event_seq(&self) -> Result<u64> {
+        Ok(self
+            .tree(T::Meta)
+            .get(EVENT_SEQ)?
+            .map(|v| u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8])))
+            .unwrap_or(0))
+    }
+
+    /// Stored events with `seq > after`, oldest first.
+    pub fn events_after(&self, after: u64, limit: usize) -> Result<Vec<RecordEvent>> {
+        self.tree(T::Events)
+            .range((after + 1).to_be_bytes()..)
+            .values()
+            .take(limit)
+            .map(|v| decode(&v?))
+            .collect()
+    }
+
+    /// Drops the oldest events so at most `keep` remain.
+    pub fn prune_events(&self, keep: usize) -> Result<usize> {
+        let tree = self.tree(T::Events);
+        let excess = tree.len().saturating_sub(keep);
+        let mut removed = 0;
+        for k in tree.iter().keys().take(excess) {
+            tree.remove(k?)?;
+            removed += 1;
+        }
+        Ok(removed)
     }
 
     pub fn inbox_len(&self) -> usize {

@@ -97,4 +97,141 @@ pub struct OutboxEntry {
     pub next_attempt_ms: i64,
     pub last_error: Option<String>,
     pub created_at_ms: i64,
+    /// The issue-credential record this message moves on when delivered.
+    #[serde(default)]
+    pub record_id: Option<String>,
+}
+
+/// Which side of an issue-credential thread a record is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Role {
+    Issuer,
+    Holder,
+}
+
+/// Issue Credential 3.0 record states, named as Hyperledger Identus names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RecordState {
+    // Issuer
+    OfferPending,
+    OfferSent,
+    RequestReceived,
+    CredentialPending,
+    CredentialGenerated,
+    CredentialSent,
+    // Holder
+    OfferReceived,
+    RequestPending,
+    RequestSent,
+    CredentialReceived,
+    // Either
+    ProblemReportPending,
+    ProblemReportSent,
+    ProblemReportReceived,
+    Abandoned,
+}
+
+impl RecordState {
+    pub const ALL: [RecordState; 14] = [
+        RecordState::OfferPending,
+        RecordState::OfferSent,
+        RecordState::RequestReceived,
+        RecordState::CredentialPending,
+        RecordState::CredentialGenerated,
+        RecordState::CredentialSent,
+        RecordState::OfferReceived,
+        RecordState::RequestPending,
+        RecordState::RequestSent,
+        RecordState::CredentialReceived,
+        RecordState::ProblemReportPending,
+        RecordState::ProblemReportSent,
+        RecordState::ProblemReportReceived,
+        RecordState::Abandoned,
+    ];
+
+    /// No further protocol message is expected (an issuer's CredentialSent
+    /// still records the holder's ack when it comes).
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            RecordState::CredentialSent
+                | RecordState::CredentialReceived
+                | RecordState::ProblemReportSent
+                | RecordState::ProblemReportReceived
+                | RecordState::Abandoned
+        )
+    }
+}
+
+/// One issue-credential thread as seen by one wallet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CredentialRecord {
+    pub id: String,
+    pub wallet_id: String,
+    pub role: Role,
+    pub state: RecordState,
+    /// Bumped by every committed change; actions compare-and-swap on it.
+    pub version: u64,
+    pub thid: String,
+    pub connection_id: String,
+    pub our_did: String,
+    pub their_did: String,
+    /// The offered claims, a JSON object.
+    pub claims: serde_json::Map<String, serde_json::Value>,
+    pub types: Vec<String>,
+    pub schema_id: Option<String>,
+    pub validity_period_secs: u64,
+    pub automatic_issuance: bool,
+    pub idempotency_key: Option<String>,
+    /// The issuer's did:key that signs the credential.
+    pub issuer_did: String,
+    /// The holder's DID the credential is about, once the holder names it.
+    pub subject_did: Option<String>,
+    /// The nonce the holder's request must sign (proof of the subject DID).
+    pub challenge: String,
+    pub credential_id: Option<String>,
+    pub ack_received: bool,
+    /// Why the record is in a problem-report or Abandoned state.
+    pub problem: Option<String>,
+    pub comment: Option<String>,
+    /// When the message this record waits on an answer to expires.
+    pub expires_at_ms: Option<i64>,
+    /// When the sweeper abandons the record, if it is not final (indexed).
+    pub deadline_ms: Option<i64>,
+    pub meta_retries: u32,
+    pub meta_next_retry_ms: Option<i64>,
+    pub meta_last_failure: Option<String>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+/// A credential held by a wallet, verified when it was received.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredCredential {
+    pub id: String,
+    pub wallet_id: String,
+    pub record_id: String,
+    pub thid: String,
+    pub issuer: String,
+    pub subject: String,
+    pub types: Vec<String>,
+    pub claims: serde_json::Map<String, serde_json::Value>,
+    pub jwt: String,
+    pub not_before: u64,
+    pub expires: Option<u64>,
+    pub received_at_ms: i64,
+}
+
+/// A committed record state change, in commit order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordEvent {
+    pub seq: u64,
+    pub wallet_id: String,
+    pub record_id: String,
+    pub thid: String,
+    pub role: Role,
+    pub old_state: Option<RecordState>,
+    pub new_state: RecordState,
+    pub reason: Option<String>,
+    pub at_ms: i64,
 }

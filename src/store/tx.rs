@@ -2,7 +2,7 @@
 
 use sled::transaction::{TransactionalTree, UnabortableTransactionError};
 
-use super::{T, decode, encode, key, model::*};
+use super::{EVENT_SEQ, T, decode, encode, key, model::*};
 use crate::error::{Error, Result};
 
 pub struct StoreTx<'a> {
@@ -34,6 +34,14 @@ impl<'a> StoreTx<'a> {
             .map_err(tx_err)?
             .map(|v| decode(&v))
             .transpose()
+    }
+
+    pub fn meta(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .tree(T::Meta)
+            .get(name)
+            .map_err(tx_err)?
+            .map(|v| v.to_vec()))
     }
 
     pub fn set_meta(&self, name: &str, value: &[u8]) -> Result<()> {
@@ -120,4 +128,99 @@ impl<'a> StoreTx<'a> {
         self.remove_outbox(&e.id)?;
         self.put(T::Dead, e.id.as_bytes(), e)
     }
+
+    // ---- issue-credential records
+
+    pub fn record(&self, wallet: &str, id: &str) -> Result<CredentialRecord> {
+        self.get(T::Records, &key(&[wallet, id]))?
+            .ok_or_else(|| Error::not_found("record", id))
+    }
+
+    pub fn record_by_thid(&self, wallet: &str, thid: &str) -> Result<Option<CredentialRecord>> {
+        match self
+            .tree(T::ThreadIndex)
+            .get(key(&[wallet, thid]))
+            .map_err(tx_err)?
+        {
+            Some(id) => self.get(T::Records, &key(&[wallet, &String::from_utf8_lossy(&id)])),
+            None => Ok(None),
+        }
+    }
+
+    /// The record created earlier with this idempotency key, if any.
+    pub fn record_by_idempotency(&self, wallet: &str, k: &str) -> Result<Option<CredentialRecord>> {
+        match self
+            .tree(T::Idempotency)
+            .get(key(&[wallet, k]))
+            .map_err(tx_err)?
+        {
+            Some(id) => self.get(T::Records, &key(&[wallet, &String::from_utf8_lossy(&id)])),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes a record and keeps its indices (thread, idempotency key,
+    /// deadline) in step with it. `old` is the record as it was, if any.
+    pub fn put_record(&self, old: Option<&CredentialRecord>, r: &CredentialRecord) -> Result<()> {
+        self.put(T::Records, &key(&[&r.wallet_id, &r.id]), r)?;
+        if old.is_none() {
+            self.tree(T::ThreadIndex)
+                .insert(key(&[&r.wallet_id, &r.thid]), r.id.as_bytes())
+                .map_err(tx_err)?;
+            if let Some(k) = &r.idempotency_key {
+                self.tree(T::Idempotency)
+                    .insert(key(&[&r.wallet_id, k]), r.id.as_bytes())
+                    .map_err(tx_err)?;
+            }
+        }
+        let old_deadline = old.and_then(|o| o.deadline_ms);
+        if old_deadline != r.deadline_ms {
+            if let Some(d) = old_deadline {
+                self.tree(T::Deadlines)
+                    .remove(deadline_key(d, r))
+                    .map_err(tx_err)?;
+            }
+            if let Some(d) = r.deadline_ms {
+                self.tree(T::Deadlines)
+                    .insert(deadline_key(d, r), &[][..])
+                    .map_err(tx_err)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn put_credential(&self, c: &StoredCredential) -> Result<()> {
+        self.put(T::Credentials, &key(&[&c.wallet_id, &c.id]), c)
+    }
+
+    pub fn remove_credential(&self, wallet: &str, id: &str) -> Result<StoredCredential> {
+        let old = self
+            .tree(T::Credentials)
+            .remove(key(&[wallet, id]))
+            .map_err(tx_err)?
+            .ok_or_else(|| Error::not_found("credential", id))?;
+        decode(&old)
+    }
+
+    /// Appends an event with the next sequence number. The counter is read
+    /// and written in this transaction, so sequence order is commit order.
+    pub fn push_event(&self, mut e: RecordEvent) -> Result<RecordEvent> {
+        let meta = self.tree(T::Meta);
+        let last = meta
+            .get(EVENT_SEQ)
+            .map_err(tx_err)?
+            .map(|v| u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8])))
+            .unwrap_or(0);
+        e.seq = last + 1;
+        meta.insert(EVENT_SEQ, &e.seq.to_be_bytes()[..])
+            .map_err(tx_err)?;
+        self.put(T::Events, &e.seq.to_be_bytes(), &e)?;
+        Ok(e)
+    }
+}
+
+fn deadline_key(at_ms: i64, r: &CredentialRecord) -> Vec<u8> {
+    let mut k = (at_ms.max(0) as u64).to_be_bytes().to_vec();
+    k.extend(key(&[&r.wallet_id, &r.id]));
+    k
 }

@@ -1,0 +1,146 @@
+//! Record state changes for subscribers. Events are written in the
+//! transaction of the change they describe (so sequence order is commit
+//! order and nothing is lost to a crash) and published here after commit.
+//! A subscriber replays stored events after its cursor, then follows live.
+
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::error::Result;
+use crate::store::{RecordEvent, RecordState, Role, Store};
+
+/// Live publication of committed events; cheap to clone.
+#[derive(Clone)]
+pub struct Events {
+    live: broadcast::Sender<RecordEvent>,
+}
+
+impl Default for Events {
+    fn default() -> Self {
+        Events {
+            live: broadcast::channel(4096).0,
+        }
+    }
+}
+
+/// Which events a subscriber wants; empty fields match everything.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub wallet_id: Option<String>,
+    pub role: Option<Role>,
+    pub state: Option<RecordState>,
+    pub thid: Option<String>,
+}
+
+impl Filter {
+    pub fn matches(&self, e: &RecordEvent) -> bool {
+        self.wallet_id.as_ref().is_none_or(|w| *w == e.wallet_id)
+            && self.role.is_none_or(|r| r == e.role)
+            && self.state.is_none_or(|s| s == e.new_state)
+            && self.thid.as_ref().is_none_or(|t| *t == e.thid)
+    }
+}
+
+const REPLAY_BATCH: usize = 512;
+
+impl Events {
+    /// Publishes events that have committed.
+    pub fn publish(&self, events: impl IntoIterator<Item = RecordEvent>) {
+        for e in events {
+            // No subscriber is not an error.
+            let _ = self.live.send(e);
+        }
+    }
+
+    /// A receiver of live events only (for calls that wait on a thread).
+    pub fn live(&self) -> broadcast::Receiver<RecordEvent> {
+        self.live.subscribe()
+    }
+
+    /// Every matching event with `seq > after` (None: only new ones), in
+    /// order and without gaps, then live events as they commit. The stream
+    /// ends with an error item if the store fails.
+    pub fn subscribe(
+        &self,
+        store: Store,
+        filter: Filter,
+        after: Option<u64>,
+    ) -> ReceiverStream<Result<RecordEvent>> {
+        let live = self.live.subscribe();
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(async move {
+            if let Err(e) = follow(store, filter, after, live, &tx).await {
+                let _ = tx.send(Err(e)).await;
+            }
+        });
+        ReceiverStream::new(rx)
+    }
+}
+
+type Sink = mpsc::Sender<Result<RecordEvent>>;
+
+/// Sends `e` if it matches; false once the subscriber has gone.
+async fn emit(tx: &Sink, filter: &Filter, e: RecordEvent) -> bool {
+    !filter.matches(&e) || tx.send(Ok(e)).await.is_ok()
+}
+
+/// Replays from the store after `cursor`; returns the new cursor, or None
+/// when the subscriber has gone.
+async fn catch_up(
+    store: &Store,
+    filter: &Filter,
+    tx: &Sink,
+    mut cursor: u64,
+    upto: u64,
+) -> Result<Option<u64>> {
+    while cursor < upto {
+        let batch = store.events_after(cursor, REPLAY_BATCH)?;
+        if batch.is_empty() {
+            break;
+        }
+        for e in batch {
+            cursor = e.seq;
+            if !emit(tx, filter, e).await {
+                return Ok(None);
+            }
+        }
+    }
+    Ok(Some(cursor))
+}
+
+async fn follow(
+    store: Store,
+    filter: Filter,
+    after: Option<u64>,
+    mut live: broadcast::Receiver<RecordEvent>,
+    tx: &Sink,
+) -> Result<()> {
+    let mut cursor = match after {
+        Some(c) => c,
+        None => store.last_event_seq()?,
+    };
+    loop {
+        let Some(c) = catch_up(&store, &filter, tx, cursor, u64::MAX).await? else {
+            return Ok(());
+        };
+        cursor = c;
+        loop {
+            match live.recv().await {
+                Ok(e) if e.seq <= cursor => {}
+                Ok(e) => {
+                    // Publication can be out of commit order: fill a gap
+                    // from the store, which has everything up to `e`.
+                    let Some(c) = catch_up(&store, &filter, tx, cursor, e.seq - 1).await? else {
+                        return Ok(());
+                    };
+                    cursor = c.max(e.seq);
+                    if !emit(tx, &filter, e).await {
+                        return Ok(());
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => break,
+                Err(broadcast::error::RecvError::Closed) => return Ok(()),
+            }
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! W3C Verifiable Credentials as JWT (VC-JWT): `alg: EdDSA`, `kid` = the
+//! issuer's DID URL, registered claims `iss`/`sub`/`nbf`/`exp`/`jti` and the
+//! credential in `vc`. Verification resolves the issuer DID offline.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+use serde_json::{Map, Value, json};
+
+use crate::crypto::KeyStore;
+use crate::did;
+use crate::store::DidRecord;
+
+pub const VC_CONTEXT: &str = "https://www.w3.org/2018/credentials/v1";
+pub const VC_TYPE: &str = "VerifiableCredential";
+
+/// Why a JWT or the credential in it was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VcError {
+    #[error("not a compact JWS: {0}")]
+    Malformed(String),
+    #[error("unsupported JWT header: {0}")]
+    Header(String),
+    #[error("the signing key is not the issuer's: {0}")]
+    WrongKey(String),
+    #[error("the signature does not verify")]
+    BadSignature,
+    #[error("claim `{claim}` is wrong: {why}")]
+    Claim { claim: &'static str, why: String },
+    #[error("cannot sign: {0}")]
+    Signing(String),
+}
+
+/// What a credential says, before it is signed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CredentialSpec<'a> {
+    pub id: &'a str,
+    /// Types beyond `VerifiableCredential`.
+    pub types: &'a [String],
+    pub subject: &'a str,
+    pub claims: &'a Map<String, Value>,
+    pub schema_id: Option<&'a str>,
+    pub issued_at: u64,
+    pub validity_secs: u64,
+}
+
+/// A verified JWT: its header and payload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verified {
+    pub header: Value,
+    pub payload: Value,
+}
+
+/// Signs `payload` as a compact JWS with the Ed25519 key of `signer`
+/// (a did:key DID held by this agent).
+pub fn sign_jwt(keys: &KeyStore, signer: &DidRecord, payload: &Value) -> Result<String, VcError> {
+    let header = json!({
+        "alg": "EdDSA",
+        "typ": "JWT",
+        "kid": key_id(&signer.did),
+    });
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(payload.to_string())
+    );
+    let sig = keys
+        .sign(&signer.wallet_id, &signer.signing_key_id, input.as_bytes())
+        .map_err(|e| VcError::Signing(e.to_string()))?;
+    Ok(format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig)))
+}
+
+/// The DID URL of a did:key's only verification method.
+pub fn key_id(did_key: &str) -> String {
+    let fragment = did_key.strip_prefix("did:key:").unwrap_or(did_key);
+    format!("{did_key}#{fragment}")
+}
+
+/// Checks the signature of a compact JWS against the key its `kid` names,
+/// and that this key belongs to `iss`. Returns header and payload.
+pub fn verify_jwt(jwt: &str) -> Result<Verified, VcError> {
+    let mut parts = jwt.split('.');
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(VcError::Malformed(
+            "expected three dot-separated parts".into(),
+        ));
+    };
+    let part = |name: &str, b64: &str| -> Result<Vec<u8>, VcError> {
+        URL_SAFE_NO_PAD
+            .decode(b64)
+            .map_err(|_| VcError::Malformed(format!("{name} is not base64url")))
+    };
+    let json = |name: &str, bytes: Vec<u8>| -> Result<Value, VcError> {
+        serde_json::from_slice::<Value>(&bytes)
+            .ok()
+            .filter(Value::is_object)
+            .ok_or_else(|| VcError::Malformed(format!("{name} is not a JSON object")))
+    };
+    let header = json("header", part("header", h)?)?;
+    let payload = json("payload", part("payload", p)?)?;
+    let signature = part("signature", s)?;
+    if header["alg"] != "EdDSA" {
+        return Err(VcError::Header(format!(
+            "alg {} (only EdDSA)",
+            header["alg"]
+        )));
+    }
+    let kid = header["kid"]
+        .as_str()
+        .ok_or_else(|| VcError::Header("no kid".into()))?;
+    let iss = payload["iss"].as_str().ok_or(VcError::Claim {
+        claim: "iss",
+        why: "missing".into(),
+    })?;
+    if did::did_of(kid) != iss {
+        return Err(VcError::WrongKey(format!(
+            "kid {kid} is not a key of {iss}"
+        )));
+    }
+    let resolved = did::resolve(iss).map_err(|e| VcError::WrongKey(e.to_string()))?;
+    let key = resolved
+        .signing_key(kid)
+        .map_err(|e| VcError::WrongKey(e.to_string()))?;
+    let verifying = VerifyingKey::from_bytes(&key.public)
+        .map_err(|_| VcError::WrongKey(format!("{kid} is not a valid Ed25519 key")))?;
+    let signature = Signature::from_slice(&signature).map_err(|_| VcError::BadSignature)?;
+    verifying
+        .verify(format!("{h}.{p}").as_bytes(), &signature)
+        .map_err(|_| VcError::BadSignature)?;
+    Ok(Verified { header, payload })
+}
+
+/// Issues a VC-JWT for `spec`, signed by `issuer` (a did:key).
+pub fn issue(
+    keys: &KeyStore,
+    issuer: &DidRecord,
+    spec: &CredentialSpec,
+) -> Result<String, VcError> {
+    let mut types = vec![Value::from(VC_TYPE)];
+    types.extend(
+        spec.types
+            .iter()
+            .filter(|t| *t != VC_TYPE)
+            .map(|t| Value::from(t.as_str())),
+    );
+    let mut subject = spec.claims.clone();
+    subject.insert("id".into(), Value::from(spec.subject));
+    let mut vc = json!({
+        "@context": [VC_CONTEXT],
+        "type": types,
+        "credentialSubject": subject,
+    });
+    if let Some(schema) = spec.schema_id {
+        vc["credentialSchema"] = json!({ "id": schema, "type": "JsonSchema" });
+    }
+    let mut payload = json!({
+        "iss": issuer.did,
+        "sub": spec.subject,
+        "nbf": spec.issued_at,
+        "jti": spec.id,
+        "vc": vc,
+    });
+    if spec.validity_secs > 0 {
+        payload["exp"] = Value::from(spec.issued_at + spec.validity_secs);
+    }
+    sign_jwt(keys, issuer, &payload)
+}
+
+/// A credential whose signature, issuer and subject were checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Credential {
+    pub id: String,
+    pub issuer: String,
+    pub subject: String,
+    pub types: Vec<String>,
+    pub claims: Map<String, Value>,
+    pub not_before: u64,
+    pub expires: Option<u64>,
+}
+
+/// Verifies a VC-JWT: the signature by a key of `iss`, `iss` = `issuer`,
+/// `sub` = `subject`, a well-formed `vc`, and the validity window at `now`.
+pub fn verify(jwt: &str, issuer: &str, subject: &str, now: u64) -> Result<Credential, VcError> {
+    let Verified { payload, .. } = verify_jwt(jwt)?;
+    let claim = |claim: &'static str, why: String| VcError::Claim { claim, why };
+    let str_claim = |name: &'static str| {
+        payload[name]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| claim(name, "missing".into()))
+    };
+    let iss = str_claim("iss")?;
+    if iss != issuer {
+        return Err(claim("iss", format!("{iss}, expected {issuer}")));
+    }
+    let sub = str_claim("sub")?;
+    if sub != subject {
+        return Err(claim("sub", format!("{sub}, expected {subject}")));
+    }
+    let id = str_claim("jti")?;
+    let nbf = payload["nbf"]
+        .as_u64()
+        .ok_or_else(|| claim("nbf", "missing".into()))?;
+    // A minute of clock skew between issuer and holder is tolerated.
+    if nbf > now + 60 {
+        return Err(claim("nbf", format!("{nbf} is in the future")));
+    }
+    let exp = payload
+        .get("exp")
+        .map(|v| {
+            v.as_u64()
+                .ok_or_else(|| claim("exp", "not a number".into()))
+        })
+        .transpose()?;
+    if let Some(exp) = exp.filter(|e| *e <= now) {
+        return Err(claim("exp", format!("expired at {exp}")));
+    }
+    let vc = &payload["vc"];
+    let types: Vec<String> = vc["type"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| t.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    if !types.iter().any(|t| t == VC_TYPE) {
+        return Err(claim("vc", format!("type does not include {VC_TYPE}")));
+    }
+    if !vc["@context"]
+        .as_array()
+        .is_some_and(|c| c.first() == Some(&Value::from(VC_CONTEXT)))
+    {
+        return Err(claim(
+            "vc",
+            format!("@context must start with {VC_CONTEXT}"),
+        ));
+    }
+    let mut claims = vc["credentialSubject"]
+        .as_object()
+        .cloned()
+        .ok_or_else(|| claim("vc", "credentialSubject is not an object".into()))?;
+    if let Some(id) = claims.remove("id").filter(|id| id != subject) {
+        return Err(claim(
+            "vc",
+            format!("credentialSubject.id {id} is not {subject}"),
+        ));
+    }
+    Ok(Credential {
+        id,
+        issuer: iss,
+        subject: sub,
+        types,
+        claims,
+        not_before: nbf,
+        expires: exp,
+    })
+}
+
+#[cfg(test)]
+mod tests;
