@@ -8,6 +8,9 @@ const PROTOS: &[&str] = &[
     "proto/agent/v1/wallet.proto",
     "proto/agent/v1/did.proto",
     "proto/agent/v1/connection.proto",
+    "proto/agent/v1/issuance.proto",
+    "proto/agent/v1/holder.proto",
+    "proto/agent/v1/events.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -5,6 +5,7 @@
 
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
 
 use crate::error::Result;
 use crate::store::{RecordEvent, RecordState, Role, Store};
@@ -59,18 +60,25 @@ impl Events {
 
     /// Every matching event with `seq > after` (None: only new ones), in
     /// order and without gaps, then live events as they commit. The stream
-    /// ends with an error item if the store fails.
+    /// ends with an error item if the store fails, and ends when `stop` is
+    /// cancelled (shutdown).
     pub fn subscribe(
         &self,
         store: Store,
         filter: Filter,
         after: Option<u64>,
+        stop: CancellationToken,
     ) -> ReceiverStream<Result<RecordEvent>> {
         let live = self.live.subscribe();
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(async move {
-            if let Err(e) = follow(store, filter, after, live, &tx).await {
-                let _ = tx.send(Err(e)).await;
+            tokio::select! {
+                result = follow(store, filter, after, live, &tx) => {
+                    if let Err(e) = result {
+                        let _ = tx.send(Err(e)).await;
+                    }
+                }
+                _ = stop.cancelled() => {}
             }
         });
         ReceiverStream::new(rx)

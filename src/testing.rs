@@ -7,7 +7,7 @@ use crate::Core;
 use crate::config::Config;
 use crate::crypto::{KeyStore, MasterKey};
 use crate::didcomm::{Envelopes, Waiters};
-use crate::store::{DidMethod, DidRecord, Store};
+use crate::store::{Connection, DidMethod, DidRecord, Store};
 
 pub struct TestCore {
     pub core: Core,
@@ -39,6 +39,52 @@ impl TestCore {
     /// A new DID of `method` in `wallet` (created if missing).
     pub fn did(&self, wallet: &str, method: DidMethod) -> DidRecord {
         let _ = crate::wallet::create_wallet(&self.core, wallet, "");
-        crate::wallet::create_did(&self.core, wallet, method).expect("DID")
+        crate::wallet::create_did(&self.core, wallet, method, "user").expect("DID")
+    }
+}
+
+impl TestCore {
+    /// Delivers queued messages and handles received ones until nothing is
+    /// left to do, as the workers would (all recipients are local).
+    pub async fn drain(&self) {
+        let core = &self.core;
+        for _ in 0..100 {
+            let out = core.store.outbox_all().expect("outbox");
+            let inbox = core.store.inbox_batch(256).expect("inbox");
+            if out.is_empty() && inbox.is_empty() {
+                return;
+            }
+            for e in out {
+                crate::didcomm::outbox::attempt(core, e).await;
+            }
+            for (seq, e) in inbox {
+                crate::didcomm::inbox::process(core, seq, e).await;
+            }
+        }
+        panic!("messages still flowing after 100 rounds");
+    }
+
+    /// An active connection between wallets `a` (inviter) and `b`, each
+    /// created if missing. Returns (a's connection, b's).
+    pub async fn connect(&self, a: &str, b: &str) -> (Connection, Connection) {
+        use crate::protocols::connections;
+        for w in [a, b] {
+            let _ = crate::wallet::create_wallet(&self.core, w, "");
+        }
+        let inv = connections::create_invitation(&self.core, a, "", "", "").expect("invitation");
+        let theirs = connections::accept_invitation(&self.core, b, &inv.url, "").expect("accept");
+        self.drain().await;
+        let ours = self
+            .core
+            .store
+            .connection(a, &inv.connection.id)
+            .expect("connection");
+        let theirs = self
+            .core
+            .store
+            .connection(b, &theirs.id)
+            .expect("connection");
+        assert_eq!(ours.state, crate::store::ConnectionState::Active);
+        (ours, theirs)
     }
 }

@@ -102,9 +102,15 @@ pub fn put_did(tx: &StoreTx, new: &NewDid) -> Result<()> {
     tx.put_did(&new.record)
 }
 
-/// Creates and stores a DID for the user of `wallet`.
-pub fn create_did(core: &Core, wallet: &str, method: DidMethod) -> Result<DidRecord> {
-    let new = new_did(&core.keys, &core.endpoint, wallet, method, "user");
+/// Creates and stores a DID in `wallet`; `purpose` says what it is for
+/// ("user", "subject", "issuer").
+pub fn create_did(
+    core: &Core,
+    wallet: &str,
+    method: DidMethod,
+    purpose: &str,
+) -> Result<DidRecord> {
+    let new = new_did(&core.keys, &core.endpoint, wallet, method, purpose);
     core.store.transact(|tx| put_did(tx, &new))?;
     Ok(new.record)
 }

@@ -33,6 +33,9 @@ async fn reflection_lists_the_services_and_health_is_serving() {
         [
             "agent.v1.ConnectionService",
             "agent.v1.DidService",
+            "agent.v1.EventService",
+            "agent.v1.HolderService",
+            "agent.v1.IssuanceService",
             "agent.v1.WalletService",
             "grpc.health.v1.Health",
             "grpc.reflection.v1.ServerReflection",
@@ -40,7 +43,7 @@ async fn reflection_lists_the_services_and_health_is_serving() {
     );
 
     let mut health = tonic_health::pb::health_client::HealthClient::new(d.channel().await);
-    for service in ["", "agent.v1.ConnectionService"] {
+    for service in ["", "agent.v1.ConnectionService", "agent.v1.IssuanceService"] {
         let status = health
             .check(tonic_health::pb::HealthCheckRequest {
                 service: service.into(),

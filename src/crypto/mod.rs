@@ -88,7 +88,16 @@ impl KeyStore {
         key_id: &str,
         kind: KeyKind,
     ) -> Result<Zeroizing<[u8; 32]>> {
-        let k = self.store.key(wallet, key_id)?;
+        self.open_stored(wallet, &self.store.key(wallet, key_id)?, kind)
+    }
+
+    fn open_stored(
+        &self,
+        wallet: &str,
+        k: &StoredKey,
+        kind: KeyKind,
+    ) -> Result<Zeroizing<[u8; 32]>> {
+        let key_id = &k.id;
         if k.kind != kind {
             return Err(Error::Crypto(format!(
                 "key {key_id} is not an {kind:?} key"
@@ -108,7 +117,13 @@ impl KeyStore {
 
     /// Signs `data` with the wallet's Ed25519 key `key_id`.
     pub fn sign(&self, wallet: &str, key_id: &str, data: &[u8]) -> Result<[u8; 64]> {
-        let secret = self.open_secret(wallet, key_id, KeyKind::Ed25519)?;
+        self.sign_with(wallet, &self.store.key(wallet, key_id)?, data)
+    }
+
+    /// Signs with a key record the caller has read, e.g. through a
+    /// transaction (sled deadlocks on plain reads inside one).
+    pub fn sign_with(&self, wallet: &str, key: &StoredKey, data: &[u8]) -> Result<[u8; 64]> {
+        let secret = self.open_stored(wallet, key, KeyKind::Ed25519)?;
         Ok(SigningKey::from_bytes(&secret).sign(data).to_bytes())
     }
 

@@ -76,7 +76,7 @@ pub async fn run(core: Core, shutdown: CancellationToken) {
     }
 }
 
-async fn process(core: &Core, seq: u64, entry: InboxEntry) {
+pub(crate) async fn process(core: &Core, seq: u64, entry: InboxEntry) {
     let message: Message = match serde_json::from_str(&entry.message) {
         Ok(m) => m,
         Err(e) => {

@@ -88,7 +88,7 @@ pub async fn run(core: Core, shutdown: CancellationToken) {
     }
 }
 
-async fn attempt(core: &Core, mut entry: OutboxEntry) {
+pub(crate) async fn attempt(core: &Core, mut entry: OutboxEntry) {
     let span =
         tracing::info_span!("outbound", wallet = %entry.wallet_id, id = %entry.id, to = %entry.to);
     let result = deliver(core, &entry).instrument(span.clone()).await;

@@ -3,6 +3,9 @@
 
 mod connection;
 mod did;
+mod events;
+mod holder;
+mod issuance;
 mod wallet;
 
 pub mod proto {
@@ -22,6 +25,9 @@ use crate::Core;
 use crate::error::Error;
 use proto::connection_service_server::ConnectionServiceServer;
 use proto::did_service_server::DidServiceServer;
+use proto::event_service_server::EventServiceServer;
+use proto::holder_service_server::HolderServiceServer;
+use proto::issuance_service_server::IssuanceServiceServer;
 use proto::wallet_service_server::WalletServiceServer;
 
 pub async fn serve(core: Core, listener: TcpListener, shutdown: CancellationToken) {
@@ -32,6 +38,15 @@ pub async fn serve(core: Core, listener: TcpListener, shutdown: CancellationToke
     health.set_serving::<DidServiceServer<did::Dids>>().await;
     health
         .set_serving::<ConnectionServiceServer<connection::Connections>>()
+        .await;
+    health
+        .set_serving::<IssuanceServiceServer<issuance::Issuance>>()
+        .await;
+    health
+        .set_serving::<HolderServiceServer<holder::Holder>>()
+        .await;
+    health
+        .set_serving::<EventServiceServer<events::Events>>()
         .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
@@ -51,7 +66,19 @@ pub async fn serve(core: Core, listener: TcpListener, shutdown: CancellationToke
             auth.clone(),
         ))
         .add_service(ConnectionServiceServer::with_interceptor(
-            connection::Connections(core),
+            connection::Connections(core.clone()),
+            auth.clone(),
+        ))
+        .add_service(IssuanceServiceServer::with_interceptor(
+            issuance::Issuance(core.clone()),
+            auth.clone(),
+        ))
+        .add_service(HolderServiceServer::with_interceptor(
+            holder::Holder(core.clone()),
+            auth.clone(),
+        ))
+        .add_service(EventServiceServer::with_interceptor(
+            events::Events(core, shutdown.clone()),
             auth,
         ))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled())

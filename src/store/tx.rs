@@ -57,6 +57,16 @@ impl<'a> StoreTx<'a> {
         self.put(T::Wallets, w.id.as_bytes(), w)
     }
 
+    pub fn key(&self, wallet: &str, key_id: &str) -> Result<StoredKey> {
+        self.get(T::Keys, &key(&[wallet, key_id]))?
+            .ok_or_else(|| Error::not_found("key", key_id))
+    }
+
+    pub fn did(&self, wallet: &str, did: &str) -> Result<DidRecord> {
+        self.get(T::Dids, &key(&[wallet, did]))?
+            .ok_or_else(|| Error::not_found("DID", did))
+    }
+
     pub fn put_key(&self, wallet: &str, k: &StoredKey) -> Result<()> {
         self.put(T::Keys, &key(&[wallet, &k.id]), k)
     }

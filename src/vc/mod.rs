@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 
 use crate::crypto::KeyStore;
 use crate::did;
-use crate::store::DidRecord;
+use crate::store::{DidRecord, StoredKey};
 
 pub const VC_CONTEXT: &str = "https://www.w3.org/2018/credentials/v1";
 pub const VC_TYPE: &str = "VerifiableCredential";
@@ -51,9 +51,14 @@ pub struct Verified {
     pub payload: Value,
 }
 
-/// Signs `payload` as a compact JWS with the Ed25519 key of `signer`
-/// (a did:key DID held by this agent).
-pub fn sign_jwt(keys: &KeyStore, signer: &DidRecord, payload: &Value) -> Result<String, VcError> {
+/// Signs `payload` as a compact JWS with `key`, the Ed25519 key of
+/// `signer` (a did:key DID held by this agent).
+pub fn sign_jwt(
+    keys: &KeyStore,
+    signer: &DidRecord,
+    key: &StoredKey,
+    payload: &Value,
+) -> Result<String, VcError> {
     let header = json!({
         "alg": "EdDSA",
         "typ": "JWT",
@@ -65,7 +70,7 @@ pub fn sign_jwt(keys: &KeyStore, signer: &DidRecord, payload: &Value) -> Result<
         URL_SAFE_NO_PAD.encode(payload.to_string())
     );
     let sig = keys
-        .sign(&signer.wallet_id, &signer.signing_key_id, input.as_bytes())
+        .sign_with(&signer.wallet_id, key, input.as_bytes())
         .map_err(|e| VcError::Signing(e.to_string()))?;
     Ok(format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig)))
 }
@@ -132,10 +137,11 @@ pub fn verify_jwt(jwt: &str) -> Result<Verified, VcError> {
     Ok(Verified { header, payload })
 }
 
-/// Issues a VC-JWT for `spec`, signed by `issuer` (a did:key).
+/// Issues a VC-JWT for `spec`, signed by `issuer` (a did:key) with `key`.
 pub fn issue(
     keys: &KeyStore,
     issuer: &DidRecord,
+    key: &StoredKey,
     spec: &CredentialSpec,
 ) -> Result<String, VcError> {
     let mut types = vec![Value::from(VC_TYPE)];
@@ -165,7 +171,7 @@ pub fn issue(
     if spec.validity_secs > 0 {
         payload["exp"] = Value::from(spec.issued_at + spec.validity_secs);
     }
-    sign_jwt(keys, issuer, &payload)
+    sign_jwt(keys, issuer, key, &payload)
 }
 
 /// A credential whose signature, issuer and subject were checked.

@@ -27,6 +27,10 @@ fn spec<'a>(
     }
 }
 
+fn key(t: &testing::TestCore, d: &crate::store::DidRecord) -> crate::store::StoredKey {
+    t.core.store.key(&d.wallet_id, &d.signing_key_id).unwrap()
+}
+
 #[test]
 fn issued_credential_verifies_and_round_trips() {
     let t = testing::core();
@@ -34,7 +38,13 @@ fn issued_credential_verifies_and_round_trips() {
     let holder = t.did("default", DidMethod::Key);
     let c = claims();
     let types = vec!["UniversityDegreeCredential".to_string()];
-    let jwt = issue(&t.core.keys, &issuer, &spec(&holder.did, &c, &types)).unwrap();
+    let jwt = issue(
+        &t.core.keys,
+        &issuer,
+        &key(&t, &issuer),
+        &spec(&holder.did, &c, &types),
+    )
+    .unwrap();
     let v = verify_jwt(&jwt).unwrap();
     assert_eq!(v.header["alg"], "EdDSA");
     assert_eq!(v.header["kid"], key_id(&issuer.did));
@@ -52,7 +62,13 @@ fn wrong_issuer_subject_time_or_signature_is_refused() {
     let other = t.did("default", DidMethod::Key);
     let holder = t.did("default", DidMethod::Key);
     let c = claims();
-    let jwt = issue(&t.core.keys, &issuer, &spec(&holder.did, &c, &[])).unwrap();
+    let jwt = issue(
+        &t.core.keys,
+        &issuer,
+        &key(&t, &issuer),
+        &spec(&holder.did, &c, &[]),
+    )
+    .unwrap();
     let now = 1_700_000_100;
     assert!(matches!(
         verify(&jwt, &other.did, &holder.did, now),
@@ -91,7 +107,7 @@ fn wrong_issuer_subject_time_or_signature_is_refused() {
 
     // Signed by `other` with its own kid while claiming to be the issuer.
     let payload: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(p).unwrap()).unwrap();
-    let by_other = sign_jwt(&t.core.keys, &other, &payload).unwrap();
+    let by_other = sign_jwt(&t.core.keys, &other, &key(&t, &other), &payload).unwrap();
     assert!(matches!(
         verify(&by_other, &issuer.did, &holder.did, now),
         Err(VcError::WrongKey(_))

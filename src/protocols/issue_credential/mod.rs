@@ -334,10 +334,9 @@ pub async fn issue(core: &Core, wallet: &str, record_id: &str) -> Result<Credent
             seen.role, seen.state
         )));
     }
-    let signed = sign_credential(core, &seen)?;
     commit(core, |tx, after| {
         let cur = current(tx, &seen)?;
-        issue_in(core, tx, after, cur, &signed)
+        issue_in(core, tx, after, cur)
     })
     .await
 }
@@ -347,15 +346,18 @@ struct Signed {
     jwt: String,
 }
 
-fn sign_credential(core: &Core, rec: &CredentialRecord) -> Result<Signed> {
+/// Signs the record's credential, reading the issuer key through `tx`.
+fn sign_credential(core: &Core, tx: &StoreTx, rec: &CredentialRecord) -> Result<Signed> {
     let subject = rec.subject_did.as_deref().ok_or_else(|| {
         Error::FailedPrecondition(format!("record {} has no subject DID", rec.id))
     })?;
-    let issuer = core.store.did(&rec.wallet_id, &rec.issuer_did)?;
+    let issuer = tx.did(&rec.wallet_id, &rec.issuer_did)?;
+    let key = tx.key(&rec.wallet_id, &issuer.signing_key_id)?;
     let id = format!("urn:uuid:{}", uuid::Uuid::new_v4());
     let jwt = vc::issue(
         &core.keys,
         &issuer,
+        &key,
         &vc::CredentialSpec {
             id: &id,
             types: &rec.types,
@@ -370,13 +372,15 @@ fn sign_credential(core: &Core, rec: &CredentialRecord) -> Result<Signed> {
     Ok(Signed { id, jwt })
 }
 
+/// RequestReceived → CredentialPending → CredentialGenerated, signing in
+/// between; the credential goes out with the commit.
 fn issue_in(
     core: &Core,
     tx: &StoreTx,
     after: &mut After,
     cur: CredentialRecord,
-    signed: &Signed,
 ) -> Result<CredentialRecord> {
+    let signed = sign_credential(core, tx, &cur)?;
     let mut rec = cur.clone();
     advance(
         core,
@@ -435,22 +439,17 @@ pub async fn accept_offer(
             "the offer of record {record_id} has expired"
         )));
     }
-    let (subject, fresh) = match subject_did.filter(|d| !d.is_empty()) {
-        Some(d) => (user_did_key(core, wallet, d, "subject_did")?, None),
-        None => {
-            let new = wallet::new_did(
-                &core.keys,
-                &core.endpoint,
-                wallet,
-                DidMethod::Key,
-                "subject",
-            );
-            (new.record.clone(), Some(new))
-        }
+    let subject = match subject_did.filter(|d| !d.is_empty()) {
+        Some(d) => user_did_key(core, wallet, d, "subject_did")?,
+        // Stored before signing with it; if the accept then loses a race,
+        // the wallet keeps an unused DID, which is harmless.
+        None => wallet::create_did(core, wallet, DidMethod::Key, "subject")?,
     };
+    let key = core.store.key(wallet, &subject.signing_key_id)?;
     let proof = vc::sign_jwt(
         &core.keys,
         &subject,
+        &key,
         &messages::proof_payload(&subject.did, &seen),
     )
     .map_err(|e| Error::Crypto(e.to_string()))?;
@@ -460,9 +459,6 @@ pub async fn accept_offer(
     };
     commit(core, |tx, after| {
         let cur = current(tx, &seen)?;
-        if let Some(new) = &fresh {
-            wallet::put_did(tx, new)?;
-        }
         let mut rec = cur.clone();
         rec.subject_did = Some(subject.did.clone());
         rec.expires_at_ms = None;
@@ -708,8 +704,7 @@ fn on_request(
         &Inputs::default(),
     )?;
     if rec.automatic_issuance {
-        let signed = sign_credential(core, &rec)?;
-        issue_in(core, tx, after, rec, &signed)?;
+        issue_in(core, tx, after, rec)?;
     }
     Ok(())
 }
@@ -1152,3 +1147,6 @@ async fn wait_for(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,129 @@
+use tonic::{Request, Response, Status};
+
+use super::issuance::{credential_to_proto, record_to_proto};
+use super::proto::{self, holder_service_server::HolderService};
+use super::{page, status};
+use crate::error::Error;
+use crate::protocols::issue_credential;
+use crate::store::{RecordState, Role};
+use crate::{Core, wallet};
+
+pub struct Holder(pub Core);
+
+impl Holder {
+    fn wallet(&self, id: &str) -> Result<String, Status> {
+        wallet::resolve_wallet(&self.0, id).map_err(status)
+    }
+}
+
+#[tonic::async_trait]
+impl HolderService for Holder {
+    async fn list_offers(
+        &self,
+        request: Request<proto::ListOffersRequest>,
+    ) -> Result<Response<proto::ListRecordsResponse>, Status> {
+        let r = request.into_inner();
+        let wallet = self.wallet(&r.wallet_id)?;
+        let (size, token) = page(&r.page)?;
+        let p = self
+            .0
+            .store
+            .records(&wallet, size, token, |rec| {
+                rec.role == Role::Holder && rec.state == RecordState::OfferReceived
+            })
+            .map_err(status)?;
+        Ok(Response::new(proto::ListRecordsResponse {
+            records: p.items.into_iter().map(record_to_proto).collect(),
+            next_page_token: p.next_token,
+        }))
+    }
+
+    async fn accept_offer(
+        &self,
+        request: Request<proto::AcceptOfferRequest>,
+    ) -> Result<Response<proto::CredentialRecord>, Status> {
+        let r = request.into_inner();
+        let wallet = self.wallet(&r.wallet_id)?;
+        let subject = (!r.subject_did.is_empty()).then_some(r.subject_did.as_str());
+        let rec = issue_credential::accept_offer(&self.0, &wallet, &r.record_id, subject)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(record_to_proto(rec)))
+    }
+
+    async fn reject_offer(
+        &self,
+        request: Request<proto::RejectOfferRequest>,
+    ) -> Result<Response<proto::CredentialRecord>, Status> {
+        let r = request.into_inner();
+        let wallet = self.wallet(&r.wallet_id)?;
+        let rec = issue_credential::reject_offer(&self.0, &wallet, &r.record_id, &r.reason)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(record_to_proto(rec)))
+    }
+
+    async fn list_credentials(
+        &self,
+        request: Request<proto::ListCredentialsRequest>,
+    ) -> Result<Response<proto::ListCredentialsResponse>, Status> {
+        let r = request.into_inner();
+        let wallet = self.wallet(&r.wallet_id)?;
+        let (size, token) = page(&r.page)?;
+        let p = self
+            .0
+            .store
+            .credentials(&wallet, size, token, |c| {
+                r.r#type.is_empty() || c.types.contains(&r.r#type)
+            })
+            .map_err(status)?;
+        Ok(Response::new(proto::ListCredentialsResponse {
+            credentials: p.items.into_iter().map(credential_to_proto).collect(),
+            next_page_token: p.next_token,
+        }))
+    }
+
+    async fn get_credential(
+        &self,
+        request: Request<proto::GetCredentialRequest>,
+    ) -> Result<Response<proto::Credential>, Status> {
+        let r = request.into_inner();
+        let wallet = self.wallet(&r.wallet_id)?;
+        let c = self
+            .0
+            .store
+            .credential(&wallet, &r.credential_id)
+            .map_err(status)?;
+        Ok(Response::new(credential_to_proto(c)))
+    }
+
+    async fn delete_credential(
+        &self,
+        request: Request<proto::GetCredentialRequest>,
+    ) -> Result<Response<proto::DeleteCredentialResponse>, Status> {
+        let r = request.into_inner();
+        let wallet = self.wallet(&r.wallet_id)?;
+        issue_credential::delete_credential(&self.0, &wallet, &r.credential_id)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(proto::DeleteCredentialResponse {}))
+    }
+
+    async fn match_credential(
+        &self,
+        request: Request<proto::MatchCredentialRequest>,
+    ) -> Result<Response<proto::Credential>, Status> {
+        let r = request.into_inner();
+        let wallet = self.wallet(&r.wallet_id)?;
+        if r.r#type.is_empty() {
+            return Err(status(Error::InvalidArgument("type is required".into())));
+        }
+        let c = self
+            .0
+            .store
+            .find_credential(&wallet, |c| c.types.contains(&r.r#type))
+            .map_err(status)?
+            .ok_or_else(|| status(Error::not_found("credential of type", r.r#type.clone())))?;
+        Ok(Response::new(credential_to_proto(c)))
+    }
+}

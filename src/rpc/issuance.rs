@@ -1,0 +1,222 @@
+use std::time::Duration;
+
+use tonic::{Request, Response, Status};
+
+use super::proto::{self, issuance_service_server::IssuanceService};
+use super::{page, status};
+use crate::error::Error;
+use crate::protocols::issue_credential::{self, OfferSpec};
+use crate::store::{self, RecordState, Role};
+use crate::{Core, wallet};
+
+pub struct Issuance(pub Core);
+
+/// Longest a custodial call may wait, and its default.
+const MAX_WAIT_MS: u32 = 60_000;
+const DEFAULT_WAIT_MS: u32 = 30_000;
+
+pub fn state_to_proto(s: RecordState) -> proto::RecordState {
+    // The proto enum lists the states in RecordState::ALL's order, from 1.
+    let i = RecordState::ALL.iter().position(|x| *x == s).unwrap_or(0);
+    proto::RecordState::try_from(i as i32 + 1).unwrap_or_default()
+}
+
+/// None for UNSPECIFIED (no filter); an unknown number is an error.
+pub fn state_from_proto(v: i32) -> Result<Option<RecordState>, Status> {
+    match v {
+        0 => Ok(None),
+        n => RecordState::ALL
+            .get(n as usize - 1)
+            .copied()
+            .map(Some)
+            .ok_or_else(|| status(Error::InvalidArgument(format!("unknown record state {n}")))),
+    }
+}
+
+pub fn role_to_proto(r: Role) -> proto::Role {
+    match r {
+        Role::Issuer => proto::Role::Issuer,
+        Role::Holder => proto::Role::Holder,
+    }
+}
+
+pub fn role_from_proto(v: i32) -> Result<Option<Role>, Status> {
+    match proto::Role::try_from(v) {
+        Ok(proto::Role::Unspecified) => Ok(None),
+        Ok(proto::Role::Issuer) => Ok(Some(Role::Issuer)),
+        Ok(proto::Role::Holder) => Ok(Some(Role::Holder)),
+        Err(_) => Err(status(Error::InvalidArgument(format!("unknown role {v}")))),
+    }
+}
+
+pub fn record_to_proto(r: store::CredentialRecord) -> proto::CredentialRecord {
+    proto::CredentialRecord {
+        id: r.id,
+        wallet_id: r.wallet_id,
+        role: role_to_proto(r.role) as i32,
+        state: state_to_proto(r.state) as i32,
+        version: r.version,
+        thid: r.thid,
+        connection_id: r.connection_id,
+        our_did: r.our_did,
+        their_did: r.their_did,
+        claims_json: serde_json::Value::Object(r.claims).to_string(),
+        types: r.types,
+        schema_id: r.schema_id.unwrap_or_default(),
+        validity_period_secs: r.validity_period_secs,
+        automatic_issuance: r.automatic_issuance,
+        idempotency_key: r.idempotency_key.unwrap_or_default(),
+        issuer_did: r.issuer_did,
+        subject_did: r.subject_did.unwrap_or_default(),
+        credential_id: r.credential_id.unwrap_or_default(),
+        ack_received: r.ack_received,
+        problem: r.problem.unwrap_or_default(),
+        comment: r.comment.unwrap_or_default(),
+        meta_retries: r.meta_retries,
+        meta_next_retry_ms: r.meta_next_retry_ms.unwrap_or_default(),
+        meta_last_failure: r.meta_last_failure.unwrap_or_default(),
+        expires_at_ms: r.expires_at_ms.unwrap_or_default(),
+        created_at_ms: r.created_at_ms,
+        updated_at_ms: r.updated_at_ms,
+    }
+}
+
+pub fn credential_to_proto(c: store::StoredCredential) -> proto::Credential {
+    proto::Credential {
+        id: c.id,
+        wallet_id: c.wallet_id,
+        record_id: c.record_id,
+        thid: c.thid,
+        issuer: c.issuer,
+        subject: c.subject,
+        types: c.types,
+        claims_json: serde_json::Value::Object(c.claims).to_string(),
+        jwt: c.jwt,
+        not_before: c.not_before,
+        expires: c.expires.unwrap_or_default(),
+        received_at_ms: c.received_at_ms,
+    }
+}
+
+fn non_empty(s: String) -> Option<String> {
+    (!s.is_empty()).then_some(s)
+}
+
+#[tonic::async_trait]
+impl IssuanceService for Issuance {
+    async fn create_offer(
+        &self,
+        request: Request<proto::CreateOfferRequest>,
+    ) -> Result<Response<proto::CredentialRecord>, Status> {
+        let r = request.into_inner();
+        let wallet = wallet::resolve_wallet(&self.0, &r.wallet_id).map_err(status)?;
+        let spec = OfferSpec {
+            connection_id: r.connection_id,
+            claims_json: r.claims_json,
+            types: r.types,
+            schema_id: non_empty(r.schema_id),
+            validity_period_secs: r.validity_period_secs,
+            automatic_issuance: r.automatic_issuance,
+            idempotency_key: non_empty(r.idempotency_key),
+            issuer_did: non_empty(r.issuer_did),
+            expires_in_secs: r.expires_in_secs,
+            comment: non_empty(r.comment),
+        };
+        let rec = issue_credential::create_offer(&self.0, &wallet, &spec)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(record_to_proto(rec)))
+    }
+
+    async fn list_records(
+        &self,
+        request: Request<proto::ListRecordsRequest>,
+    ) -> Result<Response<proto::ListRecordsResponse>, Status> {
+        let r = request.into_inner();
+        let wallet = wallet::resolve_wallet(&self.0, &r.wallet_id).map_err(status)?;
+        let (size, token) = page(&r.page)?;
+        let role = role_from_proto(r.role)?;
+        let state = state_from_proto(r.state)?;
+        let p = self
+            .0
+            .store
+            .records(&wallet, size, token, |rec| {
+                role.is_none_or(|x| x == rec.role)
+                    && state.is_none_or(|x| x == rec.state)
+                    && (r.thid.is_empty() || r.thid == rec.thid)
+                    && (r.connection_id.is_empty() || r.connection_id == rec.connection_id)
+            })
+            .map_err(status)?;
+        Ok(Response::new(proto::ListRecordsResponse {
+            records: p.items.into_iter().map(record_to_proto).collect(),
+            next_page_token: p.next_token,
+        }))
+    }
+
+    async fn get_record(
+        &self,
+        request: Request<proto::GetRecordRequest>,
+    ) -> Result<Response<proto::CredentialRecord>, Status> {
+        let r = request.into_inner();
+        let wallet = wallet::resolve_wallet(&self.0, &r.wallet_id).map_err(status)?;
+        let rec = self.0.store.record(&wallet, &r.record_id).map_err(status)?;
+        Ok(Response::new(record_to_proto(rec)))
+    }
+
+    async fn issue_credential(
+        &self,
+        request: Request<proto::IssueCredentialRequest>,
+    ) -> Result<Response<proto::CredentialRecord>, Status> {
+        let r = request.into_inner();
+        let wallet = wallet::resolve_wallet(&self.0, &r.wallet_id).map_err(status)?;
+        let rec = issue_credential::issue(&self.0, &wallet, &r.record_id)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(record_to_proto(rec)))
+    }
+
+    async fn issue_custodial(
+        &self,
+        request: Request<proto::IssueCustodialRequest>,
+    ) -> Result<Response<proto::IssueCustodialResponse>, Status> {
+        let r = request.into_inner();
+        let issuer = wallet::resolve_wallet(&self.0, &r.wallet_id).map_err(status)?;
+        if r.holder_wallet_id.is_empty() {
+            return Err(status(Error::InvalidArgument(
+                "holder_wallet_id is required".into(),
+            )));
+        }
+        let holder = wallet::resolve_wallet(&self.0, &r.holder_wallet_id).map_err(status)?;
+        let spec = OfferSpec {
+            claims_json: r.claims_json,
+            types: r.types,
+            schema_id: non_empty(r.schema_id),
+            validity_period_secs: r.validity_period_secs,
+            idempotency_key: non_empty(r.idempotency_key),
+            issuer_did: non_empty(r.issuer_did),
+            ..Default::default()
+        };
+        let wait_ms = match r.wait_ms {
+            0 => DEFAULT_WAIT_MS,
+            n => n.min(MAX_WAIT_MS),
+        };
+        let subject = non_empty(r.subject_did);
+        let done = issue_credential::custodial(
+            &self.0,
+            &issuer,
+            &holder,
+            &spec,
+            subject.as_deref(),
+            Duration::from_millis(wait_ms as u64),
+        )
+        .await
+        .map_err(status)?;
+        Ok(Response::new(proto::IssueCustodialResponse {
+            was_offered: done.was_offered,
+            was_accepted: done.was_accepted,
+            issuer_record: Some(record_to_proto(done.issuer)),
+            holder_record: Some(record_to_proto(done.holder)),
+            credential: Some(credential_to_proto(done.credential)),
+        }))
+    }
+}

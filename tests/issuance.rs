@@ -1,0 +1,519 @@
+//! Issue Credential 3.0 between two real daemons over HTTP, and custodial
+//! issuance between two wallets of one daemon, all driven over gRPC.
+
+mod common;
+
+use agentd::rpc::proto::{
+    AcceptOfferRequest, CreateOfferRequest, CreateWalletRequest, GetCredentialRequest,
+    GetRecordRequest, IssueCredentialRequest, IssueCustodialRequest, ListConnectionsRequest,
+    ListOffersRequest, ListRecordsRequest, MatchCredentialRequest, RecordEvent, RecordState,
+    RejectOfferRequest, Role, SubscribeRequest,
+};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use common::{Daemon, connect, eventually};
+use tokio_stream::StreamExt;
+use tonic::Code;
+
+const DEGREE: &str = "UniversityDegreeCredential";
+
+fn claims() -> String {
+    r#"{"name":"Alice Example","degree":{"type":"BachelorDegree","name":"Computer Science"}}"#
+        .into()
+}
+
+fn offer(connection_id: &str, automatic: bool) -> CreateOfferRequest {
+    CreateOfferRequest {
+        connection_id: connection_id.into(),
+        claims_json: claims(),
+        types: vec![DEGREE.into()],
+        validity_period_secs: 3600,
+        automatic_issuance: automatic,
+        ..Default::default()
+    }
+}
+
+async fn record(d: &Daemon, id: &str) -> agentd::rpc::proto::CredentialRecord {
+    d.issuance()
+        .await
+        .get_record(GetRecordRequest {
+            wallet_id: String::new(),
+            record_id: id.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+async fn by_thid(d: &Daemon, thid: &str) -> Option<agentd::rpc::proto::CredentialRecord> {
+    d.issuance()
+        .await
+        .list_records(ListRecordsRequest {
+            thid: thid.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .records
+        .pop()
+}
+
+async fn wait_state(
+    d: &Daemon,
+    thid: &str,
+    want: RecordState,
+) -> agentd::rpc::proto::CredentialRecord {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let r = by_thid(d, thid).await;
+        match r {
+            Some(r) if r.state == want as i32 => return r,
+            r if std::time::Instant::now() > deadline => {
+                panic!("timed out waiting for {want:?} on {thid}; the record is {r:#?}")
+            }
+            _ => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// Collects every event of a daemon from the start, in the background.
+fn collect(d: &Daemon) -> tokio::task::JoinHandle<Vec<RecordEvent>> {
+    let grpc = d.grpc.clone();
+    tokio::spawn(async move {
+        let channel = tonic::transport::Channel::from_shared(format!("http://{grpc}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut stream = agentd::rpc::proto::event_service_client::EventServiceClient::new(channel)
+            .subscribe(SubscribeRequest {
+                from_start: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut events = Vec::new();
+        while let Ok(Some(Ok(e))) =
+            tokio::time::timeout(std::time::Duration::from_secs(3), stream.next()).await
+        {
+            events.push(e);
+        }
+        events
+    })
+}
+
+fn states_of(events: &[RecordEvent], thid: &str) -> Vec<RecordState> {
+    let mut states: Vec<RecordState> = events
+        .iter()
+        .filter(|e| e.thid == thid)
+        .map(|e| RecordState::try_from(e.new_state).unwrap())
+        .collect();
+    states.dedup();
+    states
+}
+
+/// Verifies a VC-JWT with the `jsonwebtoken` crate, given only the Ed25519
+/// key decoded from the issuer's did:key (multibase base58btc, 0xed01).
+fn verify_independently(jwt: &str, issuer: &str) -> serde_json::Value {
+    let multibase = issuer.strip_prefix("did:key:z").expect("a did:key");
+    let bytes = bs58::decode(multibase).into_vec().unwrap();
+    assert_eq!(&bytes[..2], &[0xed, 0x01], "an Ed25519 did:key");
+    let key = jsonwebtoken::DecodingKey::from_ed_der(&bytes[2..]);
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::EdDSA);
+    validation.set_required_spec_claims(&["exp", "nbf", "iss", "sub"]);
+    validation.set_issuer(&[issuer]);
+    let data = jsonwebtoken::decode::<serde_json::Value>(jwt, &key, &validation)
+        .expect("the credential verifies independently");
+    assert_eq!(
+        data.header.kid.as_deref(),
+        Some(format!("{issuer}#{multibase_z}", multibase_z = &issuer[8..]).as_str())
+    );
+    data.claims
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manual_issuance_between_two_daemons_with_events() {
+    let issuer = Daemon::start().await;
+    let holder = Daemon::start().await;
+    let (ci, _) = connect(&issuer, "", &holder, "").await;
+    let issuer_events = collect(&issuer);
+    let holder_events = collect(&holder);
+
+    let mut api = issuer.issuance().await;
+    let offered = api
+        .create_offer(offer(&ci, false))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(offered.state, RecordState::OfferPending as i32);
+    assert_eq!(offered.role, Role::Issuer as i32);
+    assert_eq!(offered.meta_retries, 5);
+    assert!(offered.issuer_did.starts_with("did:key:z6Mk"));
+    let thid = offered.thid.clone();
+
+    // Issuing before the request is an illegal transition.
+    let early = api
+        .issue_credential(IssueCredentialRequest {
+            wallet_id: String::new(),
+            record_id: offered.id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(early.code(), Code::FailedPrecondition);
+
+    wait_state(&issuer, &thid, RecordState::OfferSent).await;
+    let offers = eventually(10, "the offer at the holder", || async {
+        let list = holder
+            .holder()
+            .await
+            .list_offers(ListOffersRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .records;
+        (!list.is_empty()).then_some(list)
+    })
+    .await;
+    assert_eq!(offers.len(), 1);
+    let h = &offers[0];
+    assert_eq!(h.thid, thid);
+    assert_eq!(h.types, [DEGREE]);
+    assert_eq!(h.issuer_did, offered.issuer_did);
+    let claims: serde_json::Value = serde_json::from_str(&h.claims_json).unwrap();
+    assert_eq!(claims["degree"]["type"], "BachelorDegree");
+
+    let accepted = holder
+        .holder()
+        .await
+        .accept_offer(AcceptOfferRequest {
+            record_id: h.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(accepted.state, RecordState::RequestPending as i32);
+    let subject = accepted.subject_did.clone();
+    assert!(
+        subject.starts_with("did:key:"),
+        "a fresh did:key: {subject}"
+    );
+
+    let requested = wait_state(&issuer, &thid, RecordState::RequestReceived).await;
+    assert_eq!(requested.subject_did, subject);
+    let issued = api
+        .issue_credential(IssueCredentialRequest {
+            wallet_id: String::new(),
+            record_id: offered.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(issued.state, RecordState::CredentialGenerated as i32);
+
+    let got = wait_state(&holder, &thid, RecordState::CredentialReceived).await;
+    let done = eventually(10, "the ack at the issuer", || async {
+        Some(record(&issuer, &offered.id).await).filter(|r| r.ack_received)
+    })
+    .await;
+    assert_eq!(done.state, RecordState::CredentialSent as i32);
+    assert_eq!(done.credential_id, got.credential_id);
+
+    let credential = holder
+        .holder()
+        .await
+        .get_credential(GetCredentialRequest {
+            wallet_id: String::new(),
+            credential_id: got.credential_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(credential.issuer, offered.issuer_did);
+    assert_eq!(credential.subject, subject);
+    let payload = verify_independently(&credential.jwt, &offered.issuer_did);
+    assert_eq!(payload["sub"], subject.as_str());
+    assert_eq!(payload["jti"], credential.id.as_str());
+    assert_eq!(
+        payload["exp"].as_u64().unwrap() - payload["nbf"].as_u64().unwrap(),
+        3600
+    );
+    assert_eq!(
+        payload["vc"]["type"],
+        serde_json::json!(["VerifiableCredential", DEGREE])
+    );
+    assert_eq!(payload["vc"]["credentialSubject"]["name"], "Alice Example");
+    assert_eq!(payload["vc"]["credentialSubject"]["id"], subject.as_str());
+    let header: serde_json::Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(credential.jwt.split('.').next().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(header["alg"], "EdDSA");
+
+    let matched = holder
+        .holder()
+        .await
+        .match_credential(MatchCredentialRequest {
+            wallet_id: String::new(),
+            r#type: DEGREE.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(matched.id, credential.id);
+    let none = holder
+        .holder()
+        .await
+        .match_credential(MatchCredentialRequest {
+            wallet_id: String::new(),
+            r#type: "DriverLicense".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(none.code(), Code::NotFound);
+
+    // Every state of both sides, in order.
+    use RecordState::*;
+    assert_eq!(
+        states_of(&issuer_events.await.unwrap(), &thid),
+        [
+            OfferPending,
+            OfferSent,
+            RequestReceived,
+            CredentialPending,
+            CredentialGenerated,
+            CredentialSent
+        ]
+    );
+    let holder_seen = holder_events.await.unwrap();
+    assert_eq!(
+        states_of(&holder_seen, &thid),
+        [
+            OfferReceived,
+            RequestPending,
+            RequestSent,
+            CredentialReceived
+        ]
+    );
+    // Sequence numbers increase by one per committed event.
+    for w in holder_seen.windows(2) {
+        assert_eq!(w[1].seq, w[0].seq + 1);
+    }
+
+    // A late subscriber asks for what came after a cursor and gets exactly that.
+    let cursor = holder_seen[1].seq;
+    let mut late = holder
+        .events()
+        .await
+        .subscribe(SubscribeRequest {
+            after_seq: cursor,
+            thid: thid.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut replayed = Vec::new();
+    while let Ok(Some(Ok(e))) =
+        tokio::time::timeout(std::time::Duration::from_millis(500), late.next()).await
+    {
+        replayed.push(e);
+    }
+    assert_eq!(replayed, holder_seen[2..].to_vec());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn automatic_issuance_rejection_and_bad_requests() {
+    let issuer = Daemon::start().await;
+    let holder = Daemon::start().await;
+    let (ci, _) = connect(&issuer, "", &holder, "").await;
+    let mut api = issuer.issuance().await;
+
+    // Bad input on the control plane changes nothing.
+    let e = api
+        .create_offer(CreateOfferRequest {
+            claims_json: "[1, 2]".into(),
+            ..offer(&ci, true)
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    let e = api
+        .create_offer(offer("no-such-connection", true))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    assert_eq!(e.metadata().get("x-agentd-reason").unwrap(), "NOT_FOUND");
+    let none = api
+        .list_records(ListRecordsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .records;
+    assert!(none.is_empty());
+
+    // The same idempotency key returns the same record.
+    let keyed = CreateOfferRequest {
+        idempotency_key: "order-42".into(),
+        ..offer(&ci, true)
+    };
+    let first = api.create_offer(keyed.clone()).await.unwrap().into_inner();
+    let again = api.create_offer(keyed).await.unwrap().into_inner();
+    assert_eq!(first.id, again.id);
+
+    let h = wait_state(&holder, &first.thid, RecordState::OfferReceived).await;
+    // Two accepts race on one record: exactly one wins.
+    let (x, y) = tokio::join!(
+        async {
+            holder
+                .holder()
+                .await
+                .accept_offer(AcceptOfferRequest {
+                    record_id: h.id.clone(),
+                    ..Default::default()
+                })
+                .await
+        },
+        async {
+            holder
+                .holder()
+                .await
+                .accept_offer(AcceptOfferRequest {
+                    record_id: h.id.clone(),
+                    ..Default::default()
+                })
+                .await
+        }
+    );
+    let codes = [
+        x.as_ref().err().map(|e| e.code()),
+        y.as_ref().err().map(|e| e.code()),
+    ];
+    assert_eq!(codes.iter().filter(|c| c.is_none()).count(), 1, "{codes:?}");
+    assert!(codes.contains(&Some(Code::FailedPrecondition)), "{codes:?}");
+
+    wait_state(&holder, &first.thid, RecordState::CredentialReceived).await;
+    eventually(10, "issuer done with ack", || async {
+        Some(record(&issuer, &first.id).await)
+            .filter(|r| r.state == RecordState::CredentialSent as i32 && r.ack_received)
+    })
+    .await;
+
+    // The holder rejects the next offer: a problem report in the thread.
+    let second = api
+        .create_offer(offer(&ci, true))
+        .await
+        .unwrap()
+        .into_inner();
+    let h2 = wait_state(&holder, &second.thid, RecordState::OfferReceived).await;
+    holder
+        .holder()
+        .await
+        .reject_offer(RejectOfferRequest {
+            record_id: h2.id.clone(),
+            reason: "not my degree".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    wait_state(&holder, &second.thid, RecordState::ProblemReportSent).await;
+    let refused = wait_state(&issuer, &second.thid, RecordState::ProblemReportReceived).await;
+    assert!(
+        refused.problem.contains("not my degree"),
+        "{}",
+        refused.problem
+    );
+    // Accepting after rejecting is illegal.
+    let e = holder
+        .holder()
+        .await
+        .accept_offer(AcceptOfferRequest {
+            record_id: h2.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_offers_are_abandoned_on_both_sides() {
+    let env = [("AGENTD_ISSUANCE_SWEEP_INTERVAL_MS", "100")];
+    let issuer = Daemon::start_with_env(&env).await;
+    let holder = Daemon::start_with_env(&env).await;
+    let (ci, _) = connect(&issuer, "", &holder, "").await;
+    let offered = issuer
+        .issuance()
+        .await
+        .create_offer(CreateOfferRequest {
+            expires_in_secs: 1,
+            ..offer(&ci, true)
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(offered.expires_at_ms > 0);
+    let a = wait_state(&issuer, &offered.thid, RecordState::Abandoned).await;
+    let b = wait_state(&holder, &offered.thid, RecordState::Abandoned).await;
+    assert!(a.problem.contains("expired"), "{}", a.problem);
+    assert!(b.problem.contains("expired"), "{}", b.problem);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custodial_issuance_in_one_call() {
+    let d = Daemon::start().await;
+    d.wallets()
+        .await
+        .create_wallet(CreateWalletRequest {
+            id: "alice".into(),
+            label: "Alice".into(),
+        })
+        .await
+        .unwrap();
+    let mut api = d.issuance().await;
+    for round in 0..2 {
+        let r = api
+            .issue_custodial(IssueCustodialRequest {
+                holder_wallet_id: "alice".into(),
+                claims_json: claims(),
+                types: vec![DEGREE.into()],
+                validity_period_secs: 600,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(r.was_offered && r.was_accepted, "round {round}");
+        let holder = r.holder_record.unwrap();
+        assert_eq!(holder.state, RecordState::CredentialReceived as i32);
+        assert_eq!(holder.wallet_id, "alice");
+        let issuer = r.issuer_record.unwrap();
+        assert_eq!(issuer.thid, holder.thid);
+        let credential = r.credential.unwrap();
+        assert_eq!(credential.wallet_id, "alice");
+        verify_independently(&credential.jwt, &issuer.issuer_did);
+    }
+    // The second call reused the connection between the two wallets.
+    let conns = d
+        .connections()
+        .await
+        .list_connections(ListConnectionsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .connections;
+    assert_eq!(conns.len(), 1);
+    let e = api
+        .issue_custodial(IssueCustodialRequest {
+            holder_wallet_id: "nobody".into(),
+            claims_json: claims(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+}
