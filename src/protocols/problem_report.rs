@@ -14,18 +14,27 @@ pub fn in_thread(thid: &str, code: &str, comment: &str) -> Message {
     report
 }
 
-/// A problem report about `msg`, which its handler refused.
+/// A problem report about `msg`, which its handler refused. Its scope is
+/// `m` (message): the refusal does not end the thread the message was in.
 pub fn about(msg: &Message, why: &Error) -> Message {
     let code = match why {
-        Error::Unsupported(_) => "e.p.msg.unsupported",
-        Error::PermissionDenied(_) => "e.p.req.not-authorized",
-        Error::FailedPrecondition(_) => "e.p.req.precondition",
-        Error::NotFound { .. } => "e.p.msg.unknown-thread",
-        _ => "e.p.msg",
+        Error::Unsupported(_) => "e.m.msg.unsupported",
+        Error::PermissionDenied(_) => "e.m.req.not-authorized",
+        Error::FailedPrecondition(_) => "e.m.req.precondition",
+        Error::NotFound { .. } => "e.m.msg.unknown-thread",
+        _ => "e.m.msg",
     };
     let mut report = in_thread(msg.thread_id(), code, "{1} was refused: {2}");
     report.body["args"] = json!([msg.typ, why.to_string()]);
     report
+}
+
+/// Whether a report ends its thread: an error (`e`) whose scope is not
+/// `m` (one message refused); warnings never do.
+pub fn ends_thread(report: &Message) -> bool {
+    let code = report.body["code"].as_str().unwrap_or_default();
+    let mut parts = code.split('.');
+    parts.next() == Some("e") && parts.next().is_some_and(|scope| scope != "m")
 }
 
 /// A report's code and comment, with `{n}` placeholders filled from `args`.
@@ -60,8 +69,11 @@ mod tests {
         );
         assert_eq!(
             describe(&m),
-            "e.p.req.precondition: https://example.org/x was refused: failed precondition: late"
+            "e.m.req.precondition: https://example.org/x was refused: failed precondition: late"
         );
+        assert!(!ends_thread(&m));
+        assert!(ends_thread(&in_thread("t", "e.p.req.rejected", "no")));
+        assert!(!ends_thread(&in_thread("t", "w.p.x", "careful")));
         assert_eq!(m.body["args"][0], "https://example.org/x");
     }
 }

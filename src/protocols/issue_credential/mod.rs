@@ -824,6 +824,9 @@ pub fn on_problem(
     msg: &Message,
     after: &mut After,
 ) -> Result<bool> {
+    if !problem_report::ends_thread(msg) {
+        return Ok(false);
+    }
     for thid in [msg.pthid.as_deref(), msg.thid.as_deref()]
         .into_iter()
         .flatten()

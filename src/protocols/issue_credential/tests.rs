@@ -61,3 +61,279 @@ async fn automatic_issuance_runs_to_the_end() {
     assert_eq!(c.issuer, rec.issuer_did);
     assert_eq!(c.claims["level"], 3);
 }
+
+/// Sends `msg` from our side of `conn` to its peer and lets it be handled.
+async fn send_as(t: &TestCore, conn: &Connection, msg: &Message) {
+    let their = conn.their_did.clone().unwrap();
+    t.core
+        .store
+        .transact(|tx| outbox::enqueue(tx, &conn.wallet_id, &conn.our_did, &their, msg))
+        .unwrap();
+    t.drain().await;
+}
+
+fn all_records(t: &TestCore, wallet: &str) -> Vec<CredentialRecord> {
+    t.core
+        .store
+        .records(wallet, 100, "", |_| true)
+        .unwrap()
+        .items
+}
+
+fn holds_credentials(t: &TestCore, wallet: &str) -> usize {
+    t.core
+        .store
+        .credentials(wallet, 100, "", |_| true)
+        .unwrap()
+        .items
+        .len()
+}
+
+fn in_thread(typ: &str, thid: &str) -> Message {
+    let mut m = Message::new(typ, json!({}));
+    m.thid = Some(thid.to_string());
+    m
+}
+
+#[tokio::test]
+async fn out_of_order_messages_are_refused_and_change_nothing() {
+    let t = testing::core();
+    let (ci, ch) = t.connect("issuer", "holder").await;
+
+    // A credential nobody asked for, and a request for a thread nobody has.
+    send_as(&t, &ci, &in_thread(ISSUE, "no-such-thread")).await;
+    send_as(&t, &ch, &in_thread(REQUEST, "no-such-thread")).await;
+    assert!(all_records(&t, "holder").is_empty());
+    assert!(all_records(&t, "issuer").is_empty());
+    assert_eq!(holds_credentials(&t, "holder"), 0);
+
+    // An offer whose claims are not a JSON object.
+    let mut bad = Message::new(OFFER, json!({}));
+    bad.attachments = vec![crate::didcomm::Attachment {
+        id: None,
+        media_type: Some("application/json".into()),
+        format: Some(messages::FORMAT.into()),
+        data: json!({"json": {"credential": {"claims": [1, 2]}}})
+            .as_object()
+            .cloned()
+            .unwrap(),
+        extra: Default::default(),
+    }];
+    send_as(&t, &ci, &bad).await;
+    assert!(all_records(&t, "holder").is_empty());
+
+    // A finished thread takes no second request.
+    let offer = create_offer(&t.core, "issuer", &spec(&ci, true))
+        .await
+        .unwrap();
+    t.drain().await;
+    let h = holder_record(&t, &offer.thid);
+    accept_offer(&t.core, "holder", &h.id, None).await.unwrap();
+    t.drain().await;
+    let done = t.core.store.record("issuer", &offer.id).unwrap();
+    assert_eq!(done.state, CredentialSent);
+    let before = (all_records(&t, "issuer"), all_records(&t, "holder"));
+    send_as(&t, &ch, &in_thread(REQUEST, &offer.thid)).await;
+    send_as(&t, &ci, &in_thread(ISSUE, &offer.thid)).await;
+    assert_eq!(
+        (all_records(&t, "issuer"), all_records(&t, "holder")),
+        before
+    );
+    assert_eq!(holds_credentials(&t, "holder"), 1);
+}
+
+#[tokio::test]
+async fn a_message_from_another_peer_cannot_touch_a_thread() {
+    let t = testing::core();
+    let (ci, _) = t.connect("issuer", "holder").await;
+    let (mallory, _) = t.connect("mallory", "holder").await;
+    let offer = create_offer(&t.core, "issuer", &spec(&ci, false))
+        .await
+        .unwrap();
+    t.drain().await;
+    let h = holder_record(&t, &offer.thid);
+    accept_offer(&t.core, "holder", &h.id, None).await.unwrap();
+    t.drain().await;
+    let before = holder_record(&t, &offer.thid);
+    assert_eq!(before.state, RequestSent);
+
+    // Mallory knows the thread id and sends a credential and a problem
+    // report in it over her own connection with the holder.
+    let mallory_did =
+        crate::wallet::create_did(&t.core, "mallory", DidMethod::Key, "issuer").unwrap();
+    let key = t
+        .core
+        .store
+        .key("mallory", &mallory_did.signing_key_id)
+        .unwrap();
+    let mut forged = before.clone();
+    forged.issuer_did = mallory_did.did.clone();
+    let jwt = vc::issue(
+        &t.core.keys,
+        &mallory_did,
+        &key,
+        &vc::CredentialSpec {
+            id: "urn:uuid:forged",
+            types: &forged.types,
+            subject: forged.subject_did.as_deref().unwrap(),
+            claims: &forged.claims,
+            schema_id: None,
+            issued_at: crate::now_secs(),
+            validity_secs: 60,
+        },
+    )
+    .unwrap();
+    send_as(&t, &mallory, &messages::issue(&forged, &jwt)).await;
+    send_as(
+        &t,
+        &mallory,
+        &problem_report::in_thread(&offer.thid, "e.p.x", "stop"),
+    )
+    .await;
+    assert_eq!(holder_record(&t, &offer.thid), before);
+    assert_eq!(holds_credentials(&t, "holder"), 0);
+
+    // The real issuer still completes the thread.
+    issue(&t.core, "issuer", &offer.id).await.unwrap();
+    t.drain().await;
+    assert_eq!(holder_record(&t, &offer.thid).state, CredentialReceived);
+}
+
+/// A credential the holder must refuse: both sides end in a problem-report
+/// state with the reason, and nothing is stored.
+async fn refused_credential(
+    tamper: impl Fn(&TestCore, &CredentialRecord) -> String,
+) -> (CredentialRecord, CredentialRecord) {
+    let t = testing::core();
+    let (ci, _) = t.connect("issuer", "holder").await;
+    let offer = create_offer(&t.core, "issuer", &spec(&ci, false))
+        .await
+        .unwrap();
+    t.drain().await;
+    let h = holder_record(&t, &offer.thid);
+    accept_offer(&t.core, "holder", &h.id, None).await.unwrap();
+    t.drain().await;
+    let rec = t.core.store.record("issuer", &offer.id).unwrap();
+    assert_eq!(rec.state, RequestReceived);
+    let jwt = tamper(&t, &rec);
+    send_as(&t, &ci, &messages::issue(&rec, &jwt)).await;
+    assert_eq!(holds_credentials(&t, "holder"), 0);
+    let h = holder_record(&t, &offer.thid);
+    assert_eq!(h.state, ProblemReportSent);
+    let i = t.core.store.record("issuer", &offer.id).unwrap();
+    assert_eq!(i.state, ProblemReportReceived);
+    (i, h)
+}
+
+fn sign_payload(t: &TestCore, signer: &DidRecord, kid: &str, payload: &Value) -> String {
+    let b64 = |v: &Value| URL_SAFE_NO_PAD.encode(v.to_string());
+    let input = format!(
+        "{}.{}",
+        b64(&json!({"alg": "EdDSA", "kid": kid})),
+        b64(payload)
+    );
+    let sig = t
+        .core
+        .keys
+        .sign(&signer.wallet_id, &signer.signing_key_id, input.as_bytes())
+        .unwrap();
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
+}
+
+fn genuine_payload(t: &TestCore, rec: &CredentialRecord) -> Value {
+    let issuer = t.core.store.did(&rec.wallet_id, &rec.issuer_did).unwrap();
+    let key = t
+        .core
+        .store
+        .key(&rec.wallet_id, &issuer.signing_key_id)
+        .unwrap();
+    let spec = vc::CredentialSpec {
+        id: "urn:uuid:1",
+        types: &rec.types,
+        subject: rec.subject_did.as_deref().unwrap(),
+        claims: &rec.claims,
+        schema_id: None,
+        issued_at: crate::now_secs(),
+        validity_secs: 60,
+    };
+    let jwt = vc::issue(&t.core.keys, &issuer, &key, &spec).unwrap();
+    vc::verify_jwt(&jwt).unwrap().payload
+}
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+#[tokio::test]
+async fn a_credential_signed_by_another_key_is_refused_on_both_sides() {
+    let (issuer, holder) = refused_credential(|t, rec| {
+        let other = t.did("issuer", DidMethod::Key);
+        // The issuer's kid, another key's signature.
+        sign_payload(
+            t,
+            &other,
+            &vc::key_id(&rec.issuer_did),
+            &genuine_payload(t, rec),
+        )
+    })
+    .await;
+    assert!(
+        holder.problem.as_deref().unwrap().contains("signature"),
+        "{:?}",
+        holder.problem
+    );
+    assert!(
+        issuer.problem.as_deref().unwrap().contains("signature"),
+        "{:?}",
+        issuer.problem
+    );
+}
+
+#[tokio::test]
+async fn a_credential_with_other_claims_or_subject_is_refused() {
+    let (_, holder) = refused_credential(|t, rec| {
+        let issuer = t.core.store.did(&rec.wallet_id, &rec.issuer_did).unwrap();
+        let mut p = genuine_payload(t, rec);
+        p["vc"]["credentialSubject"]["level"] = json!(99);
+        sign_payload(t, &issuer, &vc::key_id(&issuer.did), &p)
+    })
+    .await;
+    assert!(
+        holder
+            .problem
+            .as_deref()
+            .unwrap()
+            .contains("not the offered"),
+        "{:?}",
+        holder.problem
+    );
+
+    let (_, holder) = refused_credential(|t, rec| {
+        let issuer = t.core.store.did(&rec.wallet_id, &rec.issuer_did).unwrap();
+        let mut p = genuine_payload(t, rec);
+        p["sub"] = json!("did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK");
+        sign_payload(t, &issuer, &vc::key_id(&issuer.did), &p)
+    })
+    .await;
+    assert!(
+        holder.problem.as_deref().unwrap().contains("sub"),
+        "{:?}",
+        holder.problem
+    );
+}
+
+#[tokio::test]
+async fn two_issue_calls_on_one_record_exactly_one_wins() {
+    let t = testing::core();
+    let (_, _, rec) = offered_and_requested(&t, false).await;
+    assert_eq!(rec.state, RequestReceived);
+    let (a, b) = tokio::join!(
+        issue(&t.core, "issuer", &rec.id),
+        issue(&t.core, "issuer", &rec.id)
+    );
+    let wins = [&a, &b].iter().filter(|r| r.is_ok()).count();
+    assert_eq!(wins, 1, "{a:?} {b:?}");
+    let loser = if a.is_err() { a } else { b };
+    assert!(matches!(loser, Err(Error::FailedPrecondition(_))));
+    t.drain().await;
+    assert_eq!(holds_credentials(&t, "holder"), 1);
+}
