@@ -49,6 +49,17 @@ struct Inputs {
     credential_jwt: Option<String>,
     credential: Option<StoredCredential>,
     problem_code: &'static str,
+    /// Why a record fails or is abandoned.
+    reason: Option<String>,
+}
+
+impl Inputs {
+    fn because(reason: String) -> Self {
+        Inputs {
+            reason: Some(reason),
+            ..Default::default()
+        }
+    }
 }
 
 fn parse_claims(json: &str) -> Result<Map<String, Value>> {
@@ -70,9 +81,9 @@ fn advance(
     old: Option<&CredentialRecord>,
     rec: &mut CredentialRecord,
     event: Event,
-    reason: Option<String>,
     inputs: &Inputs,
 ) -> Result<()> {
+    let reason = inputs.reason.clone();
     let prev = old.map(|o| o.state);
     let (next, effects) = machine::transition(rec.role, prev, &event)
         .map_err(|e| Error::FailedPrecondition(format!("record {}: {e}", rec.id)))?;
@@ -279,7 +290,6 @@ pub async fn create_offer(core: &Core, wallet: &str, spec: &OfferSpec) -> Result
             None,
             &mut rec,
             Event::OfferCreated,
-            None,
             &Inputs::default(),
         )?;
         Ok(rec)
@@ -389,7 +399,6 @@ fn issue_in(
         Some(&cur),
         &mut rec,
         Event::Issue,
-        None,
         &Inputs::default(),
     )?;
     let pending = rec.clone();
@@ -405,7 +414,6 @@ fn issue_in(
         Some(&pending),
         &mut rec,
         Event::CredentialSigned,
-        None,
         &inputs,
     )?;
     Ok(rec)
@@ -469,7 +477,6 @@ pub async fn accept_offer(
             Some(&cur),
             &mut rec,
             Event::Accept,
-            None,
             &inputs,
         )?;
         Ok(rec)
@@ -498,21 +505,13 @@ pub async fn reject_offer(
     };
     let inputs = Inputs {
         problem_code: "e.p.req.rejected",
+        reason: Some(reason.to_string()),
         ..Default::default()
     };
     commit(core, |tx, after| {
         let cur = current(tx, &seen)?;
         let mut rec = cur.clone();
-        advance(
-            core,
-            tx,
-            after,
-            Some(&cur),
-            &mut rec,
-            Event::Fail,
-            Some(reason.to_string()),
-            &inputs,
-        )?;
+        advance(core, tx, after, Some(&cur), &mut rec, Event::Fail, &inputs)?;
         Ok(rec)
     })
     .await
@@ -529,8 +528,7 @@ async fn abandon(core: &Core, seen: &CredentialRecord, reason: String) -> Result
             Some(&cur),
             &mut rec,
             Event::Abandon,
-            Some(reason.clone()),
-            &Inputs::default(),
+            &Inputs::because(reason.clone()),
         )?;
         Ok(rec)
     })
@@ -569,7 +567,6 @@ pub fn handle(
                 Some(&cur),
                 &mut rec,
                 Event::AckArrived,
-                None,
                 &Inputs::default(),
             )
         }
@@ -654,7 +651,6 @@ fn on_offer(
         None,
         &mut rec,
         Event::OfferArrived,
-        None,
         &Inputs::default(),
     )
 }
@@ -677,18 +673,10 @@ fn on_request(
         Err(why) => {
             let inputs = Inputs {
                 problem_code: "e.p.msg.invalid-request",
+                reason: Some(why),
                 ..Default::default()
             };
-            return advance(
-                core,
-                tx,
-                after,
-                Some(&cur),
-                &mut rec,
-                Event::Fail,
-                Some(why),
-                &inputs,
-            );
+            return advance(core, tx, after, Some(&cur), &mut rec, Event::Fail, &inputs);
         }
     };
     rec.subject_did = Some(subject);
@@ -700,7 +688,6 @@ fn on_request(
         Some(&cur),
         &mut rec,
         Event::RequestArrived,
-        None,
         &Inputs::default(),
     )?;
     if rec.automatic_issuance {
@@ -715,10 +702,10 @@ fn check_proof(msg: &Message, rec: &CredentialRecord) -> std::result::Result<Str
     let proof = vc::verify_jwt(&jwt).map_err(|e| format!("request proof: {e}"))?;
     let p = &proof.payload;
     let subject = p["iss"].as_str().unwrap_or_default().to_string();
-    if p["nonce"] != Value::from(rec.challenge.as_str()) {
+    if p["nonce"] != rec.challenge.as_str() {
         return Err("request proof: nonce is not the offer's challenge".into());
     }
-    if p["aud"] != Value::from(rec.issuer_did.as_str()) {
+    if p["aud"] != rec.issuer_did.as_str() {
         return Err("request proof: aud is not the issuer".into());
     }
     Ok(subject)
@@ -749,25 +736,16 @@ fn on_credential(
                 Some(&cur),
                 &mut rec,
                 Event::CredentialVerified,
-                None,
                 &inputs,
             )
         }
         Err(why) => {
             let inputs = Inputs {
                 problem_code: "e.p.msg.invalid-credential",
+                reason: Some(why),
                 ..Default::default()
             };
-            advance(
-                core,
-                tx,
-                after,
-                Some(&cur),
-                &mut rec,
-                Event::Fail,
-                Some(why),
-                &inputs,
-            )
+            advance(core, tx, after, Some(&cur), &mut rec, Event::Fail, &inputs)
         }
     }
 }
@@ -848,8 +826,7 @@ pub fn on_problem(
             Some(&cur),
             &mut rec,
             Event::ProblemArrived,
-            Some(reason),
-            &Inputs::default(),
+            &Inputs::because(reason),
         )?;
         return Ok(true);
     }
@@ -888,7 +865,6 @@ pub fn delivered(
         Some(&cur),
         &mut rec,
         Event::Delivered,
-        None,
         &Inputs::default(),
     )
 }
@@ -927,8 +903,7 @@ pub fn delivery_failed(
             Some(&cur),
             &mut rec,
             Event::Abandon,
-            Some(reason),
-            &Inputs::default(),
+            &Inputs::because(reason),
         );
     }
     rec.version += 1;
@@ -954,7 +929,7 @@ pub async fn sweep(core: Core, shutdown: CancellationToken) {
             tracing::error!(error = %e, "sweeping expired records failed");
         }
         rounds += 1;
-        if rounds % 60 == 0
+        if rounds.is_multiple_of(60)
             && let Err(e) = core
                 .store
                 .prune_events(core.config.issuance.event_retention)
@@ -989,8 +964,7 @@ async fn sweep_once(core: &Core) -> Result<()> {
                 Some(&cur),
                 &mut rec,
                 Event::Abandon,
-                Some(reason),
-                &Inputs::default(),
+                &Inputs::because(reason),
             )?;
             Ok(true)
         })
@@ -1139,14 +1113,11 @@ async fn wait_for(
             }
         }
         let left = until.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, live.recv()).await {
-            Err(_) => {
-                return Err(Error::DeadlineExceeded(format!(
-                    "thread {thid} did not reach the expected state in time"
-                )));
-            }
-            // Any event (or a lag) is a reason to look again.
-            Ok(_) => {}
+        // Any event (or a lag) is a reason to look again.
+        if tokio::time::timeout(left, live.recv()).await.is_err() {
+            return Err(Error::DeadlineExceeded(format!(
+                "thread {thid} did not reach the expected state in time"
+            )));
         }
     }
 }
