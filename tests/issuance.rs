@@ -517,3 +517,48 @@ async fn custodial_issuance_in_one_call() {
         .unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_threads_and_undeliverable_offers_are_abandoned() {
+    let env = [
+        ("AGENTD_ISSUANCE_SWEEP_INTERVAL_MS", "100"),
+        ("AGENTD_ISSUANCE_THREAD_TIMEOUT_SECS", "1"),
+        ("AGENTD_OUTBOX_MAX_RETRIES", "2"),
+    ];
+    let issuer = Daemon::start_with_env(&env).await;
+    let mut holder = Daemon::start_with_env(&env).await;
+    let (ci, _) = connect(&issuer, "", &holder, "").await;
+
+    // Nobody accepts: after the idle timeout both sides give up.
+    let idle = issuer
+        .issuance()
+        .await
+        .create_offer(offer(&ci, true))
+        .await
+        .unwrap()
+        .into_inner();
+    let a = wait_state(&issuer, &idle.thid, RecordState::Abandoned).await;
+    let b = wait_state(&holder, &idle.thid, RecordState::Abandoned).await;
+    assert!(a.problem.contains("no progress"), "{}", a.problem);
+    assert!(b.problem.contains("no progress"), "{}", b.problem);
+
+    // The holder is gone: the offer is retried, then the record is abandoned
+    // with the delivery failure as the reason.
+    holder.stop().await;
+    let lost = issuer
+        .issuance()
+        .await
+        .create_offer(offer(&ci, true))
+        .await
+        .unwrap()
+        .into_inner();
+    let r = wait_state(&issuer, &lost.thid, RecordState::Abandoned).await;
+    assert!(
+        r.problem.contains("could not deliver after 3 attempts")
+            || r.problem.contains("no progress"),
+        "{}",
+        r.problem
+    );
+    assert!(!r.meta_last_failure.is_empty(), "{r:?}");
+    assert_eq!(r.meta_retries, 0);
+}

@@ -62,6 +62,7 @@ pub async fn run(core: Core, shutdown: CancellationToken) {
         });
         let (due, later): (Vec<_>, Vec<_>) =
             entries.into_iter().partition(|e| e.next_attempt_ms <= now);
+        let sent_some = !due.is_empty();
         let mut sends = JoinSet::new();
         for entry in due {
             if sends.len() >= MAX_IN_FLIGHT {
@@ -71,6 +72,11 @@ pub async fn run(core: Core, shutdown: CancellationToken) {
             sends.spawn(async move { attempt(&core, entry).await });
         }
         while sends.join_next().await.is_some() {}
+        // Failed sends were rescheduled: read again to sleep until the
+        // earliest of them.
+        if sent_some && !shutdown.is_cancelled() {
+            continue;
+        }
         let sleep = later
             .iter()
             .map(|e| e.next_attempt_ms)
