@@ -230,7 +230,7 @@ pub async fn create_offer(core: &Core, wallet: &str, spec: &OfferSpec) -> Result
         ));
     }
     let conn = core.store.connection(wallet, &spec.connection_id)?;
-    let their = active_peer(&conn)?;
+    require_active(&conn)?;
     let issuer_candidate = match spec.issuer_did.as_deref().filter(|d| !d.is_empty()) {
         Some(d) => IssuerDid::Given(user_did_key(core, wallet, d, "issuer_did")?),
         None => IssuerDid::Default(wallet::new_did(
@@ -244,37 +244,27 @@ pub async fn create_offer(core: &Core, wallet: &str, spec: &OfferSpec) -> Result
     let now = crate::now_ms();
     let mut challenge = [0u8; 16];
     rand::fill(&mut challenge);
-    let template = CredentialRecord {
-        id: uuid::Uuid::new_v4().to_string(),
-        wallet_id: wallet.to_string(),
-        role: Role::Issuer,
-        state: RecordState::OfferPending,
-        version: 0,
-        thid: uuid::Uuid::new_v4().to_string(),
-        connection_id: conn.id.clone(),
-        our_did: conn.our_did.clone(),
-        their_did: their.to_string(),
+    let terms = messages::OfferTerms {
         claims,
         types: spec.types.clone(),
         schema_id: spec.schema_id.clone().filter(|s| !s.is_empty()),
         validity_period_secs: spec.validity_period_secs,
-        automatic_issuance: spec.automatic_issuance,
-        idempotency_key: spec.idempotency_key.clone().filter(|k| !k.is_empty()),
+        // Filled in the transaction, where the default one may be made.
         issuer_did: String::new(),
-        subject_did: None,
         challenge: hex(&challenge),
-        credential_id: None,
-        ack_received: false,
-        problem: None,
         comment: spec.comment.clone().filter(|c| !c.is_empty()),
-        expires_at_ms: (spec.expires_in_secs > 0).then(|| now + spec.expires_in_secs as i64 * 1000),
-        deadline_ms: None,
-        meta_retries: core.config.outbox.max_retries,
-        meta_next_retry_ms: None,
-        meta_last_failure: None,
-        created_at_ms: now,
-        updated_at_ms: now,
     };
+    let expires = (spec.expires_in_secs > 0).then(|| now + spec.expires_in_secs as i64 * 1000);
+    let mut template = new_record(
+        core,
+        Role::Issuer,
+        &conn,
+        uuid::Uuid::new_v4().to_string(),
+        terms,
+        expires,
+    );
+    template.automatic_issuance = spec.automatic_issuance;
+    template.idempotency_key = spec.idempotency_key.clone().filter(|k| !k.is_empty());
     commit(core, |tx, after| {
         if let Some(k) = &template.idempotency_key
             && let Some(existing) = tx.record_by_idempotency(wallet, k)?
@@ -320,13 +310,56 @@ impl IssuerDid {
     }
 }
 
+/// A record of `role` on `conn` for thread `thid`, before its first transition.
+fn new_record(
+    core: &Core,
+    role: Role,
+    conn: &Connection,
+    thid: String,
+    terms: messages::OfferTerms,
+    expires_at_ms: Option<i64>,
+) -> CredentialRecord {
+    let now = crate::now_ms();
+    CredentialRecord {
+        id: uuid::Uuid::new_v4().to_string(),
+        wallet_id: conn.wallet_id.clone(),
+        role,
+        state: RecordState::OfferPending,
+        version: 0,
+        thid,
+        connection_id: conn.id.clone(),
+        our_did: conn.our_did.clone(),
+        their_did: conn.their_did.clone().unwrap_or_default(),
+        claims: terms.claims,
+        types: terms.types,
+        schema_id: terms.schema_id,
+        validity_period_secs: terms.validity_period_secs,
+        automatic_issuance: false,
+        idempotency_key: None,
+        issuer_did: terms.issuer_did,
+        subject_did: None,
+        challenge: terms.challenge,
+        credential_id: None,
+        ack_received: false,
+        problem: None,
+        comment: terms.comment,
+        expires_at_ms,
+        deadline_ms: None,
+        meta_retries: core.config.outbox.max_retries,
+        meta_next_retry_ms: None,
+        meta_last_failure: None,
+        created_at_ms: now,
+        updated_at_ms: now,
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn active_peer(conn: &Connection) -> Result<&str> {
+fn require_active(conn: &Connection) -> Result<()> {
     match (&conn.their_did, conn.state) {
-        (Some(their), ConnectionState::Active) => Ok(their),
+        (Some(_), ConnectionState::Active) => Ok(()),
         _ => Err(Error::FailedPrecondition(format!(
             "connection {} is {:?}, not Active",
             conn.id, conn.state
@@ -337,13 +370,14 @@ fn active_peer(conn: &Connection) -> Result<&str> {
 /// Signs the credential for a record in RequestReceived and sends it
 /// (CredentialPending → CredentialGenerated → CredentialSent on delivery).
 pub async fn issue(core: &Core, wallet: &str, record_id: &str) -> Result<CredentialRecord> {
-    let seen = core.store.record(wallet, record_id)?;
-    if seen.role != Role::Issuer || seen.state != RecordState::RequestReceived {
-        return Err(Error::FailedPrecondition(format!(
-            "record {record_id} is an {:?} record in {:?}; only an issuer's RequestReceived can be issued",
-            seen.role, seen.state
-        )));
-    }
+    let seen = require(
+        core,
+        wallet,
+        record_id,
+        Role::Issuer,
+        RecordState::RequestReceived,
+        "issued",
+    )?;
     commit(core, |tx, after| {
         let cur = current(tx, &seen)?;
         issue_in(core, tx, after, cur)
@@ -429,13 +463,14 @@ pub async fn accept_offer(
     record_id: &str,
     subject_did: Option<&str>,
 ) -> Result<CredentialRecord> {
-    let seen = core.store.record(wallet, record_id)?;
-    if seen.role != Role::Holder || seen.state != RecordState::OfferReceived {
-        return Err(Error::FailedPrecondition(format!(
-            "record {record_id} is an {:?} record in {:?}; only a holder's OfferReceived can be accepted",
-            seen.role, seen.state
-        )));
-    }
+    let seen = require(
+        core,
+        wallet,
+        record_id,
+        Role::Holder,
+        RecordState::OfferReceived,
+        "accepted",
+    )?;
     if seen.expires_at_ms.is_some_and(|e| e <= crate::now_ms()) {
         abandon(
             core,
@@ -465,21 +500,9 @@ pub async fn accept_offer(
         proof_jwt: Some(proof),
         ..Default::default()
     };
-    commit(core, |tx, after| {
-        let cur = current(tx, &seen)?;
-        let mut rec = cur.clone();
+    act(core, &seen, Event::Accept, &inputs, |rec| {
         rec.subject_did = Some(subject.did.clone());
         rec.expires_at_ms = None;
-        advance(
-            core,
-            tx,
-            after,
-            Some(&cur),
-            &mut rec,
-            Event::Accept,
-            &inputs,
-        )?;
-        Ok(rec)
     })
     .await
 }
@@ -491,13 +514,14 @@ pub async fn reject_offer(
     record_id: &str,
     reason: &str,
 ) -> Result<CredentialRecord> {
-    let seen = core.store.record(wallet, record_id)?;
-    if seen.role != Role::Holder || seen.state != RecordState::OfferReceived {
-        return Err(Error::FailedPrecondition(format!(
-            "record {record_id} is an {:?} record in {:?}; only a holder's OfferReceived can be rejected",
-            seen.role, seen.state
-        )));
-    }
+    let seen = require(
+        core,
+        wallet,
+        record_id,
+        Role::Holder,
+        RecordState::OfferReceived,
+        "rejected",
+    )?;
     let reason = if reason.is_empty() {
         "the holder rejected the offer"
     } else {
@@ -508,28 +532,46 @@ pub async fn reject_offer(
         reason: Some(reason.to_string()),
         ..Default::default()
     };
-    commit(core, |tx, after| {
-        let cur = current(tx, &seen)?;
-        let mut rec = cur.clone();
-        advance(core, tx, after, Some(&cur), &mut rec, Event::Fail, &inputs)?;
-        Ok(rec)
-    })
-    .await
+    act(core, &seen, Event::Fail, &inputs, |_| {}).await
 }
 
 async fn abandon(core: &Core, seen: &CredentialRecord, reason: String) -> Result<CredentialRecord> {
+    act(core, seen, Event::Abandon, &Inputs::because(reason), |_| {}).await
+}
+
+/// The record, if it is a `role` record in `state`; else why not.
+fn require(
+    core: &Core,
+    wallet: &str,
+    record_id: &str,
+    role: Role,
+    state: RecordState,
+    verb: &str,
+) -> Result<CredentialRecord> {
+    let seen = core.store.record(wallet, record_id)?;
+    if seen.role != role || seen.state != state {
+        return Err(Error::FailedPrecondition(format!(
+            "record {record_id} is an {:?} record in {:?}; only an {role:?} record in {state:?} can be {verb}",
+            seen.role, seen.state
+        )));
+    }
+    Ok(seen)
+}
+
+/// Applies `event` to the record as the caller saw it (compare-and-swap on
+/// its version), after `edit` changed its data.
+async fn act(
+    core: &Core,
+    seen: &CredentialRecord,
+    event: Event,
+    inputs: &Inputs,
+    edit: impl Fn(&mut CredentialRecord),
+) -> Result<CredentialRecord> {
     commit(core, |tx, after| {
         let cur = current(tx, seen)?;
         let mut rec = cur.clone();
-        advance(
-            core,
-            tx,
-            after,
-            Some(&cur),
-            &mut rec,
-            Event::Abandon,
-            &Inputs::because(reason.clone()),
-        )?;
+        edit(&mut rec);
+        advance(core, tx, after, Some(&cur), &mut rec, event.clone(), inputs)?;
         Ok(rec)
     })
     .await
@@ -598,6 +640,22 @@ fn thread_record(
     Ok(rec)
 }
 
+/// The thread's record, if `event` is legal for it now. An illegal one (a
+/// second request, a finished thread) refuses the message and leaves the
+/// record as it is; a failing check later is a Fail transition instead.
+fn expecting(
+    tx: &StoreTx,
+    conn: &Connection,
+    msg: &Message,
+    role: Role,
+    event: &Event,
+) -> Result<CredentialRecord> {
+    let cur = thread_record(tx, conn, msg, role)?;
+    machine::transition(cur.role, Some(cur.state), event)
+        .map_err(|e| Error::FailedPrecondition(e.to_string()))?;
+    Ok(cur)
+}
+
 fn on_offer(
     core: &Core,
     tx: &StoreTx,
@@ -612,38 +670,8 @@ fn on_offer(
         )));
     }
     let terms = messages::parse_offer(msg)?;
-    let now = crate::now_ms();
-    let mut rec = CredentialRecord {
-        id: uuid::Uuid::new_v4().to_string(),
-        wallet_id: conn.wallet_id.clone(),
-        role: Role::Holder,
-        state: RecordState::OfferReceived,
-        version: 0,
-        thid: thid.to_string(),
-        connection_id: conn.id.clone(),
-        our_did: conn.our_did.clone(),
-        their_did: conn.their_did.clone().unwrap_or_default(),
-        claims: terms.claims,
-        types: terms.types,
-        schema_id: terms.schema_id,
-        validity_period_secs: terms.validity_period_secs,
-        automatic_issuance: false,
-        idempotency_key: None,
-        issuer_did: terms.issuer_did,
-        subject_did: None,
-        challenge: terms.challenge,
-        credential_id: None,
-        ack_received: false,
-        problem: None,
-        comment: terms.comment,
-        expires_at_ms: msg.expires_time.map(|s| s as i64 * 1000),
-        deadline_ms: None,
-        meta_retries: core.config.outbox.max_retries,
-        meta_next_retry_ms: None,
-        meta_last_failure: None,
-        created_at_ms: now,
-        updated_at_ms: now,
-    };
+    let expires = msg.expires_time.map(|s| s as i64 * 1000);
+    let mut rec = new_record(core, Role::Holder, conn, thid.to_string(), terms, expires);
     advance(
         core,
         tx,
@@ -662,11 +690,7 @@ fn on_request(
     msg: &Message,
     after: &mut After,
 ) -> Result<()> {
-    let cur = thread_record(tx, conn, msg, Role::Issuer)?;
-    // Illegal here (a second request, a finished thread) refuses the message
-    // and leaves the record as it is.
-    machine::transition(cur.role, Some(cur.state), &Event::RequestArrived)
-        .map_err(|e| Error::FailedPrecondition(e.to_string()))?;
+    let cur = expecting(tx, conn, msg, Role::Issuer, &Event::RequestArrived)?;
     let mut rec = cur.clone();
     let subject = match check_proof(msg, &cur) {
         Ok(subject) => subject,
@@ -718,9 +742,7 @@ fn on_credential(
     msg: &Message,
     after: &mut After,
 ) -> Result<()> {
-    let cur = thread_record(tx, conn, msg, Role::Holder)?;
-    machine::transition(cur.role, Some(cur.state), &Event::CredentialVerified)
-        .map_err(|e| Error::FailedPrecondition(e.to_string()))?;
+    let cur = expecting(tx, conn, msg, Role::Holder, &Event::CredentialVerified)?;
     let mut rec = cur.clone();
     match verify_credential(msg, &cur) {
         Ok(credential) => {
