@@ -94,14 +94,22 @@ fn collect(d: &Daemon) -> tokio::task::JoinHandle<Vec<RecordEvent>> {
             .await
             .unwrap()
             .into_inner();
-        let mut events = Vec::new();
-        while let Ok(Some(Ok(e))) =
-            tokio::time::timeout(std::time::Duration::from_secs(3), stream.next()).await
-        {
-            events.push(e);
-        }
-        events
+        until_quiet(&mut stream, 3000).await
     })
+}
+
+/// Events from `stream` until none comes for `quiet_ms`.
+async fn until_quiet(
+    stream: &mut tonic::Streaming<RecordEvent>,
+    quiet_ms: u64,
+) -> Vec<RecordEvent> {
+    let mut events = Vec::new();
+    while let Ok(Some(Ok(e))) =
+        tokio::time::timeout(std::time::Duration::from_millis(quiet_ms), stream.next()).await
+    {
+        events.push(e);
+    }
+    events
 }
 
 fn states_of(events: &[RecordEvent], thid: &str) -> Vec<RecordState> {
@@ -317,12 +325,7 @@ async fn manual_issuance_between_two_daemons_with_events() {
         .await
         .unwrap()
         .into_inner();
-    let mut replayed = Vec::new();
-    while let Ok(Some(Ok(e))) =
-        tokio::time::timeout(std::time::Duration::from_millis(500), late.next()).await
-    {
-        replayed.push(e);
-    }
+    let replayed = until_quiet(&mut late, 500).await;
     assert_eq!(replayed, holder_seen[2..].to_vec());
 }
 

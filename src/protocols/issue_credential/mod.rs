@@ -72,8 +72,29 @@ fn parse_claims(json: &str) -> Result<Map<String, Value>> {
     }
 }
 
-/// Applies `event` to `rec` (whose stored form is `old`, None if new) and
-/// carries out its effects, all inside `tx`.
+/// A transaction in progress: the core, its writes, and what runs once it
+/// has committed.
+struct Io<'a, 't> {
+    core: &'a Core,
+    tx: &'a StoreTx<'t>,
+    after: &'a mut After,
+}
+
+impl Io<'_, '_> {
+    /// Applies `event` to `rec` (whose stored form is `old`, None if new)
+    /// and carries out its effects, all inside the transaction.
+    fn advance(
+        &mut self,
+        old: Option<&CredentialRecord>,
+        rec: &mut CredentialRecord,
+        event: Event,
+        inputs: &Inputs,
+    ) -> Result<()> {
+        let Io { core, tx, after } = self;
+        advance(core, tx, after, old, rec, event, inputs)
+    }
+}
+
 fn advance(
     core: &Core,
     tx: &StoreTx,
@@ -182,10 +203,14 @@ fn perform(
 
 /// Runs `f` in a transaction, makes it durable, then publishes its events
 /// and wakes the workers it needs.
-async fn commit<R>(core: &Core, f: impl Fn(&StoreTx, &mut After) -> Result<R>) -> Result<R> {
+async fn commit<R>(core: &Core, f: impl Fn(&mut Io) -> Result<R>) -> Result<R> {
     let (r, after) = core.store.transact(|tx| {
         let mut after = After::default();
-        let r = f(tx, &mut after)?;
+        let r = f(&mut Io {
+            core,
+            tx,
+            after: &mut after,
+        })?;
         Ok((r, after))
     })?;
     core.store.durable().await?;
@@ -265,23 +290,15 @@ pub async fn create_offer(core: &Core, wallet: &str, spec: &OfferSpec) -> Result
     );
     template.automatic_issuance = spec.automatic_issuance;
     template.idempotency_key = spec.idempotency_key.clone().filter(|k| !k.is_empty());
-    commit(core, |tx, after| {
+    commit(core, |io| {
         if let Some(k) = &template.idempotency_key
-            && let Some(existing) = tx.record_by_idempotency(wallet, k)?
+            && let Some(existing) = io.tx.record_by_idempotency(wallet, k)?
         {
             return Ok(existing);
         }
         let mut rec = template.clone();
-        rec.issuer_did = issuer_candidate.resolve(tx, wallet)?;
-        advance(
-            core,
-            tx,
-            after,
-            None,
-            &mut rec,
-            Event::OfferCreated,
-            &Inputs::default(),
-        )?;
+        rec.issuer_did = issuer_candidate.resolve(io.tx, wallet)?;
+        io.advance(None, &mut rec, Event::OfferCreated, &Inputs::default())?;
         Ok(rec)
     })
     .await
@@ -378,9 +395,9 @@ pub async fn issue(core: &Core, wallet: &str, record_id: &str) -> Result<Credent
         RecordState::RequestReceived,
         "issued",
     )?;
-    commit(core, |tx, after| {
-        let cur = current(tx, &seen)?;
-        issue_in(core, tx, after, cur)
+    commit(core, |io| {
+        let cur = current(io.tx, &seen)?;
+        issue_in(io, cur)
     })
     .await
 }
@@ -418,38 +435,17 @@ fn sign_credential(core: &Core, tx: &StoreTx, rec: &CredentialRecord) -> Result<
 
 /// RequestReceived → CredentialPending → CredentialGenerated, signing in
 /// between; the credential goes out with the commit.
-fn issue_in(
-    core: &Core,
-    tx: &StoreTx,
-    after: &mut After,
-    cur: CredentialRecord,
-) -> Result<CredentialRecord> {
-    let signed = sign_credential(core, tx, &cur)?;
+fn issue_in(io: &mut Io, cur: CredentialRecord) -> Result<CredentialRecord> {
+    let signed = sign_credential(io.core, io.tx, &cur)?;
     let mut rec = cur.clone();
-    advance(
-        core,
-        tx,
-        after,
-        Some(&cur),
-        &mut rec,
-        Event::Issue,
-        &Inputs::default(),
-    )?;
+    io.advance(Some(&cur), &mut rec, Event::Issue, &Inputs::default())?;
     let pending = rec.clone();
     rec.credential_id = Some(signed.id.clone());
     let inputs = Inputs {
         credential_jwt: Some(signed.jwt.clone()),
         ..Default::default()
     };
-    advance(
-        core,
-        tx,
-        after,
-        Some(&pending),
-        &mut rec,
-        Event::CredentialSigned,
-        &inputs,
-    )?;
+    io.advance(Some(&pending), &mut rec, Event::CredentialSigned, &inputs)?;
     Ok(rec)
 }
 
@@ -567,11 +563,11 @@ async fn act(
     inputs: &Inputs,
     edit: impl Fn(&mut CredentialRecord),
 ) -> Result<CredentialRecord> {
-    commit(core, |tx, after| {
-        let cur = current(tx, seen)?;
+    commit(core, |io| {
+        let cur = current(io.tx, seen)?;
         let mut rec = cur.clone();
         edit(&mut rec);
-        advance(core, tx, after, Some(&cur), &mut rec, event.clone(), inputs)?;
+        io.advance(Some(&cur), &mut rec, event.clone(), inputs)?;
         Ok(rec)
     })
     .await
@@ -594,23 +590,16 @@ pub fn handle(
     msg: &Message,
     after: &mut After,
 ) -> Result<()> {
+    let io = &mut Io { core, tx, after };
     match msg.typ.as_str() {
-        OFFER => on_offer(core, tx, conn, msg, after),
-        REQUEST => on_request(core, tx, conn, msg, after),
-        ISSUE => on_credential(core, tx, conn, msg, after),
+        OFFER => on_offer(io, conn, msg),
+        REQUEST => on_request(io, conn, msg),
+        ISSUE => on_credential(io, conn, msg),
         ACK => {
             let cur = thread_record(tx, conn, msg, Role::Issuer)?;
             let mut rec = cur.clone();
             rec.ack_received = true;
-            advance(
-                core,
-                tx,
-                after,
-                Some(&cur),
-                &mut rec,
-                Event::AckArrived,
-                &Inputs::default(),
-            )
+            io.advance(Some(&cur), &mut rec, Event::AckArrived, &Inputs::default())
         }
         PROPOSE => Err(Error::Unsupported(
             "propose-credential: this agent issues only what it offers; ask for an offer".into(),
@@ -656,41 +645,28 @@ fn expecting(
     Ok(cur)
 }
 
-fn on_offer(
-    core: &Core,
-    tx: &StoreTx,
-    conn: &Connection,
-    msg: &Message,
-    after: &mut After,
-) -> Result<()> {
+fn on_offer(io: &mut Io, conn: &Connection, msg: &Message) -> Result<()> {
     let thid = msg.thread_id();
-    if tx.record_by_thid(&conn.wallet_id, thid)?.is_some() {
+    if io.tx.record_by_thid(&conn.wallet_id, thid)?.is_some() {
         return Err(Error::FailedPrecondition(format!(
             "thread {thid} already has a record"
         )));
     }
     let terms = messages::parse_offer(msg)?;
     let expires = msg.expires_time.map(|s| s as i64 * 1000);
-    let mut rec = new_record(core, Role::Holder, conn, thid.to_string(), terms, expires);
-    advance(
-        core,
-        tx,
-        after,
-        None,
-        &mut rec,
-        Event::OfferArrived,
-        &Inputs::default(),
-    )
+    let mut rec = new_record(
+        io.core,
+        Role::Holder,
+        conn,
+        thid.to_string(),
+        terms,
+        expires,
+    );
+    io.advance(None, &mut rec, Event::OfferArrived, &Inputs::default())
 }
 
-fn on_request(
-    core: &Core,
-    tx: &StoreTx,
-    conn: &Connection,
-    msg: &Message,
-    after: &mut After,
-) -> Result<()> {
-    let cur = expecting(tx, conn, msg, Role::Issuer, &Event::RequestArrived)?;
+fn on_request(io: &mut Io, conn: &Connection, msg: &Message) -> Result<()> {
+    let cur = expecting(io.tx, conn, msg, Role::Issuer, &Event::RequestArrived)?;
     let mut rec = cur.clone();
     let subject = match check_proof(msg, &cur) {
         Ok(subject) => subject,
@@ -700,22 +676,19 @@ fn on_request(
                 reason: Some(why),
                 ..Default::default()
             };
-            return advance(core, tx, after, Some(&cur), &mut rec, Event::Fail, &inputs);
+            return io.advance(Some(&cur), &mut rec, Event::Fail, &inputs);
         }
     };
     rec.subject_did = Some(subject);
     rec.expires_at_ms = msg.expires_time.map(|s| s as i64 * 1000);
-    advance(
-        core,
-        tx,
-        after,
+    io.advance(
         Some(&cur),
         &mut rec,
         Event::RequestArrived,
         &Inputs::default(),
     )?;
     if rec.automatic_issuance {
-        issue_in(core, tx, after, rec)?;
+        issue_in(io, rec)?;
     }
     Ok(())
 }
@@ -735,14 +708,8 @@ fn check_proof(msg: &Message, rec: &CredentialRecord) -> std::result::Result<Str
     Ok(subject)
 }
 
-fn on_credential(
-    core: &Core,
-    tx: &StoreTx,
-    conn: &Connection,
-    msg: &Message,
-    after: &mut After,
-) -> Result<()> {
-    let cur = expecting(tx, conn, msg, Role::Holder, &Event::CredentialVerified)?;
+fn on_credential(io: &mut Io, conn: &Connection, msg: &Message) -> Result<()> {
+    let cur = expecting(io.tx, conn, msg, Role::Holder, &Event::CredentialVerified)?;
     let mut rec = cur.clone();
     match verify_credential(msg, &cur) {
         Ok(credential) => {
@@ -751,15 +718,7 @@ fn on_credential(
                 credential: Some(credential),
                 ..Default::default()
             };
-            advance(
-                core,
-                tx,
-                after,
-                Some(&cur),
-                &mut rec,
-                Event::CredentialVerified,
-                &inputs,
-            )
+            io.advance(Some(&cur), &mut rec, Event::CredentialVerified, &inputs)
         }
         Err(why) => {
             let inputs = Inputs {
@@ -767,7 +726,7 @@ fn on_credential(
                 reason: Some(why),
                 ..Default::default()
             };
-            advance(core, tx, after, Some(&cur), &mut rec, Event::Fail, &inputs)
+            io.advance(Some(&cur), &mut rec, Event::Fail, &inputs)
         }
     }
 }
@@ -827,6 +786,7 @@ pub fn on_problem(
     if !problem_report::ends_thread(msg) {
         return Ok(false);
     }
+    let io = &mut Io { core, tx, after };
     for thid in [msg.pthid.as_deref(), msg.thid.as_deref()]
         .into_iter()
         .flatten()
@@ -841,10 +801,7 @@ pub fn on_problem(
         }
         let reason = problem_report::describe(msg);
         let mut rec = cur.clone();
-        advance(
-            core,
-            tx,
-            after,
+        io.advance(
             Some(&cur),
             &mut rec,
             Event::ProblemArrived,
@@ -867,6 +824,7 @@ pub fn delivered(
     record_id: &str,
     msg_type: &str,
 ) -> Result<()> {
+    let io = &mut Io { core, tx, after };
     let cur = tx.record(wallet, record_id)?;
     let waiting = match cur.state {
         RecordState::OfferPending => OFFER,
@@ -880,15 +838,7 @@ pub fn delivered(
     }
     let mut rec = cur.clone();
     rec.meta_next_retry_ms = None;
-    advance(
-        core,
-        tx,
-        after,
-        Some(&cur),
-        &mut rec,
-        Event::Delivered,
-        &Inputs::default(),
-    )
+    io.advance(Some(&cur), &mut rec, Event::Delivered, &Inputs::default())
 }
 
 /// A tracked message failed to deliver: the record shows the retries left,
@@ -903,6 +853,7 @@ pub fn delivery_failed(
     let Some(record_id) = &entry.record_id else {
         return Ok(());
     };
+    let io = &mut Io { core, tx, after };
     let cur = tx.record(&entry.wallet_id, record_id)?;
     let mut rec = cur.clone();
     let error = entry.last_error.clone().unwrap_or_default();
@@ -918,10 +869,7 @@ pub fn delivery_failed(
             "could not deliver after {} attempts: {error}",
             entry.attempts
         );
-        return advance(
-            core,
-            tx,
-            after,
+        return io.advance(
             Some(&cur),
             &mut rec,
             Event::Abandon,
@@ -964,8 +912,8 @@ pub async fn sweep(core: Core, shutdown: CancellationToken) {
 async fn sweep_once(core: &Core) -> Result<()> {
     let now = crate::now_ms();
     for (wallet, id) in core.store.due_records(now, 512)? {
-        let expired = commit(core, |tx, after| {
-            let cur = tx.record(&wallet, &id)?;
+        let expired = commit(core, |io| {
+            let cur = io.tx.record(&wallet, &id)?;
             if cur.state.is_final() || cur.deadline_ms.is_none_or(|d| d > now) {
                 return Ok(false);
             }
@@ -979,10 +927,7 @@ async fn sweep_once(core: &Core) -> Result<()> {
                 ),
             };
             let mut rec = cur.clone();
-            advance(
-                core,
-                tx,
-                after,
+            io.advance(
                 Some(&cur),
                 &mut rec,
                 Event::Abandon,

@@ -33,7 +33,14 @@ async fn offered_and_requested(
     automatic: bool,
 ) -> (Connection, Connection, CredentialRecord) {
     let (ci, ch) = t.connect("issuer", "holder").await;
-    let offer = create_offer(&t.core, "issuer", &spec(&ci, automatic))
+    let rec = offer_and_accept(t, &ci, automatic).await;
+    (ci, ch, rec)
+}
+
+/// Offers on `ci`, accepts as "holder", lets the messages flow; returns the
+/// issuer's record.
+async fn offer_and_accept(t: &TestCore, ci: &Connection, automatic: bool) -> CredentialRecord {
+    let offer = create_offer(&t.core, "issuer", &spec(ci, automatic))
         .await
         .unwrap();
     t.drain().await;
@@ -41,8 +48,7 @@ async fn offered_and_requested(
     assert_eq!(h.state, OfferReceived);
     accept_offer(&t.core, "holder", &h.id, None).await.unwrap();
     t.drain().await;
-    let rec = t.core.store.record("issuer", &offer.id).unwrap();
-    (ci, ch, rec)
+    t.core.store.record("issuer", &offer.id).unwrap()
 }
 
 #[tokio::test]
@@ -123,15 +129,8 @@ async fn out_of_order_messages_are_refused_and_change_nothing() {
     assert!(all_records(&t, "holder").is_empty());
 
     // A finished thread takes no second request.
-    let offer = create_offer(&t.core, "issuer", &spec(&ci, true))
-        .await
-        .unwrap();
-    t.drain().await;
-    let h = holder_record(&t, &offer.thid);
-    accept_offer(&t.core, "holder", &h.id, None).await.unwrap();
-    t.drain().await;
-    let done = t.core.store.record("issuer", &offer.id).unwrap();
-    assert_eq!(done.state, CredentialSent);
+    let offer = offer_and_accept(&t, &ci, true).await;
+    assert_eq!(offer.state, CredentialSent);
     let before = (all_records(&t, "issuer"), all_records(&t, "holder"));
     send_as(&t, &ch, &in_thread(REQUEST, &offer.thid)).await;
     send_as(&t, &ci, &in_thread(ISSUE, &offer.thid)).await;
@@ -147,13 +146,7 @@ async fn a_message_from_another_peer_cannot_touch_a_thread() {
     let t = testing::core();
     let (ci, _) = t.connect("issuer", "holder").await;
     let (mallory, _) = t.connect("mallory", "holder").await;
-    let offer = create_offer(&t.core, "issuer", &spec(&ci, false))
-        .await
-        .unwrap();
-    t.drain().await;
-    let h = holder_record(&t, &offer.thid);
-    accept_offer(&t.core, "holder", &h.id, None).await.unwrap();
-    t.drain().await;
+    let offer = offer_and_accept(&t, &ci, false).await;
     let before = holder_record(&t, &offer.thid);
     assert_eq!(before.state, RequestSent);
 
@@ -206,21 +199,14 @@ async fn refused_credential(
 ) -> (CredentialRecord, CredentialRecord) {
     let t = testing::core();
     let (ci, _) = t.connect("issuer", "holder").await;
-    let offer = create_offer(&t.core, "issuer", &spec(&ci, false))
-        .await
-        .unwrap();
-    t.drain().await;
-    let h = holder_record(&t, &offer.thid);
-    accept_offer(&t.core, "holder", &h.id, None).await.unwrap();
-    t.drain().await;
-    let rec = t.core.store.record("issuer", &offer.id).unwrap();
+    let rec = offer_and_accept(&t, &ci, false).await;
     assert_eq!(rec.state, RequestReceived);
     let jwt = tamper(&t, &rec);
     send_as(&t, &ci, &messages::issue(&rec, &jwt)).await;
     assert_eq!(holds_credentials(&t, "holder"), 0);
-    let h = holder_record(&t, &offer.thid);
+    let h = holder_record(&t, &rec.thid);
     assert_eq!(h.state, ProblemReportSent);
-    let i = t.core.store.record("issuer", &offer.id).unwrap();
+    let i = t.core.store.record("issuer", &rec.id).unwrap();
     assert_eq!(i.state, ProblemReportReceived);
     (i, h)
 }
