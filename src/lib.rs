@@ -10,6 +10,7 @@ pub mod did;
 pub mod didcomm;
 pub mod error;
 pub mod events;
+pub mod harness;
 pub mod protocols;
 pub mod rpc;
 pub mod store;

@@ -1,4 +1,6 @@
-//! The `agentd` binary: `agentd run --config agent.toml`.
+//! The `agentd` binary: `agentd run --config agent.toml`, `agentd demo`.
+
+mod cli;
 
 use std::path::PathBuf;
 
@@ -22,6 +24,16 @@ enum Command {
         #[arg(long, short, default_value = "agent.toml")]
         config: PathBuf,
     },
+    /// Start an issuer and a holder on loopback, issue one credential, show
+    /// every state change and the verified credential, and clean up.
+    Demo,
+}
+
+fn init_logging_with(level: &str) {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(level))
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn init_logging(json: bool) {
@@ -43,6 +55,15 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run { config } => run(config).await,
+        Command::Demo => {
+            // Quiet logs: the demo prints what happens itself.
+            if std::env::var_os("RUST_LOG").is_none() {
+                init_logging_with("warn");
+            } else {
+                init_logging(false);
+            }
+            cli::demo::run().await
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

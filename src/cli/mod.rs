@@ -1,0 +1,3 @@
+//! Subcommands of the `agentd` binary beyond `run`.
+
+pub mod demo;

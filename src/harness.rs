@@ -1,0 +1,214 @@
+//! Real agents on loopback for tests, demos and scenario runs: each
+//! [`LocalAgent`] runs in this process with its own temporary sled
+//! directory, HTTP and gRPC on OS-chosen loopback ports, and a random master
+//! key. [`Clients`] are typed gRPC clients for one agent; [`connect`] links
+//! two wallets with an out-of-band invitation. Dropping an agent (also when
+//! a test panics) stops its tasks and removes its directory.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tonic::transport::Channel;
+
+use crate::config::Config;
+use crate::rpc::proto::{
+    self, connection_service_client::ConnectionServiceClient, did_service_client::DidServiceClient,
+    event_service_client::EventServiceClient, holder_service_client::HolderServiceClient,
+    issuance_service_client::IssuanceServiceClient, wallet_service_client::WalletServiceClient,
+};
+use crate::{Agent, RunningAgent};
+
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    #[error("agent {name} did not start: {source}")]
+    Start {
+        name: String,
+        source: crate::error::Error,
+    },
+    #[error("temporary directory: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("gRPC connection: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("gRPC call failed: {}", .0.message())]
+    Rpc(#[from] tonic::Status),
+    #[error("timed out: {0}")]
+    Timeout(String),
+}
+
+pub type Result<T> = std::result::Result<T, HarnessError>;
+
+/// An agent running in this process.
+pub struct LocalAgent {
+    pub name: String,
+    pub didcomm: SocketAddr,
+    pub grpc: SocketAddr,
+    pub endpoint: String,
+    running: Option<RunningAgent>,
+    _dir: tempfile::TempDir,
+}
+
+impl LocalAgent {
+    /// Starts an agent with temporary storage on loopback ports the OS picks.
+    pub async fn start(name: &str) -> Result<LocalAgent> {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("agentd-{name}-"))
+            .tempdir()?;
+        let mut config = Config::default();
+        config.storage.path = dir.path().join("agentd.sled");
+        config.keys.master_key_file = dir.path().join("master.key");
+        config.didcomm.listen = "127.0.0.1:0".into();
+        config.grpc.listen = "127.0.0.1:0".into();
+        let mut key = [0u8; 32];
+        rand::fill(&mut key);
+        let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        let running =
+            Agent::start(config, Some(&hex))
+                .await
+                .map_err(|source| HarnessError::Start {
+                    name: name.to_string(),
+                    source,
+                })?;
+        Ok(LocalAgent {
+            name: name.to_string(),
+            didcomm: running.didcomm_addr,
+            grpc: running.grpc_addr,
+            endpoint: running.endpoint.clone(),
+            running: Some(running),
+            _dir: dir,
+        })
+    }
+
+    /// Typed gRPC clients over one channel to this agent.
+    pub async fn clients(&self) -> Result<Clients> {
+        let channel = Channel::from_shared(format!("http://{}", self.grpc))
+            .expect("a socket address is a valid URI")
+            .connect()
+            .await?;
+        Ok(Clients {
+            wallets: WalletServiceClient::new(channel.clone()),
+            dids: DidServiceClient::new(channel.clone()),
+            connections: ConnectionServiceClient::new(channel.clone()),
+            issuance: IssuanceServiceClient::new(channel.clone()),
+            holder: HolderServiceClient::new(channel.clone()),
+            events: EventServiceClient::new(channel),
+        })
+    }
+
+    /// Stops gracefully: drains and flushes.
+    pub async fn stop(mut self) -> Result<()> {
+        if let Some(running) = self.running.take() {
+            running
+                .shutdown()
+                .await
+                .map_err(|source| HarnessError::Start {
+                    name: self.name.clone(),
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+}
+
+/// The control plane of one agent.
+#[derive(Clone)]
+pub struct Clients {
+    pub wallets: WalletServiceClient<Channel>,
+    pub dids: DidServiceClient<Channel>,
+    pub connections: ConnectionServiceClient<Channel>,
+    pub issuance: IssuanceServiceClient<Channel>,
+    pub holder: HolderServiceClient<Channel>,
+    pub events: EventServiceClient<Channel>,
+}
+
+/// Connects wallet `wa` of `a` (inviter) with wallet `wb` of `b` ("" is
+/// the default wallet) and waits until both sides are active. Returns
+/// (a's connection, b's).
+pub async fn connect(
+    a: &mut Clients,
+    wa: &str,
+    b: &mut Clients,
+    wb: &str,
+    within: Duration,
+) -> Result<(proto::Connection, proto::Connection)> {
+    let invitation = a
+        .connections
+        .create_invitation(proto::CreateInvitationRequest {
+            wallet_id: wa.into(),
+            label: "harness".into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let ours = invitation.connection.unwrap_or_default();
+    let theirs = b
+        .connections
+        .accept_invitation(proto::AcceptInvitationRequest {
+            wallet_id: wb.into(),
+            invitation_url: invitation.invitation_url,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let deadline = Instant::now() + within;
+    loop {
+        let get = |wallet: &str, id: &str| proto::GetConnectionRequest {
+            wallet_id: wallet.into(),
+            connection_id: id.into(),
+        };
+        let x = a
+            .connections
+            .get_connection(get(wa, &ours.id))
+            .await?
+            .into_inner();
+        let y = b
+            .connections
+            .get_connection(get(wb, &theirs.id))
+            .await?
+            .into_inner();
+        let active = proto::ConnectionState::Active as i32;
+        if x.state == active && y.state == active {
+            return Ok((x, y));
+        }
+        if Instant::now() > deadline {
+            return Err(HarnessError::Timeout(format!(
+                "connection {} / {} not active after {within:?}",
+                ours.id, theirs.id
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Waits until the record of `thid` in `wallet` reaches `state`, reading
+/// the event stream (stored events first, so nothing is missed).
+pub async fn wait_for_state(
+    c: &mut Clients,
+    wallet: &str,
+    thid: &str,
+    state: proto::RecordState,
+    within: Duration,
+) -> Result<proto::RecordEvent> {
+    let mut stream = c
+        .events
+        .subscribe(proto::SubscribeRequest {
+            wallet_id: wallet.into(),
+            thid: thid.into(),
+            from_start: true,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let wait = async {
+        while let Some(e) = stream.message().await? {
+            if e.new_state == state as i32 {
+                return Ok(e);
+            }
+        }
+        Err(HarnessError::Timeout(format!(
+            "the event stream ended before {state:?}"
+        )))
+    };
+    tokio::time::timeout(within, wait).await.map_err(|_| {
+        HarnessError::Timeout(format!("{thid} did not reach {state:?} in {within:?}"))
+    })?
+}
