@@ -6,8 +6,8 @@ mod common;
 use agentd::rpc::proto::{
     AcceptOfferRequest, CreateOfferRequest, CreateWalletRequest, GetCredentialRequest,
     GetRecordRequest, IssueCredentialRequest, IssueCustodialRequest, ListConnectionsRequest,
-    ListOffersRequest, ListRecordsRequest, MatchCredentialRequest, RecordEvent, RecordState,
-    RejectOfferRequest, Role, SubscribeRequest,
+    ListCredentialsRequest, ListOffersRequest, ListRecordsRequest, MatchCredentialRequest,
+    RecordEvent, RecordState, RejectOfferRequest, Role, SubscribeRequest,
 };
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -122,23 +122,36 @@ fn states_of(events: &[RecordEvent], thid: &str) -> Vec<RecordState> {
     states
 }
 
-/// Verifies a VC-JWT with the `jsonwebtoken` crate, given only the Ed25519
-/// key decoded from the issuer's did:key (multibase base58btc, 0xed01).
+/// Verifies a VC-JWT with the `jwt-compact` crate (ed25519-compact keys),
+/// given only the Ed25519 key decoded from the issuer's did:key (multibase
+/// base58btc, multicodec 0xed01) — neither our resolver nor our verifier.
 fn verify_independently(jwt: &str, issuer: &str) -> serde_json::Value {
+    use jwt_compact::alg::{Ed25519, VerifyingKey};
+    use jwt_compact::{Algorithm, AlgorithmExt, Token, UntrustedToken};
     let multibase = issuer.strip_prefix("did:key:z").expect("a did:key");
     let bytes = bs58::decode(multibase).into_vec().unwrap();
     assert_eq!(&bytes[..2], &[0xed, 0x01], "an Ed25519 did:key");
-    let key = jsonwebtoken::DecodingKey::from_ed_der(&bytes[2..]);
-    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::EdDSA);
-    validation.set_required_spec_claims(&["exp", "nbf", "iss", "sub"]);
-    validation.set_issuer(&[issuer]);
-    let data = jsonwebtoken::decode::<serde_json::Value>(jwt, &key, &validation)
+    let key = <Ed25519 as Algorithm>::VerifyingKey::from_slice(&bytes[2..]).unwrap();
+    let untrusted = UntrustedToken::new(jwt).expect("a compact JWS");
+    assert_eq!(untrusted.algorithm(), "EdDSA");
+    let token: Token<serde_json::Value> = Ed25519
+        .validator(&key)
+        .validate(&untrusted)
         .expect("the credential verifies independently");
     assert_eq!(
-        data.header.kid.as_deref(),
-        Some(format!("{issuer}#{multibase_z}", multibase_z = &issuer[8..]).as_str())
+        token.header().key_id.as_deref(),
+        Some(format!("{issuer}#z{multibase}").as_str())
     );
-    data.claims
+    let claims = token.claims();
+    let nbf = claims.not_before.unwrap().timestamp();
+    let exp = claims.expiration.unwrap().timestamp();
+    let now = agentd::now_secs() as i64;
+    assert!(nbf <= now && now < exp, "valid now: {nbf} {now} {exp}");
+    let mut payload = claims.custom.clone();
+    payload["nbf"] = nbf.into();
+    payload["exp"] = exp.into();
+    assert_eq!(payload["iss"], issuer);
+    payload
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -283,6 +296,18 @@ async fn manual_issuance_between_two_daemons_with_events() {
         .await
         .unwrap_err();
     assert_eq!(none.code(), Code::NotFound);
+    let listed = holder
+        .holder()
+        .await
+        .list_credentials(ListCredentialsRequest {
+            r#type: DEGREE.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .credentials;
+    assert_eq!(listed, [credential.clone()]);
 
     // Every state of both sides, in order.
     use RecordState::*;
@@ -327,6 +352,36 @@ async fn manual_issuance_between_two_daemons_with_events() {
         .into_inner();
     let replayed = until_quiet(&mut late, 500).await;
     assert_eq!(replayed, holder_seen[2..].to_vec());
+
+    // Deleting the credential leaves the record and removes the credential.
+    let id = GetCredentialRequest {
+        wallet_id: String::new(),
+        credential_id: credential.id.clone(),
+    };
+    holder
+        .holder()
+        .await
+        .delete_credential(id.clone())
+        .await
+        .unwrap();
+    let gone = holder
+        .holder()
+        .await
+        .get_credential(id.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), Code::NotFound);
+    let again = holder
+        .holder()
+        .await
+        .delete_credential(id)
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), Code::NotFound);
+    assert_eq!(
+        by_thid(&holder, &thid).await.unwrap().state,
+        RecordState::CredentialReceived as i32
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
