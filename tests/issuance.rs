@@ -126,7 +126,7 @@ fn states_of(events: &[RecordEvent], thid: &str) -> Vec<RecordState> {
 /// given only the Ed25519 key decoded from the issuer's did:key (multibase
 /// base58btc, multicodec 0xed01) — neither our resolver nor our verifier.
 fn verify_independently(jwt: &str, issuer: &str) -> serde_json::Value {
-    use jwt_compact::alg::{Ed25519, VerifyingKey};
+    use jwt_compact::alg::Ed25519;
     use jwt_compact::{Algorithm, AlgorithmExt, Token, UntrustedToken};
     let multibase = issuer.strip_prefix("did:key:z").expect("a did:key");
     let bytes = bs58::decode(multibase).into_vec().unwrap();
@@ -307,7 +307,7 @@ async fn manual_issuance_between_two_daemons_with_events() {
         .unwrap()
         .into_inner()
         .credentials;
-    assert_eq!(listed, [credential.clone()]);
+    assert_eq!(listed, std::slice::from_ref(&credential));
 
     // Every state of both sides, in order.
     use RecordState::*;
