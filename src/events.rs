@@ -152,3 +152,42 @@ async fn follow(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(wallet: &str, role: Role, state: RecordState) -> RecordEvent {
+        RecordEvent {
+            seq: 1,
+            wallet_id: wallet.into(),
+            record_id: "r".into(),
+            thid: "t".into(),
+            role,
+            old_state: None,
+            new_state: state,
+            reason: None,
+            at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn filters_combine_and_empty_matches_all() {
+        let e = event("w", Role::Holder, RecordState::OfferReceived);
+        assert!(Filter::default().matches(&e));
+        let f = Filter {
+            wallet_id: Some("w".into()),
+            role: Some(Role::Holder),
+            state: Some(RecordState::OfferReceived),
+            thid: Some("t".into()),
+        };
+        assert!(f.matches(&e));
+        for other in [
+            event("x", Role::Holder, RecordState::OfferReceived),
+            event("w", Role::Issuer, RecordState::OfferReceived),
+            event("w", Role::Holder, RecordState::RequestPending),
+        ] {
+            assert!(!f.matches(&other), "{other:?}");
+        }
+    }
+}
