@@ -129,6 +129,15 @@ impl Daemon {
         }
     }
 
+    /// `kill -9`, then starts again on the same ports and data.
+    pub async fn crash_and_restart(mut self) -> Daemon {
+        if let Some(mut child) = self.child.take() {
+            child.start_kill().expect("SIGKILL");
+            child.wait().await.expect("reaped");
+        }
+        self.start_again().await
+    }
+
     /// Stops and starts again on the same ports and data.
     pub async fn restart(self) -> Daemon {
         let mut me = self;

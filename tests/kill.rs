@@ -1,0 +1,233 @@
+//! Nothing lost, nothing twice: 200 concurrent issuance flows between two
+//! daemon processes while each is `kill -9`ed and restarted several times.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use agentd::rpc::proto::holder_service_client::HolderServiceClient;
+use agentd::rpc::proto::issuance_service_client::IssuanceServiceClient;
+use agentd::rpc::proto::{
+    AcceptOfferRequest, CreateOfferRequest, CredentialRecord, ListCredentialsRequest,
+    ListRecordsRequest, PageRequest, RecordState, Role,
+};
+use common::{Daemon, connect};
+use tonic::transport::Channel;
+
+const FLOWS: usize = 200;
+
+async fn channel(addr: &str) -> Option<Channel> {
+    Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_timeout(Duration::from_millis(300))
+        .timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .ok()
+}
+
+/// Every record of `role` in the default wallet, or None if the daemon is down.
+async fn records(addr: &str, role: Role) -> Option<Vec<CredentialRecord>> {
+    let mut c = IssuanceServiceClient::new(channel(addr).await?);
+    let mut all = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = c
+            .list_records(ListRecordsRequest {
+                role: role as i32,
+                page: Some(PageRequest {
+                    page_size: 100,
+                    page_token: token,
+                }),
+                ..Default::default()
+            })
+            .await
+            .ok()?
+            .into_inner();
+        all.extend(page.records);
+        if page.next_page_token.is_empty() {
+            return Some(all);
+        }
+        token = page.next_page_token;
+    }
+}
+
+/// The holder's operator: accepts every offer it sees, until told to stop.
+/// Errors (the daemon is down, a record moved on) are retried next round.
+async fn accept_offers(holder: String, stop: tokio_util::sync::CancellationToken) {
+    while !stop.is_cancelled() {
+        if let (Some(offers), Some(ch)) =
+            (records(&holder, Role::Holder).await, channel(&holder).await)
+        {
+            let mut c = HolderServiceClient::new(ch);
+            for r in offers
+                .iter()
+                .filter(|r| r.state == RecordState::OfferReceived as i32)
+            {
+                let _ = c
+                    .accept_offer(AcceptOfferRequest {
+                        record_id: r.id.clone(),
+                        ..Default::default()
+                    })
+                    .await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Creates offer `i` (idempotency key `flow-i`), retrying while the issuer is down.
+async fn offer(issuer: &str, connection_id: &str, i: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(ch) = channel(issuer).await {
+            let r = IssuanceServiceClient::new(ch)
+                .create_offer(CreateOfferRequest {
+                    connection_id: connection_id.into(),
+                    claims_json: format!(r#"{{"flow":{i}}}"#),
+                    types: vec!["KillTestCredential".into()],
+                    automatic_issuance: true,
+                    idempotency_key: format!("flow-{i}"),
+                    ..Default::default()
+                })
+                .await;
+            if r.is_ok() {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "offer {i} never accepted by the issuer"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_200_concurrent_flows_loses_nothing_and_issues_once() {
+    let started = Instant::now();
+    let env = [("AGENTD_OUTBOX_MAX_RETRIES", "30")];
+    let mut issuer = Daemon::start_with_env(&env).await;
+    let mut holder = Daemon::start_with_env(&env).await;
+    let (ci, _) = connect(&issuer, "", &holder, "").await;
+
+    let stop = tokio_util::sync::CancellationToken::new();
+    let acceptor = tokio::spawn(accept_offers(holder.grpc.clone(), stop.clone()));
+    let offers = {
+        let (addr, conn) = (issuer.grpc.clone(), ci.clone());
+        tokio::spawn(async move {
+            let all = (0..FLOWS).map(|i| {
+                let (addr, conn) = (addr.clone(), conn.clone());
+                tokio::spawn(async move { offer(&addr, &conn, i).await })
+            });
+            for t in all.collect::<Vec<_>>() {
+                t.await.unwrap();
+            }
+        })
+    };
+
+    // Three crashes each, alternating, at random moments while flows run.
+    let mut kills = 0;
+    for round in 0..6 {
+        tokio::time::sleep(Duration::from_millis(rand::random_range(150..600))).await;
+        if round % 2 == 0 {
+            issuer = issuer.crash_and_restart().await;
+        } else {
+            holder = holder.crash_and_restart().await;
+        }
+        kills += 1;
+    }
+    offers.await.unwrap();
+
+    // Every flow ends with the holder's credential, however long the retries take.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let (issued, held) = loop {
+        let i = records(&issuer.grpc, Role::Issuer)
+            .await
+            .unwrap_or_default();
+        let h = records(&holder.grpc, Role::Holder)
+            .await
+            .unwrap_or_default();
+        let sent = i
+            .iter()
+            .filter(|r| r.state == RecordState::CredentialSent as i32 && r.ack_received)
+            .count();
+        let received = h
+            .iter()
+            .filter(|r| r.state == RecordState::CredentialReceived as i32)
+            .count();
+        if sent == FLOWS && received == FLOWS {
+            break (i, h);
+        }
+        if Instant::now() > deadline {
+            let states = |rs: &[CredentialRecord]| {
+                let mut m = std::collections::BTreeMap::new();
+                for r in rs {
+                    *m.entry(RecordState::try_from(r.state).unwrap().as_str_name())
+                        .or_insert(0) += 1;
+                }
+                m
+            };
+            panic!(
+                "not finished after the deadline: issuer {:?}, holder {:?}",
+                states(&i),
+                states(&h)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    stop.cancel();
+    acceptor.await.unwrap();
+
+    assert_eq!(
+        issued.len(),
+        FLOWS,
+        "one issuer record per flow (idempotency keys)"
+    );
+    assert_eq!(held.len(), FLOWS, "one holder record per flow");
+    let credentials = {
+        let mut c = HolderServiceClient::new(channel(&holder.grpc).await.unwrap());
+        let mut all = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = c
+                .list_credentials(ListCredentialsRequest {
+                    page: Some(PageRequest {
+                        page_size: 100,
+                        page_token: token,
+                    }),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            all.extend(page.credentials);
+            if page.next_page_token.is_empty() {
+                break all;
+            }
+            token = page.next_page_token;
+        }
+    };
+    let flows: HashSet<String> = credentials.iter().map(|c| c.claims_json.clone()).collect();
+    let threads: HashSet<&str> = credentials.iter().map(|c| c.thid.as_str()).collect();
+    assert_eq!(
+        credentials.len(),
+        FLOWS,
+        "no duplicate and no missing credential"
+    );
+    assert_eq!(flows.len(), FLOWS);
+    assert_eq!(threads.len(), FLOWS);
+    let retried = issued
+        .iter()
+        .chain(&held)
+        .filter(|r| !r.meta_last_failure.is_empty())
+        .count();
+    println!(
+        "kill test: {FLOWS} flows, {kills} kill -9 + restart, {} issuer / {} holder records finished, {} credentials, {retried} records saw a failed delivery, {:.1} s",
+        issued.len(),
+        held.len(),
+        credentials.len(),
+        started.elapsed().as_secs_f64()
+    );
+}
