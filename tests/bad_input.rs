@@ -100,6 +100,13 @@ async fn bad_envelopes_are_refused_and_store_nothing() {
     let cases: Vec<(&str, String, String, u16, &str)> = vec![
         ("not JSON", CT.into(), "{not json".into(), 400, "not_json"),
         (
+            "JSON nested 100 000 deep (within the body limit)",
+            CT.into(),
+            format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)),
+            400,
+            "not_json",
+        ),
+        (
             "wrong content type",
             "application/json".into(),
             good.clone(),

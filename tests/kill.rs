@@ -231,3 +231,39 @@ async fn kill_9_during_200_concurrent_flows_loses_nothing_and_issues_once() {
         started.elapsed().as_secs_f64()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_down_for_several_retries_gets_everything_when_it_is_back() {
+    let env = [("AGENTD_OUTBOX_MAX_RETRIES", "10")];
+    let issuer = Daemon::start_with_env(&env).await;
+    let mut holder = Daemon::start_with_env(&env).await;
+    let (ci, _) = connect(&issuer, "", &holder, "").await;
+    holder.stop().await;
+    for i in 0..5 {
+        offer(&issuer.grpc, &ci, i).await;
+    }
+    // Backoff 100, 200, 400, 800 ms: wait for at least three failures.
+    let failing = common::eventually(10, "three failed deliveries", || async {
+        let rs = records(&issuer.grpc, Role::Issuer).await?;
+        rs.iter().all(|r| r.meta_retries <= 7).then_some(rs)
+    })
+    .await;
+    for r in &failing {
+        assert_eq!(r.state, RecordState::OfferPending as i32);
+        assert!(!r.meta_last_failure.is_empty());
+        assert!(r.meta_next_retry_ms > 0);
+    }
+    let holder = holder.restart().await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let acceptor = tokio::spawn(accept_offers(holder.grpc.clone(), stop.clone()));
+    common::eventually(30, "all five credentials", || async {
+        let h = records(&holder.grpc, Role::Holder).await?;
+        (h.len() == 5
+            && h.iter()
+                .all(|r| r.state == RecordState::CredentialReceived as i32))
+        .then_some(())
+    })
+    .await;
+    stop.cancel();
+    acceptor.await.unwrap();
+}
