@@ -55,6 +55,13 @@ pub struct DidComm {
     pub public_endpoint: Option<String>,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
+    /// Messages per second accepted from one remote address (token bucket;
+    /// 0 turns the limit off). Past it: 429, nothing stored.
+    pub rate_limit_per_sec: u32,
+    /// How many messages one address may send at once before the rate applies.
+    pub rate_limit_burst: u32,
+    /// Most messages waiting in the inbox; past it: 429, nothing stored.
+    pub max_inbox: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -127,6 +134,9 @@ impl Default for DidComm {
             listen: "127.0.0.1:8080".into(),
             public_endpoint: None,
             max_body_bytes: 1024 * 1024,
+            rate_limit_per_sec: 5000,
+            rate_limit_burst: 10_000,
+            max_inbox: 100_000,
         }
     }
 }
@@ -172,6 +182,15 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("AGENTD_DIDCOMM_LISTEN", "didcomm.listen"),
     ("AGENTD_DIDCOMM_PUBLIC_ENDPOINT", "didcomm.public_endpoint"),
     ("AGENTD_DIDCOMM_MAX_BODY_BYTES", "didcomm.max_body_bytes"),
+    (
+        "AGENTD_DIDCOMM_RATE_LIMIT_PER_SEC",
+        "didcomm.rate_limit_per_sec",
+    ),
+    (
+        "AGENTD_DIDCOMM_RATE_LIMIT_BURST",
+        "didcomm.rate_limit_burst",
+    ),
+    ("AGENTD_DIDCOMM_MAX_INBOX", "didcomm.max_inbox"),
     ("AGENTD_GRPC_LISTEN", "grpc.listen"),
     ("AGENTD_API_KEY", "grpc.api_key"),
     ("AGENTD_MASTER_KEY_FILE", "keys.master_key_file"),
@@ -217,6 +236,11 @@ impl Config {
                 "didcomm.listen" => self.didcomm.listen = v,
                 "didcomm.public_endpoint" => self.didcomm.public_endpoint = Some(v),
                 "didcomm.max_body_bytes" => self.didcomm.max_body_bytes = number(&v)? as usize,
+                "didcomm.rate_limit_per_sec" => {
+                    self.didcomm.rate_limit_per_sec = number(&v)? as u32
+                }
+                "didcomm.rate_limit_burst" => self.didcomm.rate_limit_burst = number(&v)? as u32,
+                "didcomm.max_inbox" => self.didcomm.max_inbox = number(&v)? as usize,
                 "grpc.listen" => self.grpc.listen = v,
                 "grpc.api_key" => self.grpc.api_key = Some(v),
                 "keys.master_key_file" => self.keys.master_key_file = v.into(),
@@ -246,6 +270,15 @@ impl Config {
                 "didcomm.max_body_bytes",
                 "must be between 1 KiB and 64 MiB",
             ));
+        }
+        if self.didcomm.rate_limit_per_sec > 0 && self.didcomm.rate_limit_burst == 0 {
+            return Err(invalid(
+                "didcomm.rate_limit_burst",
+                "must be positive when a rate limit is set",
+            ));
+        }
+        if self.didcomm.max_inbox == 0 {
+            return Err(invalid("didcomm.max_inbox", "must be positive"));
         }
         if self.storage.path.as_os_str().is_empty() {
             return Err(invalid("storage.path", "must not be empty"));

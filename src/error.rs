@@ -18,6 +18,8 @@ pub enum Error {
     PermissionDenied(String),
     #[error("unsupported: {0}")]
     Unsupported(String),
+    #[error("resource exhausted: {0}")]
+    ResourceExhausted(String),
     #[error("timed out: {0}")]
     DeadlineExceeded(String),
     #[error(transparent)]

@@ -15,7 +15,14 @@ pub struct TestCore {
 }
 
 pub fn core() -> TestCore {
+    core_with(|_| {})
+}
+
+/// As [`core`], with `configure` applied to the default config.
+pub fn core_with(configure: impl FnOnce(&mut Config)) -> TestCore {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut config = Config::default();
+    configure(&mut config);
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Store::open(&dir.path().join("db")).expect("store");
     let keys = KeyStore::open(MasterKey::from_bytes([7; 32]), store.clone()).expect("keys");
@@ -23,7 +30,7 @@ pub fn core() -> TestCore {
         envelopes: Envelopes::new(keys.clone(), store.clone()),
         store,
         keys,
-        config: Arc::new(Config::default()),
+        config: Arc::new(config),
         endpoint: "http://127.0.0.1:9/didcomm".into(),
         inbox_wake: Default::default(),
         outbox_wake: Default::default(),

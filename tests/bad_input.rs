@@ -278,3 +278,47 @@ async fn bad_control_plane_calls_get_typed_errors() {
         .collect();
     assert_eq!(ids, ["alice", "default"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_rate_limit_gets_429_and_stores_nothing() {
+    let d = Daemon::start_with_env(&[
+        ("AGENTD_DIDCOMM_RATE_LIMIT_PER_SEC", "1"),
+        ("AGENTD_DIDCOMM_RATE_LIMIT_BURST", "3"),
+    ])
+    .await;
+    let inv = d
+        .connections()
+        .await
+        .create_invitation(CreateInvitationRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let invitation: Value = serde_json::from_str(&inv.invitation_json).unwrap();
+    let ours = invitation["from"].as_str().unwrap().to_string();
+    let outsider = Outsider::new();
+    let ping = |id: &str| {
+        let m = json!({
+            "id": id, "type": "https://didcomm.org/trust-ping/2.0/ping",
+            "from": outsider.did, "to": [ours], "pthid": invitation["id"],
+            "body": {"response_requested": false},
+        });
+        outsider.pack(&m, &ours)
+    };
+    let (d, before) = d.record_count().await;
+    // The restart refilled the bucket: a burst of 3, then refusals.
+    for i in 0..3 {
+        assert_eq!(
+            post(&d, CT, "{not json").await.0,
+            400,
+            "within the burst ({i})"
+        );
+    }
+    let (status, err) = post(&d, CT, ping("p-1")).await;
+    assert_eq!(
+        (status, err["error"].as_str()),
+        (429, Some("rate_limited")),
+        "{err}"
+    );
+    let (_, after) = d.record_count().await;
+    assert_eq!(after, before, "a rate-limited message is not stored");
+}

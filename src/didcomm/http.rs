@@ -3,23 +3,32 @@
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use super::limits::RateLimiter;
 use super::{ENCRYPTED_MEDIA_TYPE, EnvelopeError, inbox};
 use crate::Core;
 use crate::error::Error;
 
 pub async fn serve(core: Core, listener: TcpListener, shutdown: CancellationToken) {
     let limit = core.config.didcomm.max_body_bytes;
+    let limiter = Arc::new(RateLimiter::new(
+        core.config.didcomm.rate_limit_per_sec,
+        core.config.didcomm.rate_limit_burst,
+    ));
     let app = Router::new()
         .route("/didcomm", post(receive))
         .layer(DefaultBodyLimit::max(limit))
-        .with_state(core);
+        .with_state((core, limiter))
+        .into_make_service_with_connect_info::<SocketAddr>();
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
@@ -28,7 +37,24 @@ pub async fn serve(core: Core, listener: TcpListener, shutdown: CancellationToke
     }
 }
 
-async fn receive(State(core): State<Core>, headers: HeaderMap, body: Bytes) -> Response {
+async fn receive(
+    State((core, limiter)): State<(Core, Arc<RateLimiter>)>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    // Limits first: a refused request costs no decryption and stores nothing.
+    if !limiter.admit(peer.ip()) {
+        return too_many(
+            "rate_limited",
+            &format!(
+                "more than {} messages per second from {}",
+                core.config.didcomm.rate_limit_per_sec,
+                peer.ip()
+            ),
+        );
+    }
+
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -44,6 +70,7 @@ async fn receive(State(core): State<Core>, headers: HeaderMap, body: Bytes) -> R
     }
     match inbox::receive(&core, &body).await {
         Ok(_) => StatusCode::ACCEPTED.into_response(),
+        Err(Error::ResourceExhausted(why)) => too_many("inbox_full", &why),
         Err(Error::Envelope(e)) => {
             tracing::info!(error = %e, "refused inbound message");
             let (status, code) = envelope_status(&e);
@@ -73,6 +100,13 @@ fn envelope_status(e: &EnvelopeError) -> (StatusCode, &'static str) {
         EnvelopeError::Expired(_) => (StatusCode::BAD_REQUEST, "expired"),
         EnvelopeError::BadPlaintext(_) => (StatusCode::BAD_REQUEST, "bad_plaintext"),
     }
+}
+
+fn too_many(code: &str, message: &str) -> Response {
+    let mut r = problem(StatusCode::TOO_MANY_REQUESTS, code, message);
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    r
 }
 
 fn problem(status: StatusCode, code: &str, message: &str) -> Response {

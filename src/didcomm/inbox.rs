@@ -7,7 +7,7 @@ use tracing::Instrument;
 
 use super::Message;
 use crate::Core;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::protocols;
 use crate::store::InboxEntry;
 
@@ -19,8 +19,17 @@ pub enum Receipt {
     Duplicate,
 }
 
-/// Unpacks, checks and durably stores one inbound envelope.
+/// Unpacks, checks and durably stores one inbound envelope. A full inbox
+/// (`didcomm.max_inbox` waiting) refuses it with ResourceExhausted; the
+/// bound is checked before each store, so concurrent requests can pass it
+/// by at most their number.
 pub async fn receive(core: &Core, packed: &[u8]) -> Result<Receipt> {
+    let max = core.config.didcomm.max_inbox;
+    if core.store.inbox_len() >= max {
+        return Err(Error::ResourceExhausted(format!(
+            "the inbox holds {max} unprocessed messages; retry later"
+        )));
+    }
     let unpacked = core.envelopes.unpack(packed)?;
     let wallet = unpacked.recipient.wallet_id.clone();
     let id = unpacked.message.id.clone();
@@ -117,4 +126,39 @@ pub(crate) async fn process(core: &Core, seq: u64, entry: InboxEntry) {
     }
     .instrument(span)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::DidMethod;
+    use crate::testing;
+
+    #[tokio::test]
+    async fn a_full_inbox_refuses_and_stores_nothing() {
+        let t = testing::core_with(|c| c.didcomm.max_inbox = 2);
+        let a = t.did("a", DidMethod::Peer2);
+        let b = t.did("b", DidMethod::Peer2);
+        // Each call packs a new message (a fresh id).
+        let packed = || {
+            let mut m = Message::new(
+                "https://didcomm.org/trust-ping/2.0/ping",
+                serde_json::json!({}),
+            );
+            m.from = Some(a.did.clone());
+            m.to = vec![b.did.clone()];
+            t.core.envelopes.pack_authcrypt(&a, &b.did, &m).unwrap()
+        };
+        // No worker runs here, so the inbox only grows.
+        for _ in 0..2 {
+            assert_eq!(
+                receive(&t.core, packed().as_bytes()).await.unwrap(),
+                Receipt::Stored
+            );
+        }
+        let before = t.core.store.record_count();
+        let refused = receive(&t.core, packed().as_bytes()).await.unwrap_err();
+        assert!(matches!(refused, Error::ResourceExhausted(_)), "{refused}");
+        assert_eq!(t.core.store.record_count(), before);
+    }
 }

@@ -4,6 +4,7 @@
 mod envelope;
 pub mod http;
 pub mod inbox;
+pub mod limits;
 mod message;
 pub mod outbox;
 

@@ -149,6 +149,7 @@ pub fn status(e: Error) -> Status {
         Error::PermissionDenied(_) => (Code::PermissionDenied, "PERMISSION_DENIED"),
         Error::Unsupported(_) => (Code::Unimplemented, "UNSUPPORTED"),
         Error::DeadlineExceeded(_) => (Code::DeadlineExceeded, "DEADLINE_EXCEEDED"),
+        Error::ResourceExhausted(_) => (Code::ResourceExhausted, "RESOURCE_EXHAUSTED"),
         Error::Did(_) => (Code::InvalidArgument, "INVALID_DID"),
         Error::Envelope(_) => (Code::InvalidArgument, "INVALID_MESSAGE"),
         Error::Storage(_) | Error::Crypto(_) | Error::Internal(_) => (Code::Internal, "INTERNAL"),
