@@ -323,3 +323,31 @@ async fn two_issue_calls_on_one_record_exactly_one_wins() {
     t.drain().await;
     assert_eq!(holds_credentials(&t, "holder"), 1);
 }
+
+#[tokio::test]
+async fn an_unknown_message_type_is_answered_with_a_problem_report() {
+    let t = testing::core();
+    let (ci, ch) = t.connect("issuer", "holder").await;
+    let odd = Message::new("https://example.org/no-such-protocol/1.0/hello", json!({}));
+    let their = ci.their_did.clone().unwrap();
+    t.core
+        .store
+        .transact(|tx| outbox::enqueue(tx, "issuer", &ci.our_did, &their, &odd))
+        .unwrap();
+    // Deliver it and let the holder handle it, but keep the answer queued.
+    for e in t.core.store.outbox_all().unwrap() {
+        crate::didcomm::outbox::attempt(&t.core, e).await;
+    }
+    for (seq, e) in t.core.store.inbox_batch(10).unwrap() {
+        crate::didcomm::inbox::process(&t.core, seq, e).await;
+    }
+    let answers = t.core.store.outbox_all().unwrap();
+    assert_eq!(answers.len(), 1);
+    let report: Message = serde_json::from_str(&answers[0].message).unwrap();
+    assert_eq!(report.typ, problem_report::TYPE);
+    assert_eq!(report.pthid.as_deref(), Some(odd.id.as_str()));
+    assert_eq!(report.body["code"], "e.m.msg.unsupported");
+    assert_eq!(answers[0].from, ch.our_did);
+    assert!(all_records(&t, "holder").is_empty());
+    t.drain().await;
+}
