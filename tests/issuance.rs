@@ -425,28 +425,17 @@ async fn automatic_issuance_rejection_and_bad_requests() {
 
     let h = wait_state(&holder, &first.thid, RecordState::OfferReceived).await;
     // Two accepts race on one record: exactly one wins.
-    let (x, y) = tokio::join!(
-        async {
-            holder
-                .holder()
-                .await
-                .accept_offer(AcceptOfferRequest {
-                    record_id: h.id.clone(),
-                    ..Default::default()
-                })
-                .await
-        },
-        async {
-            holder
-                .holder()
-                .await
-                .accept_offer(AcceptOfferRequest {
-                    record_id: h.id.clone(),
-                    ..Default::default()
-                })
-                .await
-        }
-    );
+    let accept = || async {
+        holder
+            .holder()
+            .await
+            .accept_offer(AcceptOfferRequest {
+                record_id: h.id.clone(),
+                ..Default::default()
+            })
+            .await
+    };
+    let (x, y) = tokio::join!(accept(), accept());
     let codes = [
         x.as_ref().err().map(|e| e.code()),
         y.as_ref().err().map(|e| e.code()),
