@@ -92,8 +92,8 @@ async fn emit(tx: &Sink, filter: &Filter, e: RecordEvent) -> bool {
     !filter.matches(&e) || tx.send(Ok(e)).await.is_ok()
 }
 
-/// Replays from the store after `cursor`; returns the new cursor, or None
-/// when the subscriber has gone.
+/// Replays stored events with `cursor < seq <= upto`; returns the new
+/// cursor, or None when the subscriber has gone.
 async fn catch_up(
     store: &Store,
     filter: &Filter,
@@ -106,11 +106,14 @@ async fn catch_up(
         if batch.is_empty() {
             break;
         }
-        for e in batch {
+        for e in batch.into_iter().take_while(|e| e.seq <= upto) {
             cursor = e.seq;
             if !emit(tx, filter, e).await {
                 return Ok(None);
             }
+        }
+        if cursor >= upto {
+            break;
         }
     }
     Ok(Some(cursor))
@@ -135,17 +138,13 @@ async fn follow(
         loop {
             match live.recv().await {
                 Ok(e) if e.seq <= cursor => {}
-                Ok(e) => {
-                    // Publication can be out of commit order: fill a gap
-                    // from the store, which has everything up to `e`.
-                    let Some(c) = catch_up(&store, &filter, tx, cursor, e.seq - 1).await? else {
-                        return Ok(());
-                    };
-                    cursor = c.max(e.seq);
-                    if !emit(tx, &filter, e).await {
-                        return Ok(());
-                    }
-                }
+                // Publication can be out of commit order, but `e` has
+                // committed, so the store holds it and everything before it:
+                // read up to it from there, in order, each event once.
+                Ok(e) => match catch_up(&store, &filter, tx, cursor, e.seq).await? {
+                    Some(c) => cursor = c,
+                    None => return Ok(()),
+                },
                 Err(broadcast::error::RecvError::Lagged(_)) => break,
                 Err(broadcast::error::RecvError::Closed) => return Ok(()),
             }
@@ -189,5 +188,40 @@ mod tests {
         ] {
             assert!(!f.matches(&other), "{other:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn out_of_order_publication_yields_each_event_once_in_order() {
+        use tokio_stream::StreamExt;
+        let t = crate::testing::core();
+        let store = t.core.store.clone();
+        let events = Events::default();
+        let stop = CancellationToken::new();
+        let mut stream = events.subscribe(store.clone(), Filter::default(), None, stop.clone());
+        // Let the subscriber read its starting cursor (no events yet).
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let committed: Vec<RecordEvent> = (0..3)
+            .map(|_| {
+                store
+                    .transact(|tx| {
+                        tx.push_event(event("w", Role::Issuer, RecordState::OfferPending))
+                    })
+                    .unwrap()
+            })
+            .collect();
+        // The last commit is published first, then the others.
+        events.publish([
+            committed[2].clone(),
+            committed[0].clone(),
+            committed[1].clone(),
+        ]);
+        let mut got = Vec::new();
+        while let Ok(Some(e)) =
+            tokio::time::timeout(std::time::Duration::from_millis(300), stream.next()).await
+        {
+            got.push(e.unwrap().seq);
+        }
+        assert_eq!(got, [1, 2, 3]);
+        stop.cancel();
     }
 }
