@@ -45,6 +45,15 @@ pub enum Effect {
     SendProblemReport,
 }
 
+impl Effect {
+    /// A message whose delivery moves the record on (`…Pending → …Sent`)
+    /// and whose failure abandons it; the ack and the stored credential
+    /// change nothing once done.
+    pub fn is_tracked(self) -> bool {
+        !matches!(self, Effect::StoreCredential | Effect::SendAck)
+    }
+}
+
 /// An event that is not legal in the current state.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{event:?} is not allowed for an {role:?} record in state {state}")]

@@ -91,58 +91,43 @@ impl Io<'_, '_> {
         inputs: &Inputs,
     ) -> Result<()> {
         let Io { core, tx, after } = self;
-        advance(core, tx, after, old, rec, event, inputs)
+        let reason = inputs.reason.clone();
+        let prev = old.map(|o| o.state);
+        let (next, effects) = machine::transition(rec.role, prev, &event)
+            .map_err(|e| Error::FailedPrecondition(format!("record {}: {e}", rec.id)))?;
+        let now = crate::now_ms();
+        rec.state = next;
+        rec.version = old.map_or(0, |o| o.version) + 1;
+        rec.updated_at_ms = now;
+        if reason.is_some() {
+            rec.problem = reason.clone();
+        }
+        if effects.iter().any(|e| e.is_tracked()) {
+            rec.meta_retries = core.config.outbox.max_retries;
+            rec.meta_next_retry_ms = None;
+        }
+        rec.deadline_ms = (!next.is_final()).then(|| {
+            let idle = rec.updated_at_ms + core.config.issuance.thread_timeout_secs as i64 * 1000;
+            rec.expires_at_ms.map_or(idle, |e| e.min(idle))
+        });
+        tx.put_record(old, rec)?;
+        let event = tx.push_event(RecordEvent {
+            seq: 0,
+            wallet_id: rec.wallet_id.clone(),
+            record_id: rec.id.clone(),
+            thid: rec.thid.clone(),
+            role: rec.role,
+            old_state: prev,
+            new_state: next,
+            reason,
+            at_ms: now,
+        })?;
+        after.event(event);
+        for effect in effects {
+            perform(tx, after, rec, *effect, inputs)?;
+        }
+        Ok(())
     }
-}
-
-fn advance(
-    core: &Core,
-    tx: &StoreTx,
-    after: &mut After,
-    old: Option<&CredentialRecord>,
-    rec: &mut CredentialRecord,
-    event: Event,
-    inputs: &Inputs,
-) -> Result<()> {
-    let reason = inputs.reason.clone();
-    let prev = old.map(|o| o.state);
-    let (next, effects) = machine::transition(rec.role, prev, &event)
-        .map_err(|e| Error::FailedPrecondition(format!("record {}: {e}", rec.id)))?;
-    let now = crate::now_ms();
-    rec.state = next;
-    rec.version = old.map_or(0, |o| o.version) + 1;
-    rec.updated_at_ms = now;
-    if reason.is_some() {
-        rec.problem = reason.clone();
-    }
-    let sends = effects
-        .iter()
-        .any(|e| !matches!(e, Effect::StoreCredential | Effect::SendAck));
-    if sends {
-        rec.meta_retries = core.config.outbox.max_retries;
-        rec.meta_next_retry_ms = None;
-    }
-    rec.deadline_ms = (!next.is_final()).then(|| {
-        let idle = rec.updated_at_ms + core.config.issuance.thread_timeout_secs as i64 * 1000;
-        rec.expires_at_ms.map_or(idle, |e| e.min(idle))
-    });
-    tx.put_record(old, rec)?;
-    let event = tx.push_event(RecordEvent {
-        seq: 0,
-        wallet_id: rec.wallet_id.clone(),
-        record_id: rec.id.clone(),
-        thid: rec.thid.clone(),
-        role: rec.role,
-        old_state: prev,
-        new_state: next,
-        reason,
-        at_ms: now,
-    })?;
-    after.event(event);
-    for effect in effects {
-        perform(tx, after, rec, *effect, inputs)?;
-    }
-    Ok(())
 }
 
 fn perform(
@@ -153,23 +138,23 @@ fn perform(
     inputs: &Inputs,
 ) -> Result<()> {
     let missing = |what: &str| Error::Internal(format!("{effect:?} without {what}"));
-    let (msg, tracked) = match effect {
-        Effect::SendOffer => (messages::offer(rec), true),
+    let msg = match effect {
+        Effect::SendOffer => messages::offer(rec),
         Effect::SendRequest => {
             let jwt = inputs
                 .proof_jwt
                 .as_deref()
                 .ok_or_else(|| missing("a proof"))?;
-            (messages::request(rec, jwt), true)
+            messages::request(rec, jwt)
         }
         Effect::SendCredential => {
             let jwt = inputs
                 .credential_jwt
                 .as_deref()
                 .ok_or_else(|| missing("a credential"))?;
-            (messages::issue(rec, jwt), true)
+            messages::issue(rec, jwt)
         }
-        Effect::SendAck => (messages::ack(rec), false),
+        Effect::SendAck => messages::ack(rec),
         Effect::SendProblemReport => {
             let comment = rec.problem.as_deref().unwrap_or("refused");
             let code = if inputs.problem_code.is_empty() {
@@ -177,7 +162,7 @@ fn perform(
             } else {
                 inputs.problem_code
             };
-            (problem_report::in_thread(&rec.thid, code, comment), true)
+            problem_report::in_thread(&rec.thid, code, comment)
         }
         Effect::StoreCredential => {
             let c = inputs
@@ -187,8 +172,7 @@ fn perform(
             return tx.put_credential(c);
         }
     };
-    // Tracked messages move the record on when delivered (or abandon it).
-    let record = tracked.then_some(rec.id.as_str());
+    let record = effect.is_tracked().then_some(rec.id.as_str());
     outbox::enqueue_for(
         tx,
         record,
