@@ -25,6 +25,13 @@ pub enum HarnessError {
         name: String,
         source: crate::error::Error,
     },
+    #[error("agent {name} did not stop cleanly: {source}")]
+    Stop {
+        name: String,
+        source: crate::error::Error,
+    },
+    #[error("not a gRPC address: {0}")]
+    BadAddress(String),
     #[error("temporary directory: {0}")]
     Io(#[from] std::io::Error),
     #[error("gRPC connection: {0}")]
@@ -80,18 +87,7 @@ impl LocalAgent {
 
     /// Typed gRPC clients over one channel to this agent.
     pub async fn clients(&self) -> Result<Clients> {
-        let channel = Channel::from_shared(format!("http://{}", self.grpc))
-            .expect("a socket address is a valid URI")
-            .connect()
-            .await?;
-        Ok(Clients {
-            wallets: WalletServiceClient::new(channel.clone()),
-            dids: DidServiceClient::new(channel.clone()),
-            connections: ConnectionServiceClient::new(channel.clone()),
-            issuance: IssuanceServiceClient::new(channel.clone()),
-            holder: HolderServiceClient::new(channel.clone()),
-            events: EventServiceClient::new(channel),
-        })
+        Clients::connect(&self.grpc.to_string()).await
     }
 
     /// Stops gracefully: drains and flushes.
@@ -100,7 +96,7 @@ impl LocalAgent {
             running
                 .shutdown()
                 .await
-                .map_err(|source| HarnessError::Start {
+                .map_err(|source| HarnessError::Stop {
                     name: self.name.clone(),
                     source,
                 })?;
@@ -118,6 +114,25 @@ pub struct Clients {
     pub issuance: IssuanceServiceClient<Channel>,
     pub holder: HolderServiceClient<Channel>,
     pub events: EventServiceClient<Channel>,
+}
+
+impl Clients {
+    /// Clients over one channel to the agent whose gRPC listens at `addr`
+    /// (`host:port`); it may run in this process or another.
+    pub async fn connect(addr: &str) -> Result<Clients> {
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .map_err(|e| HarnessError::BadAddress(format!("{addr}: {e}")))?
+            .connect()
+            .await?;
+        Ok(Clients {
+            wallets: WalletServiceClient::new(channel.clone()),
+            dids: DidServiceClient::new(channel.clone()),
+            connections: ConnectionServiceClient::new(channel.clone()),
+            issuance: IssuanceServiceClient::new(channel.clone()),
+            holder: HolderServiceClient::new(channel.clone()),
+            events: EventServiceClient::new(channel),
+        })
+    }
 }
 
 /// Connects wallet `wa` of `a` (inviter) with wallet `wb` of `b` ("" is

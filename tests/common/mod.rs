@@ -8,15 +8,13 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use agentd::harness::{self, Clients};
 use agentd::rpc::proto::connection_service_client::ConnectionServiceClient;
 use agentd::rpc::proto::did_service_client::DidServiceClient;
 use agentd::rpc::proto::event_service_client::EventServiceClient;
 use agentd::rpc::proto::holder_service_client::HolderServiceClient;
 use agentd::rpc::proto::issuance_service_client::IssuanceServiceClient;
 use agentd::rpc::proto::wallet_service_client::WalletServiceClient;
-use agentd::rpc::proto::{
-    AcceptInvitationRequest, ConnectionState, CreateInvitationRequest, GetConnectionRequest,
-};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tonic::transport::Channel;
@@ -181,56 +179,17 @@ impl Daemon {
     pub async fn events(&self) -> EventServiceClient<Channel> {
         EventServiceClient::new(self.channel().await)
     }
-
-    async fn connection_state(&self, wallet: &str, id: &str) -> i32 {
-        self.connections()
-            .await
-            .get_connection(GetConnectionRequest {
-                wallet_id: wallet.into(),
-                connection_id: id.into(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .state
-    }
 }
 
 /// Connects wallet `wa` of `a` (inviter) with wallet `wb` of `b` and waits
 /// until both sides are active. Returns (a's connection id, b's).
 pub async fn connect(a: &Daemon, wa: &str, b: &Daemon, wb: &str) -> (String, String) {
-    let inv = a
-        .connections()
+    let mut ca = Clients::connect(&a.grpc).await.unwrap();
+    let mut cb = Clients::connect(&b.grpc).await.unwrap();
+    let (x, y) = harness::connect(&mut ca, wa, &mut cb, wb, Duration::from_secs(15))
         .await
-        .create_invitation(CreateInvitationRequest {
-            wallet_id: wa.into(),
-            label: "inviter".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let a_id = inv.connection.unwrap().id;
-    let b_id = b
-        .connections()
-        .await
-        .accept_invitation(AcceptInvitationRequest {
-            wallet_id: wb.into(),
-            invitation_url: inv.invitation_url,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .id;
-    let active = ConnectionState::Active as i32;
-    eventually(15, "both connections active", || async {
-        (a.connection_state(wa, &a_id).await == active
-            && b.connection_state(wb, &b_id).await == active)
-            .then_some(())
-    })
-    .await;
-    (a_id, b_id)
+        .unwrap();
+    (x.id, y.id)
 }
 
 /// Polls `f` until it returns Some, or panics after `secs`.
