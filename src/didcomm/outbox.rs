@@ -100,25 +100,24 @@ pub(crate) async fn attempt(core: &Core, mut entry: OutboxEntry) {
     let result = deliver(core, &entry).instrument(span.clone()).await;
     match result {
         Ok(msg_type) => {
-            let done = core.store.transact(|tx| {
-                let mut after = After::default();
+            let done = After::transact(core, |tx, after| {
                 tx.remove_outbox(&entry.id)?;
-                if let Some(record) = &entry.record_id {
-                    issue_credential::delivered(
+                match &entry.record_id {
+                    Some(record) => issue_credential::delivered(
                         core,
                         tx,
-                        &mut after,
+                        after,
                         &entry.wallet_id,
                         record,
                         &msg_type,
-                    )?;
+                    ),
+                    None => Ok(()),
                 }
-                Ok(after)
             });
             match done {
                 // Removal need not be durable before going on: a crash
                 // before the flush only re-sends, and receivers deduplicate.
-                Ok(after) => after.run(core),
+                Ok(((), after)) => after.run(core),
                 Err(e) => {
                     tracing::error!(parent: &span, error = %e, "removing a delivered message failed")
                 }
@@ -136,18 +135,16 @@ pub(crate) async fn attempt(core: &Core, mut entry: OutboxEntry) {
                 entry.next_attempt_ms = crate::now_ms() + delay as i64;
                 tracing::info!(parent: &span, error = %e, attempts = entry.attempts, retry_in_ms = delay, "delivery failed; will retry");
             }
-            let result = core.store.transact(|tx| {
-                let mut after = After::default();
+            let result = After::transact(core, |tx, after| {
                 if gave_up {
                     tx.bury_outbox(&entry)?;
                 } else {
                     tx.put_outbox(&entry)?;
                 }
-                issue_credential::delivery_failed(core, tx, &mut after, &entry, gave_up)?;
-                Ok(after)
+                issue_credential::delivery_failed(core, tx, after, &entry, gave_up)
             });
             match result {
-                Ok(after) => after.run(core),
+                Ok(((), after)) => after.run(core),
                 Err(e) => {
                     tracing::error!(parent: &span, error = %e, "recording a delivery failure failed")
                 }

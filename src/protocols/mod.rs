@@ -39,6 +39,20 @@ impl After {
         self.events.push(e);
     }
 
+    /// Runs `f` in one store transaction with a fresh `After`, returning
+    /// both once committed; the caller runs the `After` (after flushing, if
+    /// it acknowledges anything).
+    pub fn transact<R>(
+        core: &Core,
+        f: impl Fn(&StoreTx, &mut After) -> Result<R>,
+    ) -> Result<(R, After)> {
+        core.store.transact(|tx| {
+            let mut after = After::default();
+            let r = f(tx, &mut after)?;
+            Ok((r, after))
+        })
+    }
+
     pub fn run(self, core: &Core) {
         core.events.publish(self.events);
         for m in self.wake {

@@ -188,15 +188,7 @@ fn perform(
 /// Runs `f` in a transaction, makes it durable, then publishes its events
 /// and wakes the workers it needs.
 async fn commit<R>(core: &Core, f: impl Fn(&mut Io) -> Result<R>) -> Result<R> {
-    let (r, after) = core.store.transact(|tx| {
-        let mut after = After::default();
-        let r = f(&mut Io {
-            core,
-            tx,
-            after: &mut after,
-        })?;
-        Ok((r, after))
-    })?;
+    let (r, after) = After::transact(core, |tx, after| f(&mut Io { core, tx, after }))?;
     core.store.durable().await?;
     after.run(core);
     Ok(r)
