@@ -1,7 +1,7 @@
 //! Real agents on loopback for tests, demos and scenario runs: each
 //! [`LocalAgent`] runs in this process with its own temporary sled
-//! directory, HTTP and gRPC on OS-chosen loopback ports, and a random master
-//! key. [`Clients`] are typed gRPC clients for one agent; [`connect`] links
+//! directory, HTTP and gRPC on OS-chosen loopback ports, and its own master
+//! key file. [`Clients`] are typed gRPC clients for one agent; [`connect`] links
 //! two wallets with an out-of-band invitation. Dropping an agent (also when
 //! a test panics) stops its tasks and removes its directory.
 
@@ -65,16 +65,13 @@ impl LocalAgent {
         config.keys.master_key_file = dir.path().join("master.key");
         config.didcomm.listen = "127.0.0.1:0".into();
         config.grpc.listen = "127.0.0.1:0".into();
-        let mut key = [0u8; 32];
-        rand::fill(&mut key);
-        let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
-        let running =
-            Agent::start(config, Some(&hex))
-                .await
-                .map_err(|source| HarnessError::Start {
-                    name: name.to_string(),
-                    source,
-                })?;
+        // No master key given: the agent makes its own key file in `dir`.
+        let running = Agent::start(config, None)
+            .await
+            .map_err(|source| HarnessError::Start {
+                name: name.to_string(),
+                source,
+            })?;
         Ok(LocalAgent {
             name: name.to_string(),
             didcomm: running.didcomm_addr,

@@ -243,8 +243,6 @@ pub async fn create_offer(core: &Core, wallet: &str, spec: &OfferSpec) -> Result
         )),
     };
     let now = crate::now_ms();
-    let mut challenge = [0u8; 16];
-    rand::fill(&mut challenge);
     let terms = messages::OfferTerms {
         claims,
         types: spec.types.clone(),
@@ -252,7 +250,8 @@ pub async fn create_offer(core: &Core, wallet: &str, spec: &OfferSpec) -> Result
         validity_period_secs: spec.validity_period_secs,
         // Filled in the transaction, where the default one may be made.
         issuer_did: String::new(),
-        challenge: hex(&challenge),
+        // 122 random bits from the OS RNG, as hex.
+        challenge: uuid::Uuid::new_v4().simple().to_string(),
         comment: spec.comment.clone().filter(|c| !c.is_empty()),
     };
     let expires = (spec.expires_in_secs > 0).then(|| now + spec.expires_in_secs as i64 * 1000);
@@ -344,10 +343,6 @@ fn new_record(
         created_at_ms: now,
         updated_at_ms: now,
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn require_active(conn: &Connection) -> Result<()> {
