@@ -49,7 +49,7 @@ fn issued_credential_verifies_and_round_trips() {
     assert_eq!(v.header["alg"], "EdDSA");
     assert_eq!(v.header["kid"], key_id(&issuer.did));
     assert_eq!(v.payload["exp"], 1_700_003_600u64);
-    let cred = verify(&jwt, &issuer.did, &holder.did, 1_700_000_100).unwrap();
+    let cred = verify(&jwt, Some(&issuer.did), &holder.did, 1_700_000_100).unwrap();
     assert_eq!(cred.claims, c);
     assert_eq!(cred.types, vec![VC_TYPE.to_string(), types[0].clone()]);
     assert_eq!(cred.expires, Some(1_700_003_600));
@@ -71,19 +71,19 @@ fn wrong_issuer_subject_time_or_signature_is_refused() {
     .unwrap();
     let now = 1_700_000_100;
     assert!(matches!(
-        verify(&jwt, &other.did, &holder.did, now),
+        verify(&jwt, Some(&other.did), &holder.did, now),
         Err(VcError::Claim { claim: "iss", .. })
     ));
     assert!(matches!(
-        verify(&jwt, &issuer.did, &other.did, now),
+        verify(&jwt, Some(&issuer.did), &other.did, now),
         Err(VcError::Claim { claim: "sub", .. })
     ));
     assert!(matches!(
-        verify(&jwt, &issuer.did, &holder.did, 1_700_003_600),
+        verify(&jwt, Some(&issuer.did), &holder.did, 1_700_003_600),
         Err(VcError::Claim { claim: "exp", .. })
     ));
     assert!(matches!(
-        verify(&jwt, &issuer.did, &holder.did, 1_600_000_000),
+        verify(&jwt, Some(&issuer.did), &holder.did, 1_600_000_000),
         Err(VcError::Claim { claim: "nbf", .. })
     ));
 
@@ -101,7 +101,7 @@ fn wrong_issuer_subject_time_or_signature_is_refused() {
         .unwrap();
     let forged = format!("{h}.{p}.{}", URL_SAFE_NO_PAD.encode(sig));
     assert_eq!(
-        verify(&forged, &issuer.did, &holder.did, now),
+        verify(&forged, Some(&issuer.did), &holder.did, now),
         Err(VcError::BadSignature)
     );
 
@@ -109,7 +109,7 @@ fn wrong_issuer_subject_time_or_signature_is_refused() {
     let payload: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(p).unwrap()).unwrap();
     let by_other = sign_jwt(&t.core.keys, &other, &key(&t, &other), &payload).unwrap();
     assert!(matches!(
-        verify(&by_other, &issuer.did, &holder.did, now),
+        verify(&by_other, Some(&issuer.did), &holder.did, now),
         Err(VcError::WrongKey(_))
     ));
 }

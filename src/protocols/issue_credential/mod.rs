@@ -710,17 +710,9 @@ fn verify_credential(
 ) -> std::result::Result<StoredCredential, String> {
     let jwt = messages::attached_jwt(msg).map_err(|e| e.to_string())?;
     let subject = rec.subject_did.as_deref().unwrap_or_default();
-    let issuer = if rec.issuer_did.is_empty() {
-        vc::verify_jwt(&jwt)
-            .map_err(|e| format!("credential: {e}"))?
-            .payload["iss"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
-    } else {
-        rec.issuer_did.clone()
-    };
-    let c = vc::verify(&jwt, &issuer, subject, crate::now_secs())
+    // An offer that did not name its issuer binds the credential to none.
+    let issuer = (!rec.issuer_did.is_empty()).then_some(rec.issuer_did.as_str());
+    let c = vc::verify(&jwt, issuer, subject, crate::now_secs())
         .map_err(|e| format!("credential: {e}"))?;
     if c.claims != rec.claims {
         return Err("credential: the claims are not the offered ones".into());
@@ -744,9 +736,10 @@ fn verify_credential(
     })
 }
 
-/// A problem report in an issue-credential thread (by `pthid`, or `thid` as
-/// some peers send it) moves the record to ProblemReportReceived. Returns
-/// false when no record of the connection's wallet has that thread.
+/// A problem report that ends an issue-credential thread (found by
+/// `pthid`, or `thid` as some peers send it) moves the record to
+/// ProblemReportReceived. Returns false when it is not about a record of
+/// the connection's wallet, or only refused one message.
 pub fn on_problem(
     core: &Core,
     tx: &StoreTx,
