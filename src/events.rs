@@ -167,6 +167,7 @@ mod tests {
             new_state: state,
             reason: None,
             at_ms: 0,
+            ack_received: false,
         }
     }
 

@@ -57,6 +57,11 @@ pub struct LocalAgent {
 impl LocalAgent {
     /// Starts an agent with temporary storage on loopback ports the OS picks.
     pub async fn start(name: &str) -> Result<LocalAgent> {
+        Self::start_with(name, |_| {}).await
+    }
+
+    /// As [`LocalAgent::start`], with `tweak` applied to the config last.
+    pub async fn start_with(name: &str, tweak: impl FnOnce(&mut Config)) -> Result<LocalAgent> {
         let dir = tempfile::Builder::new()
             .prefix(&format!("agentd-{name}-"))
             .tempdir()?;
@@ -65,6 +70,7 @@ impl LocalAgent {
         config.keys.master_key_file = dir.path().join("master.key");
         config.didcomm.listen = "127.0.0.1:0".into();
         config.grpc.listen = "127.0.0.1:0".into();
+        tweak(&mut config);
         // No master key given: the agent makes its own key file in `dir`.
         let running = Agent::start(config, None)
             .await

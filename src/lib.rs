@@ -4,6 +4,7 @@
 //! gRPC control plane, and starts the inbox and outbox workers;
 //! [`RunningAgent::shutdown`] stops accepting, drains and flushes.
 
+pub mod bench;
 pub mod config;
 pub mod crypto;
 pub mod did;

@@ -27,6 +27,16 @@ enum Command {
     /// Start an issuer and a holder on loopback, issue one credential, show
     /// every state change and the verified credential, and clean up.
     Demo,
+    /// Measure complete issuance flows per second between two agents
+    /// against the crypto ceiling (see BENCH.md).
+    Bench {
+        /// Small counts: every part runs in well under a minute.
+        #[arg(long)]
+        quick: bool,
+        /// Where to write the figures as JSON.
+        #[arg(long, default_value = "bench.json")]
+        json: PathBuf,
+    },
 }
 
 fn init_logging_with(level: &str) {
@@ -64,6 +74,10 @@ async fn main() -> std::process::ExitCode {
             }
             cli::demo::run().await
         }
+        Command::Bench { quick, json } => {
+            init_logging_with("warn");
+            bench(quick, json).await
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -94,5 +108,30 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
         _ = agent.until_stopped() => tracing::error!("a server stopped unexpectedly"),
     }
     agent.shutdown().await?;
+    Ok(())
+}
+
+async fn bench(quick: bool, json: PathBuf) -> anyhow::Result<()> {
+    let opts = if quick {
+        agentd::bench::Options::quick()
+    } else {
+        agentd::bench::Options::full()
+    };
+    let report = agentd::bench::run(&opts, |line| println!("{line}")).await?;
+    println!(
+        "best: {:.1} flows/s = {:.2} of the crypto ceiling ({:.0} flows/s); growth ratio {}; peak RSS {}",
+        report.best_flows_per_sec(),
+        report.best_flows_per_sec() / report.ceiling_flows_per_sec,
+        report.ceiling_flows_per_sec,
+        report
+            .growth_ratio
+            .map_or_else(|| "n/a".into(), |r| format!("{r:.2}")),
+        report
+            .peak_rss_mib
+            .map_or_else(|| "n/a".into(), |m| format!("{m:.0} MiB")),
+    );
+    std::fs::write(&json, serde_json::to_string_pretty(&report)?)
+        .with_context(|| format!("writing {}", json.display()))?;
+    println!("figures written to {}", json.display());
     Ok(())
 }

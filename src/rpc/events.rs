@@ -26,6 +26,7 @@ fn to_proto(e: RecordEvent) -> proto::RecordEvent {
         new_state: state_to_proto(e.new_state) as i32,
         reason: e.reason.unwrap_or_default(),
         at_ms: e.at_ms,
+        ack_received: e.ack_received,
     }
 }
 

@@ -234,4 +234,7 @@ pub struct RecordEvent {
     pub new_state: RecordState,
     pub reason: Option<String>,
     pub at_ms: i64,
+    /// Issuer: the holder has acknowledged the credential (the flow is complete).
+    #[serde(default)]
+    pub ack_received: bool,
 }

@@ -121,6 +121,7 @@ impl Io<'_, '_> {
             new_state: next,
             reason,
             at_ms: now,
+            ack_received: rec.ack_received,
         })?;
         after.event(event);
         for effect in effects {

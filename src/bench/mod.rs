@@ -1,0 +1,278 @@
+//! `agentd bench`: complete issue-credential flows per second between an
+//! issuer and a holder agent (default config: sled with its normal
+//! durability, HTTP on loopback, authcrypt), at several concurrencies,
+//! against the crypto ceiling measured in the same run, and again with many
+//! records already stored. Figures are printed and returned as JSON.
+
+mod ceiling;
+mod flows;
+mod proc;
+mod seed;
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::harness::{self, Clients, HarnessError, LocalAgent};
+use crate::store::Role;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error(transparent)]
+    Harness(#[from] HarnessError),
+    #[error(transparent)]
+    Agent(#[from] crate::error::Error),
+}
+
+pub type Result<T> = std::result::Result<T, BenchError>;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// (concurrency, flows) per level.
+    pub levels: Vec<(usize, usize)>,
+    /// Records stored before the growth runs, and the flows each runs.
+    pub growth: Vec<usize>,
+    pub growth_flows: usize,
+    pub growth_concurrency: usize,
+    pub ceiling_flows: u64,
+}
+
+impl Options {
+    /// The full run BENCH.md reports.
+    pub fn full() -> Options {
+        Options {
+            levels: vec![(1, 200), (10, 1_000), (100, 4_000)],
+            growth: vec![10_000, 200_000],
+            growth_flows: 2_000,
+            growth_concurrency: 100,
+            ceiling_flows: 2_000,
+        }
+    }
+
+    /// Under a minute: every part runs, with small counts.
+    pub fn quick() -> Options {
+        Options {
+            levels: vec![(1, 20), (10, 100), (100, 300)],
+            growth: vec![1_000, 5_000],
+            growth_flows: 200,
+            growth_concurrency: 100,
+            ceiling_flows: 200,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Level {
+    pub concurrency: usize,
+    pub flows: usize,
+    pub seconds: f64,
+    pub flows_per_sec: f64,
+    /// DIDComm messages delivered per second (four per flow).
+    pub messages_per_sec: f64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    /// CPU time of the whole process (both agents and the driver) per flow.
+    pub cpu_ms_per_flow: Option<f64>,
+    /// flows_per_sec ÷ the crypto ceiling.
+    pub ratio_to_ceiling: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Growth {
+    /// Flows stored on each side before the run.
+    pub stored: usize,
+    pub seconds_to_seed: f64,
+    pub run: Level,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub cores: usize,
+    pub ceiling_flows_per_sec: f64,
+    pub levels: Vec<Level>,
+    pub growth: Vec<Growth>,
+    /// Flows/s with the most records stored ÷ with the fewest.
+    pub growth_ratio: Option<f64>,
+    pub peak_rss_mib: Option<f64>,
+}
+
+impl Report {
+    /// The highest flows/s of the concurrency levels.
+    pub fn best_flows_per_sec(&self) -> f64 {
+        self.levels
+            .iter()
+            .map(|l| l.flows_per_sec)
+            .fold(0.0, f64::max)
+    }
+}
+
+const MESSAGES_PER_FLOW: f64 = 4.0;
+
+/// Runs the benchmark, calling `progress` with a line for each finished part.
+pub async fn run(opts: &Options, mut progress: impl FnMut(&str)) -> Result<Report> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let flows = opts.ceiling_flows;
+    let ceiling = tokio::task::spawn_blocking(move || ceiling::measure(flows, cores))
+        .await
+        .expect("ceiling panicked")?;
+    progress(&format!(
+        "crypto ceiling: {ceiling:.0} flows/s on {cores} cores (4 authcrypt pack+unpack + 1 VC-JWT sign+verify per flow)"
+    ));
+
+    let pair = Pair::start(None).await?;
+    pair.warm_up().await?;
+    let mut levels = Vec::new();
+    for &(concurrency, n) in &opts.levels {
+        let level = pair.measure(n, concurrency, ceiling).await?;
+        progress(&describe(&level));
+        levels.push(level);
+    }
+    pair.stop().await?;
+
+    let mut growth = Vec::new();
+    for &stored in &opts.growth {
+        let started = Instant::now();
+        let pair = Pair::start(Some(stored)).await?;
+        let seconds_to_seed = started.elapsed().as_secs_f64();
+        pair.warm_up().await?;
+        let run = pair
+            .measure(opts.growth_flows, opts.growth_concurrency, ceiling)
+            .await?;
+        progress(&format!("with {stored} flows stored: {}", describe(&run)));
+        growth.push(Growth {
+            stored,
+            seconds_to_seed,
+            run,
+        });
+        pair.stop().await?;
+    }
+    let growth_ratio = match (growth.first(), growth.last()) {
+        (Some(a), Some(b)) if growth.len() > 1 => Some(b.run.flows_per_sec / a.run.flows_per_sec),
+        _ => None,
+    };
+    Ok(Report {
+        cores,
+        ceiling_flows_per_sec: ceiling,
+        levels,
+        growth,
+        growth_ratio,
+        peak_rss_mib: proc::peak_rss_mib(std::process::id()),
+    })
+}
+
+/// One line for a level.
+pub fn describe(l: &Level) -> String {
+    format!(
+        "concurrency {:>3}: {:>5} flows in {:>6.2} s = {:>7.1} flows/s ({:.0} msgs/s), p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, CPU {} per flow, {:.2} of ceiling",
+        l.concurrency,
+        l.flows,
+        l.seconds,
+        l.flows_per_sec,
+        l.messages_per_sec,
+        l.p50_ms,
+        l.p95_ms,
+        l.p99_ms,
+        l.cpu_ms_per_flow
+            .map_or_else(|| "n/a".to_string(), |c| format!("{c:.2} ms")),
+        l.ratio_to_ceiling
+    )
+}
+
+/// An issuer and a holder agent, connected.
+struct Pair {
+    issuer: LocalAgent,
+    holder: LocalAgent,
+    ic: Clients,
+    hc: Clients,
+    connection: String,
+    /// Seeded stores live here until the pair stops.
+    _seeded: Option<tempfile::TempDir>,
+}
+
+impl Pair {
+    /// Starts both agents, each with `seeded` finished flows already stored.
+    async fn start(seeded: Option<usize>) -> Result<Pair> {
+        let dir = match seeded {
+            Some(n) => {
+                let dir = tempfile::tempdir().map_err(HarnessError::from)?;
+                let (i, h) = (dir.path().join("issuer"), dir.path().join("holder"));
+                tokio::task::spawn_blocking(move || {
+                    seed::seed(&i, Role::Issuer, n)?;
+                    seed::seed(&h, Role::Holder, n)
+                })
+                .await
+                .expect("seeding panicked")?;
+                Some(dir)
+            }
+            None => None,
+        };
+        let store = |role: &str| dir.as_ref().map(|d| d.path().join(role));
+        let start = |name: &'static str| {
+            let path = store(name);
+            LocalAgent::start_with(name, move |c| {
+                if let Some(p) = path {
+                    c.storage.path = p;
+                }
+            })
+        };
+        let issuer = start("issuer").await?;
+        let holder = start("holder").await?;
+        let (mut ic, mut hc) = (issuer.clients().await?, holder.clients().await?);
+        let (conn, _) = harness::connect(&mut ic, "", &mut hc, "", Duration::from_secs(10)).await?;
+        Ok(Pair {
+            issuer,
+            holder,
+            ic,
+            hc,
+            connection: conn.id,
+            _seeded: dir,
+        })
+    }
+
+    async fn warm_up(&self) -> Result<()> {
+        flows::run(
+            &self.ic,
+            &self.hc,
+            &self.connection,
+            20,
+            4,
+            Duration::from_secs(60),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn measure(&self, n: usize, concurrency: usize, ceiling: f64) -> Result<Level> {
+        let me = std::process::id();
+        let cpu_before = proc::cpu_secs(me);
+        let within = Duration::from_secs(60 + n as u64 / 10);
+        let run = flows::run(&self.ic, &self.hc, &self.connection, n, concurrency, within).await?;
+        let cpu = cpu_before.zip(proc::cpu_secs(me)).map(|(a, b)| b - a);
+        let seconds = run.wall.as_secs_f64();
+        let flows_per_sec = run.flows as f64 / seconds;
+        let pct = |p: f64| {
+            let i =
+                ((run.latencies.len() as f64 * p).ceil() as usize).clamp(1, run.latencies.len());
+            run.latencies[i - 1].as_secs_f64() * 1000.0
+        };
+        Ok(Level {
+            concurrency,
+            flows: run.flows,
+            seconds,
+            flows_per_sec,
+            messages_per_sec: flows_per_sec * MESSAGES_PER_FLOW,
+            p50_ms: pct(0.50),
+            p95_ms: pct(0.95),
+            p99_ms: pct(0.99),
+            cpu_ms_per_flow: cpu.map(|c| c * 1000.0 / run.flows as f64),
+            ratio_to_ceiling: flows_per_sec / ceiling,
+        })
+    }
+
+    async fn stop(self) -> Result<()> {
+        self.issuer.stop().await?;
+        Ok(self.holder.stop().await?)
+    }
+}
