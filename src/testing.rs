@@ -64,9 +64,7 @@ impl TestCore {
             for e in out {
                 crate::didcomm::outbox::attempt(core, e).await;
             }
-            for (seq, e) in inbox {
-                crate::didcomm::inbox::process(core, seq, e).await;
-            }
+            crate::didcomm::inbox::process(core, inbox).await;
         }
         panic!("messages still flowing after 100 rounds");
     }

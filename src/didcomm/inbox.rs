@@ -3,12 +3,11 @@
 //! worker hands stored messages to their protocol handlers.
 
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 use super::Message;
 use crate::Core;
 use crate::error::{Error, Result};
-use crate::protocols;
+use crate::protocols::{self, After};
 use crate::store::InboxEntry;
 
 /// What happened to an accepted message.
@@ -76,89 +75,69 @@ pub async fn run(core: Core, shutdown: CancellationToken) {
                 _ = shutdown.cancelled() => return,
             }
         }
-        for (seq, entry) in batch {
-            if shutdown.is_cancelled() {
-                return;
-            }
-            process(&core, seq, entry).await;
+        if shutdown.is_cancelled() {
+            return;
         }
+        process(&core, batch).await;
     }
 }
 
-pub(crate) async fn process(core: &Core, seq: u64, entry: InboxEntry) {
+/// Handles a batch of stored messages, each in its own transaction, then
+/// makes the batch durable with one flush (not one per message) before
+/// anything the messages caused is published or sent.
+pub(crate) async fn process(core: &Core, batch: Vec<(u64, InboxEntry)>) {
+    let afters: Vec<After> = batch
+        .into_iter()
+        .filter_map(|(seq, entry)| handle(core, seq, &entry))
+        .collect();
+    if let Err(e) = core.store.durable().await {
+        tracing::error!(error = %e, "flush after handling failed");
+    }
+    for after in afters {
+        after.run(core);
+    }
+}
+
+/// Hands one stored message to its protocol, or answers it with a problem
+/// report; the message leaves the inbox in the same transaction.
+fn handle(core: &Core, seq: u64, entry: &InboxEntry) -> Option<After> {
     let message: Message = match serde_json::from_str(&entry.message) {
         Ok(m) => m,
         Err(e) => {
             tracing::error!(error = %e, "stored inbox entry does not parse; dropping it");
             let _ = core.store.transact(|tx| tx.remove_inbox(seq));
-            return;
+            return None;
         }
     };
     let span = tracing::info_span!("inbound", wallet = %entry.wallet_id, thid = %message.thread_id(), r#type = %message.typ);
-    async {
-        // The handler's writes and the removal from the inbox commit together,
-        // so a crash either leaves the message to be handled again or has
-        // handled it completely.
-        let result = core.store.transact(|tx| {
-            let after = protocols::handle(core, tx, &entry, &message)?;
-            tx.remove_inbox(seq)?;
-            Ok(after)
-        });
-        match result {
-            Ok(after) => {
-                if let Err(e) = core.store.durable().await {
-                    tracing::error!(error = %e, "flush after handling failed");
+    let _enter = span.enter();
+    // The handler's writes and the removal from the inbox commit together,
+    // so a crash either leaves the message to be handled again or has
+    // handled it completely.
+    let result = core.store.transact(|tx| {
+        let after = protocols::handle(core, tx, entry, &message)?;
+        tx.remove_inbox(seq)?;
+        Ok(after)
+    });
+    match result {
+        Ok(after) => Some(after),
+        Err(e) => {
+            tracing::warn!(error = %e, "message refused by its protocol handler");
+            let reported = core.store.transact(|tx| {
+                protocols::refuse(core, tx, entry, &message, &e)?;
+                tx.remove_inbox(seq)
+            });
+            match reported {
+                Ok(()) => {
+                    let mut after = After::default();
+                    after.sent();
+                    Some(after)
                 }
-                after.run(core);
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "message refused by its protocol handler");
-                let reported = core.store.transact(|tx| {
-                    protocols::refuse(core, tx, &entry, &message, &e)?;
-                    tx.remove_inbox(seq)
-                });
-                if let Err(e) = reported {
+                Err(e) => {
                     tracing::error!(error = %e, "dropping refused message failed");
+                    None
                 }
-                core.outbox_wake.notify_one();
             }
         }
-    }
-    .instrument(span)
-    .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::DidMethod;
-    use crate::testing;
-
-    #[tokio::test]
-    async fn a_full_inbox_refuses_and_stores_nothing() {
-        let t = testing::core_with(|c| c.didcomm.max_inbox = 2);
-        let a = t.did("a", DidMethod::Peer2);
-        let b = t.did("b", DidMethod::Peer2);
-        // Each call packs a new message (a fresh id).
-        let packed = || {
-            let mut m = Message::new(
-                "https://didcomm.org/trust-ping/2.0/ping",
-                serde_json::json!({}),
-            );
-            m.from = Some(a.did.clone());
-            m.to = vec![b.did.clone()];
-            t.core.envelopes.pack_authcrypt(&a, &b.did, &m).unwrap()
-        };
-        // No worker runs here, so the inbox only grows.
-        for _ in 0..2 {
-            assert_eq!(
-                receive(&t.core, packed().as_bytes()).await.unwrap(),
-                Receipt::Stored
-            );
-        }
-        let before = t.core.store.record_count();
-        let refused = receive(&t.core, packed().as_bytes()).await.unwrap_err();
-        assert!(matches!(refused, Error::ResourceExhausted(_)), "{refused}");
-        assert_eq!(t.core.store.record_count(), before);
     }
 }

@@ -338,9 +338,7 @@ async fn an_unknown_message_type_is_answered_with_a_problem_report() {
     for e in t.core.store.outbox_all().unwrap() {
         crate::didcomm::outbox::attempt(&t.core, e).await;
     }
-    for (seq, e) in t.core.store.inbox_batch(10).unwrap() {
-        crate::didcomm::inbox::process(&t.core, seq, e).await;
-    }
+    crate::didcomm::inbox::process(&t.core, t.core.store.inbox_batch(10).unwrap()).await;
     let answers = t.core.store.outbox_all().unwrap();
     assert_eq!(answers.len(), 1);
     let report: Message = serde_json::from_str(&answers[0].message).unwrap();
