@@ -61,9 +61,7 @@ impl TestCore {
             if out.is_empty() && inbox.is_empty() {
                 return;
             }
-            for e in out {
-                crate::didcomm::outbox::attempt(core, e).await;
-            }
+            crate::didcomm::outbox::attempt(core, out).await;
             crate::didcomm::inbox::process(core, inbox).await;
         }
         panic!("messages still flowing after 100 rounds");

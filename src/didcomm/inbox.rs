@@ -82,14 +82,29 @@ pub async fn run(core: Core, shutdown: CancellationToken) {
     }
 }
 
-/// Handles a batch of stored messages, each in its own transaction, then
-/// makes the batch durable with one flush (not one per message) before
-/// anything the messages caused is published or sent.
+/// Handles a batch of stored messages, then makes the batch durable with
+/// one flush before anything the messages caused is published or sent.
+/// The whole batch is tried in one transaction first (every sled
+/// transaction writes and syncs the log); if any message is refused or
+/// does not parse, each is handled in its own transaction instead, so one
+/// bad message does not hold up the rest.
 pub(crate) async fn process(core: &Core, batch: Vec<(u64, InboxEntry)>) {
-    let afters: Vec<After> = batch
-        .into_iter()
-        .filter_map(|(seq, entry)| handle(core, seq, &entry))
-        .collect();
+    let together = core.store.transact(|tx| {
+        let mut afters = Vec::with_capacity(batch.len());
+        for (seq, entry) in &batch {
+            let message: Message = serde_json::from_str(&entry.message)
+                .map_err(|e| Error::Internal(format!("stored inbox entry: {e}")))?;
+            afters.push(protocols::handle(core, tx, entry, &message)?);
+            tx.remove_inbox(*seq)?;
+        }
+        Ok(afters)
+    });
+    let afters = together.unwrap_or_else(|_| {
+        batch
+            .iter()
+            .filter_map(|(seq, entry)| handle(core, *seq, entry))
+            .collect()
+    });
     if let Err(e) = core.store.durable().await {
         tracing::error!(error = %e, "flush after handling failed");
     }

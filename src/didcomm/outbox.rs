@@ -63,15 +63,7 @@ pub async fn run(core: Core, shutdown: CancellationToken) {
         let (due, later): (Vec<_>, Vec<_>) =
             entries.into_iter().partition(|e| e.next_attempt_ms <= now);
         let sent_some = !due.is_empty();
-        let mut sends = JoinSet::new();
-        for entry in due {
-            if sends.len() >= MAX_IN_FLIGHT {
-                sends.join_next().await;
-            }
-            let core = core.clone();
-            sends.spawn(async move { attempt(&core, entry).await });
-        }
-        while sends.join_next().await.is_some() {}
+        attempt(&core, due).await;
         // Failed sends were rescheduled: read again to sleep until the
         // earliest of them.
         if sent_some && !shutdown.is_cancelled() {
@@ -94,61 +86,115 @@ pub async fn run(core: Core, shutdown: CancellationToken) {
     }
 }
 
-pub(crate) async fn attempt(core: &Core, mut entry: OutboxEntry) {
-    let span =
-        tracing::info_span!("outbound", wallet = %entry.wallet_id, id = %entry.id, to = %entry.to);
-    let result = deliver(core, &entry).instrument(span.clone()).await;
-    match result {
-        Ok(msg_type) => {
-            let done = After::transact(core, |tx, after| {
-                tx.remove_outbox(&entry.id)?;
-                match &entry.record_id {
-                    Some(record) => issue_credential::delivered(
-                        core,
-                        tx,
-                        after,
-                        &entry.wallet_id,
-                        record,
-                        &msg_type,
-                    ),
-                    None => Ok(()),
-                }
-            });
-            match done {
-                // Removal need not be durable before going on: a crash
-                // before the flush only re-sends, and receivers deduplicate.
-                Ok(((), after)) => after.run(core),
-                Err(e) => {
-                    tracing::error!(parent: &span, error = %e, "removing a delivered message failed")
+/// Delivers `entries` (at most MAX_IN_FLIGHT at a time), then records what
+/// happened to all of them in one transaction: every sled transaction
+/// writes and syncs the log, so one per round rather than one per message.
+pub(crate) async fn attempt(core: &Core, entries: Vec<OutboxEntry>) {
+    if entries.is_empty() {
+        return;
+    }
+    let mut sends = JoinSet::new();
+    let mut outcomes = Vec::with_capacity(entries.len());
+    for entry in entries {
+        if sends.len() >= MAX_IN_FLIGHT {
+            outcomes.extend(
+                sends
+                    .join_next()
+                    .await
+                    .map(|r| r.expect("delivery panicked")),
+            );
+        }
+        let core = core.clone();
+        sends.spawn(async move {
+            let span = tracing::info_span!("outbound", wallet = %entry.wallet_id, id = %entry.id, to = %entry.to);
+            let result = deliver(&core, &entry).instrument(span).await;
+            (entry, result)
+        });
+    }
+    while let Some(r) = sends.join_next().await {
+        outcomes.push(r.expect("delivery panicked"));
+    }
+    let outcomes: Vec<_> = outcomes
+        .into_iter()
+        .map(|(entry, result)| settle_entry(core, entry, result))
+        .collect();
+    // Removal need not be durable before going on: a crash before the next
+    // flush only re-sends, and receivers deduplicate.
+    match After::transact(core, |tx, after| {
+        outcomes.iter().try_for_each(|o| record(core, tx, after, o))
+    }) {
+        Ok(((), after)) => after.run(core),
+        // One entry's bookkeeping failed: record the others one by one.
+        Err(_) => {
+            for o in &outcomes {
+                match After::transact(core, |tx, after| record(core, tx, after, o)) {
+                    Ok(((), after)) => after.run(core),
+                    Err(e) => {
+                        tracing::error!(id = %o.entry.id, error = %e, "recording a delivery failed")
+                    }
                 }
             }
         }
+    }
+}
+
+/// What became of one delivery attempt, and what to write for it.
+struct Outcome {
+    entry: OutboxEntry,
+    /// The message type, if it was delivered.
+    delivered: Option<String>,
+    gave_up: bool,
+}
+
+fn settle_entry(core: &Core, mut entry: OutboxEntry, result: Result<String>) -> Outcome {
+    match result {
+        Ok(msg_type) => Outcome {
+            entry,
+            delivered: Some(msg_type),
+            gave_up: false,
+        },
         Err(e) => {
             entry.attempts += 1;
             entry.last_error = Some(e.to_string());
             let max = core.config.outbox.max_retries;
             let gave_up = entry.attempts > max;
             if gave_up {
-                tracing::warn!(parent: &span, error = %e, attempts = entry.attempts, "delivery failed; giving up");
+                tracing::warn!(id = %entry.id, error = %e, attempts = entry.attempts, "delivery failed; giving up");
             } else {
                 let delay = backoff(core.config.outbox.base_backoff_ms, entry.attempts);
                 entry.next_attempt_ms = crate::now_ms() + delay as i64;
-                tracing::info!(parent: &span, error = %e, attempts = entry.attempts, retry_in_ms = delay, "delivery failed; will retry");
+                tracing::info!(id = %entry.id, error = %e, attempts = entry.attempts, retry_in_ms = delay, "delivery failed; will retry");
             }
-            let result = After::transact(core, |tx, after| {
-                if gave_up {
-                    tx.bury_outbox(&entry)?;
-                } else {
-                    tx.put_outbox(&entry)?;
-                }
-                issue_credential::delivery_failed(core, tx, after, &entry, gave_up)
-            });
-            match result {
-                Ok(((), after)) => after.run(core),
-                Err(e) => {
-                    tracing::error!(parent: &span, error = %e, "recording a delivery failure failed")
-                }
+            Outcome {
+                entry,
+                delivered: None,
+                gave_up,
             }
+        }
+    }
+}
+
+/// Writes one outcome: a delivered entry leaves the outbox and moves its
+/// record on; a failed one is rescheduled or buried, and its record told.
+fn record(core: &Core, tx: &StoreTx, after: &mut After, o: &Outcome) -> Result<()> {
+    let entry = &o.entry;
+    match &o.delivered {
+        Some(msg_type) => {
+            tx.remove_outbox(&entry.id)?;
+            match &entry.record_id {
+                Some(record) => {
+                    issue_credential::delivered(core, tx, after, &entry.wallet_id, record, msg_type)
+                }
+                None => Ok(()),
+            }
+        }
+        None => {
+            if o.gave_up {
+                tx.bury_outbox(entry)?;
+            } else {
+                tx.put_outbox(entry)?;
+            }
+            issue_credential::delivery_failed(core, tx, after, entry, o.gave_up)
         }
     }
 }

@@ -335,9 +335,7 @@ async fn an_unknown_message_type_is_answered_with_a_problem_report() {
         .transact(|tx| outbox::enqueue(tx, "issuer", &ci.our_did, &their, &odd))
         .unwrap();
     // Deliver it and let the holder handle it, but keep the answer queued.
-    for e in t.core.store.outbox_all().unwrap() {
-        crate::didcomm::outbox::attempt(&t.core, e).await;
-    }
+    crate::didcomm::outbox::attempt(&t.core, t.core.store.outbox_all().unwrap()).await;
     crate::didcomm::inbox::process(&t.core, t.core.store.inbox_batch(10).unwrap()).await;
     let answers = t.core.store.outbox_all().unwrap();
     assert_eq!(answers.len(), 1);
