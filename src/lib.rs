@@ -56,6 +56,7 @@ pub struct Core {
     /// Our public DIDComm endpoint, as written into our did:peer:2 DIDs.
     pub(crate) endpoint: String,
     pub(crate) inbox_wake: Arc<tokio::sync::Notify>,
+    pub(crate) intake: didcomm::inbox::Intake,
     pub(crate) outbox_wake: Arc<tokio::sync::Notify>,
     pub(crate) waiters: Waiters,
     pub(crate) events: events::Events,
@@ -113,6 +114,7 @@ impl Agent {
             config: Arc::new(config),
             endpoint: endpoint.clone(),
             inbox_wake: Default::default(),
+            intake: Default::default(),
             outbox_wake: Default::default(),
             waiters: Default::default(),
             events: Default::default(),

@@ -33,6 +33,7 @@ pub fn core_with(configure: impl FnOnce(&mut Config)) -> TestCore {
         config: Arc::new(config),
         endpoint: "http://127.0.0.1:9/didcomm".into(),
         inbox_wake: Default::default(),
+        intake: Default::default(),
         outbox_wake: Default::default(),
         waiters: Waiters::default(),
         events: Default::default(),

@@ -2,13 +2,16 @@
 //! once per (wallet, message id), flushed, and only then acknowledged. A
 //! worker hands stored messages to their protocol handlers.
 
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use super::Message;
 use crate::Core;
 use crate::error::{Error, Result};
 use crate::protocols::{self, After};
-use crate::store::InboxEntry;
+use crate::store::{InboxEntry, Store};
 
 /// What happened to an accepted message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,13 +43,10 @@ pub async fn receive(core: &Core, packed: &[u8]) -> Result<Receipt> {
         received_at_ms: crate::now_ms(),
     };
     let seq = core.store.next_id()?;
-    let fresh = core.store.transact(|tx| {
-        if !tx.mark_seen(&wallet, &id)? {
-            return Ok(false);
-        }
-        tx.push_inbox(seq, &entry)?;
-        Ok(true)
-    })?;
+    let fresh = core
+        .intake
+        .store(&core.store, seq, id.clone(), entry)
+        .await?;
     // A duplicate is acknowledged only once its first copy is durable too.
     core.store.durable().await?;
     if fresh {
@@ -55,6 +55,72 @@ pub async fn receive(core: &Core, packed: &[u8]) -> Result<Receipt> {
     } else {
         tracing::debug!(%wallet, message_id = %id, "duplicate message ignored");
         Ok(Receipt::Duplicate)
+    }
+}
+
+/// Concurrent receives share one transaction (each sled transaction writes
+/// and syncs the log): whoever holds the commit lock writes every entry
+/// queued so far and hands each its answer.
+#[derive(Clone, Default)]
+pub struct Intake(Arc<IntakeInner>);
+
+#[derive(Default)]
+struct IntakeInner {
+    queue: std::sync::Mutex<Vec<Queued>>,
+    commit: tokio::sync::Mutex<()>,
+}
+
+struct Queued {
+    seq: u64,
+    id: String,
+    entry: InboxEntry,
+    /// Whether the message was new (not seen before).
+    done: oneshot::Sender<Result<bool>>,
+}
+
+impl Intake {
+    /// Marks the message seen and stores it unless it was seen before;
+    /// returns whether it was new. Not yet durable.
+    async fn store(&self, store: &Store, seq: u64, id: String, entry: InboxEntry) -> Result<bool> {
+        let (done, mut answer) = oneshot::channel();
+        self.queue().push(Queued {
+            seq,
+            id,
+            entry,
+            done,
+        });
+        let _commit = self.0.commit.lock().await;
+        // The previous holder may have written ours with its batch.
+        if let Ok(fresh) = answer.try_recv() {
+            return fresh;
+        }
+        let batch = std::mem::take(&mut *self.queue());
+        let written = store.transact(|tx| {
+            batch
+                .iter()
+                .map(|q| {
+                    let fresh = tx.mark_seen(&q.entry.wallet_id, &q.id)?;
+                    if fresh {
+                        tx.push_inbox(q.seq, &q.entry)?;
+                    }
+                    Ok(fresh)
+                })
+                .collect::<Result<Vec<bool>>>()
+        });
+        for (i, q) in batch.into_iter().enumerate() {
+            let result = match &written {
+                Ok(fresh) => Ok(fresh[i]),
+                Err(e) => Err(Error::Storage(e.to_string())),
+            };
+            let _ = q.done.send(result);
+        }
+        answer
+            .await
+            .expect("our entry was in this or an earlier batch")
+    }
+
+    fn queue(&self) -> std::sync::MutexGuard<'_, Vec<Queued>> {
+        self.0.queue.lock().expect("intake queue")
     }
 }
 
