@@ -102,7 +102,8 @@ async fn catch_up(
     upto: u64,
 ) -> Result<Option<u64>> {
     while cursor < upto {
-        let batch = store.events_after(cursor, REPLAY_BATCH)?;
+        let wanted = (upto - cursor).min(REPLAY_BATCH as u64) as usize;
+        let batch = store.events_after(cursor, wanted)?;
         if batch.is_empty() {
             break;
         }
@@ -138,6 +139,13 @@ async fn follow(
         loop {
             match live.recv().await {
                 Ok(e) if e.seq <= cursor => {}
+                // The next one in commit order: no need to read the store.
+                Ok(e) if e.seq == cursor + 1 => {
+                    cursor = e.seq;
+                    if !emit(tx, &filter, e).await {
+                        return Ok(());
+                    }
+                }
                 // Publication can be out of commit order, but `e` has
                 // committed, so the store holds it and everything before it:
                 // read up to it from there, in order, each event once.
