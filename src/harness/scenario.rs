@@ -796,7 +796,7 @@ mod tests {
         );
         let e = error("[agents.x]\ngrpc = \"127.0.0.1:1\"\n[[step]]\nrestart = \"x\"\n");
         assert!(
-            e.contains("s.toml:4: step 1: `x` is an external agent"),
+            e.contains("s.toml:3: step 1: `x` is an external agent"),
             "{e}"
         );
     }

@@ -1,0 +1,89 @@
+//! Every scenario in tests/scenarios/ passes when run by the library's
+//! runner, and a scenario whose expectation is wrong fails the
+//! `agentd harness run` command.
+
+use std::path::Path;
+
+use agentd::harness::scenario;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_agentd");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_shipped_scenario_passes() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 4, "{files:?}");
+    for file in files {
+        let report = scenario::run(&file, Path::new(BINARY))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(report.ok(), "{}: {report:?}", file.display());
+        assert_eq!(report.skipped, 0);
+    }
+}
+
+#[test]
+fn a_wrong_expectation_fails_the_command_and_skips_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("wrong.toml");
+    std::fs::write(
+        &file,
+        r#"[agents.issuer]
+[agents.holder]
+
+[[step]]
+connect = { inviter = "issuer", invitee = "holder", as = "c" }
+
+[[step]]
+offer = { from = "issuer", connection = "c", claims = { n = 1 }, as = "f" }
+
+[[step]]
+expect = { agent = "issuer", flow = "f", state = "CredentialSent" }
+
+[[step]]
+accept = { agent = "holder", flow = "f" }
+"#,
+    )
+    .unwrap();
+    let out = std::process::Command::new(BINARY)
+        .args(["harness", "run"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(stdout.contains("✓ step 2"), "{stdout}");
+    assert!(stdout.contains("✗ step 3"), "{stdout}");
+    // The offer may or may not have been delivered yet.
+    assert!(stdout.contains("f is Offer"), "{stdout}");
+    assert!(stdout.contains("- steps 4–4 skipped"), "{stdout}");
+    assert!(
+        stdout.contains("FAIL: 2 passed, 1 failed, 1 skipped"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("1 of 1 scenarios failed"), "{stderr}");
+}
+
+#[test]
+fn a_bad_scenario_file_names_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "[agents.a]\n\n[[step]]\nfrobnicate = \"a\"\n").unwrap();
+    let out = std::process::Command::new(BINARY)
+        .args(["harness", "run"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(
+        stdout.contains("bad.toml:4: unknown step `frobnicate`"),
+        "{stdout}"
+    );
+}
