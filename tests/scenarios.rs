@@ -1,10 +1,14 @@
 //! Every scenario in tests/scenarios/ passes when run by the library's
 //! runner, and a scenario whose expectation is wrong fails the
-//! `agentd harness run` command.
+//! `agentd harness run` command. An agent the scenario does not start (its
+//! gRPC address given) stands in for another team's peer.
 
 use std::path::Path;
 
 use agentd::harness::scenario;
+use agentd::rpc::proto;
+
+mod common;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_agentd");
 
@@ -86,4 +90,65 @@ fn a_bad_scenario_file_names_the_line() {
         stdout.contains("bad.toml:4: unknown step `frobnicate`"),
         "{stdout}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scenario_takes_an_invitation_and_an_offer_from_a_peer_it_did_not_start() {
+    // The peer's own operator: invites, and offers once the scenario's holder connected.
+    let theirs = common::start("theirs", &[]).await;
+    let mut c = theirs.clients().await.unwrap();
+    let invitation = c
+        .connections
+        .create_invitation(proto::CreateInvitationRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let id = invitation.connection.unwrap().id;
+    let operator = tokio::spawn(async move {
+        agentd::harness::wait_active(&mut c, "", &id, common::WAIT)
+            .await
+            .unwrap();
+        c.issuance
+            .create_offer(proto::CreateOfferRequest {
+                connection_id: id,
+                claims_json: r#"{"team":"theirs"}"#.into(),
+                automatic_issuance: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    });
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("external.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"[agents.theirs]
+grpc = "{}"
+[agents.holder]
+
+[[step]]
+accept_invitation = {{ agent = "holder", url = "{}", as = "ext" }}
+
+[[step]]
+receive_offer = {{ agent = "holder", connection = "ext", as = "f" }}
+
+[[step]]
+accept = {{ agent = "holder", flow = "f" }}
+
+[[step]]
+wait = {{ agent = "holder", flow = "f", state = "CredentialReceived" }}
+
+[[step]]
+wait = {{ agent = "theirs", flow = "f", state = "CredentialSent" }}
+"#,
+            theirs.grpc, invitation.invitation_url
+        ),
+    )
+    .unwrap();
+    let report = scenario::run(&file, Path::new(BINARY)).await.unwrap();
+    assert!(report.ok(), "{report:?}");
+    assert_eq!(report.passed, 5);
+    operator.await.unwrap();
 }
