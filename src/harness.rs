@@ -46,7 +46,8 @@ pub enum HarnessError {
     },
     #[error("not a gRPC address: {0}")]
     BadAddress(String),
-    #[error("temporary directory: {0}")]
+    /// Temporary directories, config and log files, child processes.
+    #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
     #[error("gRPC connection: {0}")]
     Transport(#[from] tonic::transport::Error),

@@ -31,12 +31,25 @@ async fn every_shipped_scenario_passes() {
     }
 }
 
+/// `agentd harness run` on a scenario written to a temporary `name`:
+/// whether it succeeded, its stdout and stderr.
+fn harness_run(name: &str, scenario: &str) -> (bool, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(name);
+    std::fs::write(&file, scenario).unwrap();
+    let out = std::process::Command::new(BINARY)
+        .args(["harness", "run"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
+}
+
 #[test]
 fn a_wrong_expectation_fails_the_command_and_skips_the_rest() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("wrong.toml");
-    std::fs::write(
-        &file,
+    let (ok, stdout, stderr) = harness_run(
+        "wrong.toml",
         r#"[agents.issuer]
 [agents.holder]
 
@@ -52,21 +65,13 @@ expect = { agent = "issuer", flow = "f", state = "CredentialSent" }
 [[step]]
 accept = { agent = "holder", flow = "f" }
 "#,
-    )
-    .unwrap();
-    let out = std::process::Command::new(BINARY)
-        .args(["harness", "run"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stdout}");
+    );
+    assert!(!ok, "{stdout}");
     assert!(stdout.contains("✓ step 2"), "{stdout}");
     assert!(stdout.contains("✗ step 3"), "{stdout}");
     // The offer may or may not have been delivered yet.
     assert!(stdout.contains("f is Offer"), "{stdout}");
-    assert!(stdout.contains("- steps 4–4 skipped"), "{stdout}");
+    assert!(stdout.contains("- step 4 skipped"), "{stdout}");
     assert!(
         stdout.contains("FAIL: 2 passed, 1 failed, 1 skipped"),
         "{stdout}"
@@ -76,16 +81,8 @@ accept = { agent = "holder", flow = "f" }
 
 #[test]
 fn a_bad_scenario_file_names_the_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("bad.toml");
-    std::fs::write(&file, "[agents.a]\n\n[[step]]\nfrobnicate = \"a\"\n").unwrap();
-    let out = std::process::Command::new(BINARY)
-        .args(["harness", "run"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success());
+    let (ok, stdout, _) = harness_run("bad.toml", "[agents.a]\n\n[[step]]\nfrobnicate = \"a\"\n");
+    assert!(!ok);
     assert!(
         stdout.contains("bad.toml:4: unknown step `frobnicate`"),
         "{stdout}"

@@ -293,8 +293,14 @@ impl Scenario {
         };
         let scenario: Scenario = toml::from_str(text).map_err(|e| {
             let line = e.span().map_or(1, |s| line_of(text, s.start));
-            // The steps are the only enum in the format.
-            invalid(line, e.message().replace("unknown variant", "unknown step"))
+            // The steps are the only enum in the format: say "step" in
+            // serde's enum messages.
+            let message = if e.message().starts_with("wanted exactly 1 element") {
+                "a [[step]] holds exactly one step, e.g. `connect = { … }`".to_string()
+            } else {
+                e.message().replace("unknown variant", "unknown step")
+            };
+            invalid(line, message)
         })?;
         // Which agents hold each connection, and which flows exist, so far.
         let mut connections: HashMap<&str, Vec<&str>> = HashMap::new();
@@ -415,6 +421,12 @@ mod tests {
              [[step]]\nping = {{ agent = \"issuer\", connection = \"c\", colour = \"red\" }}\n"
         ));
         assert!(e.starts_with("s.toml:8: unknown field `colour`"), "{e}");
+
+        let e = error("[agents.a]\n[[step]]\nkill = \"a\"\nstop = \"a\"\n");
+        assert!(
+            e.starts_with("s.toml:2: a [[step]] holds exactly one step"),
+            "{e}"
+        );
 
         let e = error("[agents.a]\nport = 1\n");
         assert!(e.starts_with("s.toml:2: unknown field `port`"), "{e}");

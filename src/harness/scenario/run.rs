@@ -99,8 +99,10 @@ pub async fn run(path: &Path, binary: &Path) -> Result<Report, ScenarioError> {
                 println!("  ✗ step {:<3} {what:<48} {ms:>6} ms: {e}", i + 1);
                 report.failure = Some(format!("step {} ({what}): {e}", i + 1));
                 report.skipped = total - i - 1;
-                if report.skipped > 0 {
-                    println!("  - steps {}–{total} skipped", i + 2);
+                match report.skipped {
+                    0 => {}
+                    1 => println!("  - step {total} skipped"),
+                    _ => println!("  - steps {}–{total} skipped", i + 2),
                 }
                 break;
             }
@@ -167,17 +169,21 @@ impl Run {
             .pop())
     }
 
-    /// Waits for `flow` to reach `state` on `c`; a timeout says where it is.
-    async fn wait(
-        &self,
-        c: &mut Clients,
+    /// Waits until `flow` reaches `state` on `agent`; returns clients for
+    /// the agent and the event. A timeout says where the flow is instead.
+    async fn reached(
+        &mut self,
+        agent: &str,
         flow: &str,
         state: RecordState,
-        within: Duration,
-    ) -> Result<proto::RecordEvent, HarnessError> {
-        match harness::wait_for_state(c, "", &self.flows[flow], state, within).await {
+        within_ms: Option<u64>,
+    ) -> Result<(Clients, proto::RecordEvent), HarnessError> {
+        let mut c = self.clients(agent).await?;
+        let within = within(within_ms);
+        match harness::wait_for_state(&mut c, "", &self.flows[flow], state, within).await {
+            Ok(event) => Ok((c, event)),
             Err(HarnessError::Timeout(_)) => {
-                let now = match self.record(c, flow).await? {
+                let now = match self.record(&mut c, flow).await? {
                     Some(r) => RecordState::try_from(r.state).map_or("?".into(), state_name),
                     None => "no record".into(),
                 };
@@ -186,7 +192,7 @@ impl Run {
                     state_name(state)
                 )))
             }
-            other => other,
+            Err(e) => Err(e),
         }
     }
 
@@ -306,14 +312,8 @@ impl Run {
                 self.flows.insert(s.name.clone(), thid);
             }
             Step::Accept(s) => {
-                let mut c = self.clients(&s.agent).await?;
-                let offer = self
-                    .wait(
-                        &mut c,
-                        &s.flow,
-                        RecordState::OfferReceived,
-                        within(s.within_ms),
-                    )
+                let (mut c, offer) = self
+                    .reached(&s.agent, &s.flow, RecordState::OfferReceived, s.within_ms)
                     .await?;
                 c.holder
                     .accept_offer(proto::AcceptOfferRequest {
@@ -323,14 +323,8 @@ impl Run {
                     .await?;
             }
             Step::Reject(s) => {
-                let mut c = self.clients(&s.agent).await?;
-                let offer = self
-                    .wait(
-                        &mut c,
-                        &s.flow,
-                        RecordState::OfferReceived,
-                        within(s.within_ms),
-                    )
+                let (mut c, offer) = self
+                    .reached(&s.agent, &s.flow, RecordState::OfferReceived, s.within_ms)
                     .await?;
                 c.holder
                     .reject_offer(proto::RejectOfferRequest {
@@ -341,14 +335,8 @@ impl Run {
                     .await?;
             }
             Step::Issue(s) => {
-                let mut c = self.clients(&s.agent).await?;
-                let request = self
-                    .wait(
-                        &mut c,
-                        &s.flow,
-                        RecordState::RequestReceived,
-                        within(s.within_ms),
-                    )
+                let (mut c, request) = self
+                    .reached(&s.agent, &s.flow, RecordState::RequestReceived, s.within_ms)
                     .await?;
                 c.issuance
                     .issue_credential(proto::IssueCredentialRequest {
@@ -358,10 +346,8 @@ impl Run {
                     .await?;
             }
             Step::Wait(s) => {
-                let mut c = self.clients(&s.agent).await?;
                 let state = parse_state(&s.state).map_err(HarnessError::Check)?;
-                self.wait(&mut c, &s.flow, state, within(s.within_ms))
-                    .await?;
+                self.reached(&s.agent, &s.flow, state, s.within_ms).await?;
             }
             Step::Expect(s) => {
                 let mut c = self.clients(&s.agent).await?;
