@@ -1,9 +1,12 @@
 //! Every scenario in tests/scenarios/ passes when run by the library's
-//! runner, and a scenario whose expectation is wrong fails the
-//! `agentd harness run` command. An agent the scenario does not start (its
-//! gRPC address given) stands in for another team's peer.
+//! runner; a wrong expectation or a bad file fails `agentd harness run`. An
+//! agent the scenario does not start (its gRPC address given) stands in for
+//! another team's peer, on both ends of an invitation.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 use agentd::harness::scenario;
 use agentd::rpc::proto;
@@ -31,12 +34,18 @@ async fn every_shipped_scenario_passes() {
     }
 }
 
-/// `agentd harness run` on a scenario written to a temporary `name`:
-/// whether it succeeded, its stdout and stderr.
-fn harness_run(name: &str, scenario: &str) -> (bool, String, String) {
+/// `scenario` written to `name` in a new temporary directory.
+fn scenario_file(name: &str, scenario: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join(name);
     std::fs::write(&file, scenario).unwrap();
+    (dir, file)
+}
+
+/// `agentd harness run` on a scenario written to a temporary `name`:
+/// whether it succeeded, its stdout and stderr.
+fn harness_run(name: &str, scenario: &str) -> (bool, String, String) {
+    let (_dir, file) = scenario_file(name, scenario);
     let out = std::process::Command::new(BINARY)
         .args(["harness", "run"])
         .arg(&file)
@@ -116,11 +125,9 @@ async fn a_scenario_takes_an_invitation_and_an_offer_from_a_peer_it_did_not_star
             .unwrap();
     });
 
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("external.toml");
-    std::fs::write(
-        &file,
-        format!(
+    let (_dir, file) = scenario_file(
+        "external.toml",
+        &format!(
             r#"[agents.theirs]
 grpc = "{}"
 [agents.holder]
@@ -142,10 +149,60 @@ wait = {{ agent = "theirs", flow = "f", state = "CredentialSent" }}
 "#,
             theirs.grpc, invitation.invitation_url
         ),
-    )
-    .unwrap();
+    );
     let report = scenario::run(&file, Path::new(BINARY)).await.unwrap();
     assert!(report.ok(), "{report:?}");
     assert_eq!(report.passed, 5);
     operator.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invite_step_prints_a_url_that_a_peer_accepts() {
+    let theirs = common::start("theirs", &[]).await;
+    let (_dir, file) = scenario_file(
+        "invite.toml",
+        r#"[agents.issuer]
+
+[[step]]
+invite = { agent = "issuer", as = "ext", within_ms = 15000 }
+
+[[step]]
+ping = { agent = "issuer", connection = "ext" }
+"#,
+    );
+    let mut run = tokio::process::Command::new(BINARY)
+        .args(["harness", "run"])
+        .arg(&file)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(run.stdout.take().unwrap()).lines();
+    let mut seen = String::new();
+    let url = loop {
+        let line = lines.next_line().await.unwrap();
+        let line = line.unwrap_or_else(|| panic!("no invitation printed:\n{seen}"));
+        if let Some(url) = line.trim().strip_prefix("invitation from issuer: ") {
+            break url.to_string();
+        }
+        seen += &line;
+    };
+    // The peer: any agent that takes an Out-of-Band 2.0 URL.
+    theirs
+        .clients()
+        .await
+        .unwrap()
+        .connections
+        .accept_invitation(proto::AcceptInvitationRequest {
+            invitation_url: url,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        seen += &line;
+        seen += "\n";
+    }
+    assert!(run.wait().await.unwrap().success(), "{seen}");
+    assert!(seen.contains("✓ step 2   ping issuer ext"), "{seen}");
 }
