@@ -1,5 +1,4 @@
-//! The `agentd` binary: `agentd run --config agent.toml`, `agentd demo`,
-//! `agentd harness run scenario.toml`.
+//! The `agentd` binary: `agentd run --config agent.toml`, `agentd demo`.
 
 mod cli;
 
