@@ -21,7 +21,12 @@ impl Harness {
         let binary = std::env::current_exe().context("locating the agentd binary")?;
         let mut failed = Vec::new();
         for path in &scenarios {
-            match agentd::harness::scenario::run(path, &binary).await {
+            let outcome = tokio::select! {
+                outcome = agentd::harness::scenario::run(path, &binary) => outcome,
+                // Dropping the run kills its agents and removes their directories.
+                _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted"),
+            };
+            match outcome {
                 Ok(report) if report.ok() => {}
                 Ok(_) => failed.push(path.display().to_string()),
                 Err(e) => {
