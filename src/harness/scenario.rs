@@ -178,7 +178,8 @@ struct Reject {
 struct Wait {
     agent: String,
     flow: String,
-    state: String,
+    #[serde(deserialize_with = "de_state")]
+    state: RecordState,
     within_ms: Option<u64>,
 }
 
@@ -187,7 +188,8 @@ struct Wait {
 struct Expect {
     agent: String,
     flow: String,
-    state: String,
+    #[serde(deserialize_with = "de_state")]
+    state: RecordState,
     ack: Option<bool>,
 }
 
@@ -226,6 +228,10 @@ fn parse_state(name: &str) -> std::result::Result<RecordState, String> {
     })
 }
 
+fn de_state<'de, D: serde::Deserializer<'de>>(d: D) -> Result<RecordState, D::Error> {
+    parse_state(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+}
+
 fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
 }
@@ -251,8 +257,8 @@ impl Step {
             Step::Accept(s) => format!("accept {} {}", s.agent, s.flow),
             Step::Reject(s) => format!("reject {} {}", s.agent, s.flow),
             Step::Issue(s) => format!("issue {} {}", s.agent, s.flow),
-            Step::Wait(s) => format!("wait {} {} {}", s.agent, s.flow, s.state),
-            Step::Expect(s) => format!("expect {} {} {}", s.agent, s.flow, s.state),
+            Step::Wait(s) => format!("wait {} {} {}", s.agent, s.flow, state_name(s.state)),
+            Step::Expect(s) => format!("expect {} {} {}", s.agent, s.flow, state_name(s.state)),
             Step::Credentials(s) => format!("credentials {} = {}", s.agent, s.count),
             Step::Kill(a) => format!("kill -9 {a}"),
             Step::Stop(a) => format!("stop {a}"),
@@ -340,7 +346,6 @@ impl Scenario {
                     Err(fail(format!("no earlier offer defines flow `{name}`")))
                 }
             };
-            let state = |name: &str| parse_state(name).map(drop).map_err(&fail);
             let define = |name: &str| {
                 if connections.contains_key(name) || flows.contains(&name) {
                     Err(fail(format!("`{name}` is already defined")))
@@ -380,16 +385,9 @@ impl Scenario {
                 }
                 Step::Accept(OnFlow { flow: f, .. })
                 | Step::Issue(OnFlow { flow: f, .. })
-                | Step::Reject(Reject { flow: f, .. }) => flow(f)?,
-                Step::Wait(Wait {
-                    flow: f, state: s, ..
-                })
-                | Step::Expect(Expect {
-                    flow: f, state: s, ..
-                }) => {
-                    flow(f)?;
-                    state(s)?;
-                }
+                | Step::Reject(Reject { flow: f, .. })
+                | Step::Wait(Wait { flow: f, .. })
+                | Step::Expect(Expect { flow: f, .. }) => flow(f)?,
                 Step::Credentials(_) | Step::Kill(_) | Step::Stop(_) | Step::Restart(_) => {}
             }
         }
@@ -460,7 +458,7 @@ mod tests {
              [[step]]\nwait = {{ agent = \"holder\", flow = \"f\", state = \"Done\" }}\n"
         ));
         assert!(
-            e.contains("step 3: unknown state `Done`, expected one of OfferPending"),
+            e.starts_with("s.toml:9: unknown state `Done`, expected one of OfferPending"),
             "{e}"
         );
         let e = error("[agents.x]\ngrpc = \"127.0.0.1:1\"\n[[step]]\nrestart = \"x\"\n");

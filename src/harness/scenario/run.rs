@@ -6,8 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::{
-    DEFAULT_INVITE_WITHIN, PING_WAIT_MS, Report, Scenario, ScenarioError, Step, parse_state,
-    state_name, within,
+    DEFAULT_INVITE_WITHIN, PING_WAIT_MS, Report, Scenario, ScenarioError, Step, state_name, within,
 };
 use crate::harness::{self, Clients, HarnessError, ProcessAgent};
 use crate::rpc::proto::{self, RecordState};
@@ -346,12 +345,11 @@ impl Run {
                     .await?;
             }
             Step::Wait(s) => {
-                let state = parse_state(&s.state).map_err(HarnessError::Check)?;
-                self.reached(&s.agent, &s.flow, state, s.within_ms).await?;
+                self.reached(&s.agent, &s.flow, s.state, s.within_ms)
+                    .await?;
             }
             Step::Expect(s) => {
                 let mut c = self.clients(&s.agent).await?;
-                let want = parse_state(&s.state).map_err(HarnessError::Check)?;
                 let Some(r) = self.record(&mut c, &s.flow).await? else {
                     return Err(HarnessError::Check(format!(
                         "{} has no record of {}",
@@ -359,7 +357,7 @@ impl Run {
                     )));
                 };
                 let is = RecordState::try_from(r.state).map_or("?".into(), state_name);
-                if r.state != want as i32 {
+                if r.state != s.state as i32 {
                     return Err(HarnessError::Check(format!("{} is {is}", s.flow)));
                 }
                 if let Some(ack) = s.ack.filter(|ack| *ack != r.ack_received) {
