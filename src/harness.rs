@@ -1,9 +1,16 @@
-//! Real agents on loopback for tests, demos and scenario runs: each
-//! [`LocalAgent`] runs in this process with its own temporary sled
-//! directory, HTTP and gRPC on OS-chosen loopback ports, and its own master
-//! key file. [`Clients`] are typed gRPC clients for one agent; [`connect`] links
-//! two wallets with an out-of-band invitation. Dropping an agent (also when
-//! a test panics) stops its tasks and removes its directory.
+//! Real agents on loopback for tests, demos and scenario runs. Each agent
+//! has its own temporary sled directory, HTTP and gRPC on OS-chosen loopback
+//! ports, and its own master key file; it runs in this process
+//! ([`LocalAgent`]) or as a child process of the `agentd` binary
+//! ([`ProcessAgent`], which can be killed and restarted). [`Clients`] are
+//! typed gRPC clients for one agent; [`connect`] links two wallets with an
+//! out-of-band invitation; [`scenario`] runs scenario files. Dropping an
+//! agent (also when a test panics) stops it and removes its directory.
+
+mod process;
+pub mod scenario;
+
+pub use process::ProcessAgent;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -30,9 +37,17 @@ pub enum HarnessError {
         name: String,
         source: crate::error::Error,
     },
+    #[error("agent {name}: {message}")]
+    Process { name: String, message: String },
+    #[error("agent {name}'s database: {source}")]
+    Storage {
+        name: String,
+        source: crate::error::Error,
+    },
     #[error("not a gRPC address: {0}")]
     BadAddress(String),
-    #[error("temporary directory: {0}")]
+    /// Temporary directories, config and log files, child processes.
+    #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
     #[error("gRPC connection: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -40,6 +55,9 @@ pub enum HarnessError {
     Rpc(#[from] tonic::Status),
     #[error("timed out: {0}")]
     Timeout(String),
+    /// A scenario's expectation did not hold.
+    #[error("{0}")]
+    Check(String),
 }
 
 pub type Result<T> = std::result::Result<T, HarnessError>;
@@ -167,30 +185,34 @@ pub async fn connect(
         })
         .await?
         .into_inner();
+    let ours = wait_active(a, wa, &ours.id, within).await?;
+    let theirs = wait_active(b, wb, &theirs.id, within).await?;
+    Ok((ours, theirs))
+}
+
+/// Waits until connection `id` of `wallet` is active (the peer answered).
+pub async fn wait_active(
+    c: &mut Clients,
+    wallet: &str,
+    id: &str,
+    within: Duration,
+) -> Result<proto::Connection> {
     let deadline = Instant::now() + within;
     loop {
-        let get = |wallet: &str, id: &str| proto::GetConnectionRequest {
-            wallet_id: wallet.into(),
-            connection_id: id.into(),
-        };
-        let x = a
+        let connection = c
             .connections
-            .get_connection(get(wa, &ours.id))
+            .get_connection(proto::GetConnectionRequest {
+                wallet_id: wallet.into(),
+                connection_id: id.into(),
+            })
             .await?
             .into_inner();
-        let y = b
-            .connections
-            .get_connection(get(wb, &theirs.id))
-            .await?
-            .into_inner();
-        let active = proto::ConnectionState::Active as i32;
-        if x.state == active && y.state == active {
-            return Ok((x, y));
+        if connection.state == proto::ConnectionState::Active as i32 {
+            return Ok(connection);
         }
         if Instant::now() > deadline {
             return Err(HarnessError::Timeout(format!(
-                "connection {} / {} not active after {within:?}",
-                ours.id, theirs.id
+                "connection {id} not active after {within:?}"
             )));
         }
         tokio::time::sleep(Duration::from_millis(5)).await;

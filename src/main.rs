@@ -24,6 +24,9 @@ enum Command {
         #[arg(long, short, default_value = "agent.toml")]
         config: PathBuf,
     },
+    /// Run scenario files: start agents, run their steps, check the states.
+    #[command(subcommand)]
+    Harness(cli::harness::Harness),
     /// Start an issuer and a holder on loopback, issue one credential, show
     /// every state change and the verified credential, and clean up.
     Demo,
@@ -65,6 +68,7 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run { config } => run(config).await,
+        Command::Harness(h) => h.run().await,
         Command::Demo => {
             // Quiet logs: the demo prints what happens itself.
             if std::env::var_os("RUST_LOG").is_none() {

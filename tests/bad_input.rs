@@ -5,13 +5,13 @@ mod common;
 use affinidi_crypto::jose::key_agreement::{Curve, PrivateKeyAgreement, PublicKeyAgreement};
 use affinidi_messaging_didcomm::jwe::encrypt;
 use agentd::did;
+use agentd::harness::ProcessAgent;
 use agentd::rpc::proto::{
     AcceptInvitationRequest, CreateInvitationRequest, ListDidsRequest,
     wallet_service_client::WalletServiceClient,
 };
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::Daemon;
 use serde_json::{Value, json};
 
 /// A peer made up by the test, packing with the DIDComm library directly.
@@ -47,7 +47,18 @@ impl Outsider {
     }
 }
 
-async fn post(d: &Daemon, content_type: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
+/// The agent's record count (read with it stopped), and the agent running again.
+async fn count(d: &mut ProcessAgent) -> usize {
+    let n = d.record_count().await.unwrap();
+    d.restart().await.unwrap();
+    n
+}
+
+async fn post(
+    d: &ProcessAgent,
+    content_type: &str,
+    body: impl Into<reqwest::Body>,
+) -> (u16, Value) {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let r = reqwest::Client::new()
         .post(format!("http://{}/didcomm", d.didcomm))
@@ -75,10 +86,12 @@ fn tamper(jwe: &str, field: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_envelopes_are_refused_and_store_nothing() {
-    let d = Daemon::start().await;
+    let mut d = common::start("bad-envelopes", &[]).await;
     let inv = d
-        .connections()
+        .clients()
         .await
+        .unwrap()
+        .connections
         .create_invitation(CreateInvitationRequest::default())
         .await
         .unwrap()
@@ -95,7 +108,7 @@ async fn bad_envelopes_are_refused_and_store_nothing() {
     };
     let good = outsider.pack(&ping("good-1", &outsider.did), &ours);
 
-    let (d, before) = d.record_count().await;
+    let before = count(&mut d).await;
 
     let cases: Vec<(&str, String, String, u16, &str)> = vec![
         ("not JSON", CT.into(), "{not json".into(), 400, "not_json"),
@@ -175,27 +188,29 @@ async fn bad_envelopes_are_refused_and_store_nothing() {
     let (got, _) = post(&d, CT, vec![b' '; 1024 * 1024 + 1]).await;
     assert_eq!(got, 413, "a body over max_body_bytes");
 
-    let (d, after) = d.record_count().await;
+    let after = count(&mut d).await;
     assert_eq!(after, before, "refused input stored nothing");
 
     // The untampered envelope is accepted, once: a replay changes nothing.
     assert_eq!(post(&d, CT, good.clone()).await.0, 202);
-    let (d, once) = d.record_count().await;
+    let once = count(&mut d).await;
     assert!(once > before, "an accepted message is stored");
     assert_eq!(post(&d, CT, good).await.0, 202, "a replay is acknowledged");
-    let (_d, twice) = d.record_count().await;
+    let twice = d.record_count().await.unwrap();
     assert_eq!(twice, once, "a replay stores nothing");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_control_plane_calls_get_typed_errors() {
     let key = "test-api-key-0123456789";
-    let d = Daemon::start_with_env(&[("AGENTD_API_KEY", key)]).await;
-    let channel = d.channel().await;
+    let d = common::start("api-key", &[("AGENTD_API_KEY", key)]).await;
+    let channel = common::channel(&d).await;
 
     let err = d
-        .dids()
+        .clients()
         .await
+        .unwrap()
+        .dids
         .list_dids(ListDidsRequest::default())
         .await
         .unwrap_err();
@@ -281,14 +296,19 @@ async fn bad_control_plane_calls_get_typed_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_the_rate_limit_gets_429_and_stores_nothing() {
-    let d = Daemon::start_with_env(&[
-        ("AGENTD_DIDCOMM_RATE_LIMIT_PER_SEC", "1"),
-        ("AGENTD_DIDCOMM_RATE_LIMIT_BURST", "3"),
-    ])
+    let mut d = common::start(
+        "rate-limit",
+        &[
+            ("AGENTD_DIDCOMM_RATE_LIMIT_PER_SEC", "1"),
+            ("AGENTD_DIDCOMM_RATE_LIMIT_BURST", "3"),
+        ],
+    )
     .await;
     let inv = d
-        .connections()
+        .clients()
         .await
+        .unwrap()
+        .connections
         .create_invitation(CreateInvitationRequest::default())
         .await
         .unwrap()
@@ -304,7 +324,7 @@ async fn over_the_rate_limit_gets_429_and_stores_nothing() {
         });
         outsider.pack(&m, &ours)
     };
-    let (d, before) = d.record_count().await;
+    let before = count(&mut d).await;
     // The restart refilled the bucket: a burst of 3, then refusals.
     for i in 0..3 {
         assert_eq!(
@@ -319,6 +339,6 @@ async fn over_the_rate_limit_gets_429_and_stores_nothing() {
         (429, Some("rate_limited")),
         "{err}"
     );
-    let (_, after) = d.record_count().await;
+    let after = d.record_count().await.unwrap();
     assert_eq!(after, before, "a rate-limited message is not stored");
 }

@@ -2,7 +2,6 @@
 
 mod common;
 
-use common::Daemon;
 use tokio_stream::StreamExt;
 use tonic_reflection::pb::v1::ServerReflectionRequest;
 use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
@@ -11,8 +10,9 @@ use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reflection_lists_the_services_and_health_is_serving() {
-    let d = Daemon::start().await;
-    let mut reflection = ServerReflectionClient::new(d.channel().await);
+    let d = common::start("reflection", &[]).await;
+    let channel = common::channel(&d).await;
+    let mut reflection = ServerReflectionClient::new(channel.clone());
     let request = ServerReflectionRequest {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),
@@ -42,7 +42,7 @@ async fn reflection_lists_the_services_and_health_is_serving() {
         ]
     );
 
-    let mut health = tonic_health::pb::health_client::HealthClient::new(d.channel().await);
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
     for service in ["", "agent.v1.ConnectionService", "agent.v1.IssuanceService"] {
         let status = health
             .check(tonic_health::pb::HealthCheckRequest {
@@ -60,6 +60,7 @@ async fn reflection_lists_the_services_and_health_is_serving() {
     }
 }
 
+/// `agentd run` expected to fail at start: its exit status and stderr.
 fn agentd(config: &std::path::Path, master_key: &str) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_agentd"))
         .args(["run", "--config"])
@@ -74,7 +75,7 @@ async fn bad_config_and_wrong_master_key_fail_the_start_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "[didcomm]\nlisten = \"127.0.0.1:0\"\nmax_body = 5\n").unwrap();
-    let out = agentd(&bad, common::MASTER_KEY);
+    let out = agentd(&bad, &"00".repeat(32));
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("max_body"), "{err}");
@@ -84,17 +85,12 @@ async fn bad_config_and_wrong_master_key_fail_the_start_cleanly() {
         "nothing written"
     );
 
-    let mut d = Daemon::start().await;
-    d.stop().await;
-    let db = d.dir.path().join("db");
-    let before = agentd::store::Store::open(&db).unwrap().record_count();
+    let mut d = common::start("wrong-key", &[]).await;
+    let before = d.record_count().await.unwrap();
     let out = agentd(&d.config_path(), &"ab".repeat(32));
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("master key does not match"), "{err}");
     assert!(!err.contains(&"ab".repeat(32)), "the key is never echoed");
-    assert_eq!(
-        agentd::store::Store::open(&db).unwrap().record_count(),
-        before
-    );
+    assert_eq!(d.record_count().await.unwrap(), before);
 }

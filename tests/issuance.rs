@@ -3,6 +3,7 @@
 
 mod common;
 
+use agentd::harness::Clients;
 use agentd::rpc::proto::{
     AcceptOfferRequest, CreateOfferRequest, CreateWalletRequest, GetCredentialRequest,
     GetRecordRequest, IssueCredentialRequest, IssueCustodialRequest, ListConnectionsRequest,
@@ -11,7 +12,7 @@ use agentd::rpc::proto::{
 };
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::{Daemon, connect, eventually};
+use common::{connect, eventually, start};
 use tokio_stream::StreamExt;
 use tonic::Code;
 
@@ -33,9 +34,9 @@ fn offer(connection_id: &str, automatic: bool) -> CreateOfferRequest {
     }
 }
 
-async fn record(d: &Daemon, id: &str) -> agentd::rpc::proto::CredentialRecord {
-    d.issuance()
-        .await
+async fn record(d: &Clients, id: &str) -> agentd::rpc::proto::CredentialRecord {
+    d.issuance
+        .clone()
         .get_record(GetRecordRequest {
             wallet_id: String::new(),
             record_id: id.into(),
@@ -45,9 +46,9 @@ async fn record(d: &Daemon, id: &str) -> agentd::rpc::proto::CredentialRecord {
         .into_inner()
 }
 
-async fn by_thid(d: &Daemon, thid: &str) -> Option<agentd::rpc::proto::CredentialRecord> {
-    d.issuance()
-        .await
+async fn by_thid(d: &Clients, thid: &str) -> Option<agentd::rpc::proto::CredentialRecord> {
+    d.issuance
+        .clone()
         .list_records(ListRecordsRequest {
             thid: thid.into(),
             ..Default::default()
@@ -60,7 +61,7 @@ async fn by_thid(d: &Daemon, thid: &str) -> Option<agentd::rpc::proto::Credentia
 }
 
 async fn wait_state(
-    d: &Daemon,
+    d: &Clients,
     thid: &str,
     want: RecordState,
 ) -> agentd::rpc::proto::CredentialRecord {
@@ -78,15 +79,10 @@ async fn wait_state(
 }
 
 /// Collects every event of a daemon from the start, in the background.
-fn collect(d: &Daemon) -> tokio::task::JoinHandle<Vec<RecordEvent>> {
-    let grpc = d.grpc.clone();
+fn collect(d: &Clients) -> tokio::task::JoinHandle<Vec<RecordEvent>> {
+    let mut events = d.events.clone();
     tokio::spawn(async move {
-        let channel = tonic::transport::Channel::from_shared(format!("http://{grpc}"))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        let mut stream = agentd::rpc::proto::event_service_client::EventServiceClient::new(channel)
+        let mut stream = events
             .subscribe(SubscribeRequest {
                 from_start: true,
                 ..Default::default()
@@ -156,13 +152,13 @@ fn verify_independently(jwt: &str, issuer: &str) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manual_issuance_between_two_daemons_with_events() {
-    let issuer = Daemon::start().await;
-    let holder = Daemon::start().await;
-    let (ci, _) = connect(&issuer, "", &holder, "").await;
-    let issuer_events = collect(&issuer);
-    let holder_events = collect(&holder);
+    let issuer = start("issuer", &[]).await;
+    let holder = start("holder", &[]).await;
+    let (ic, hc, ci) = connect(&issuer, &holder).await;
+    let issuer_events = collect(&ic);
+    let holder_events = collect(&hc);
 
-    let mut api = issuer.issuance().await;
+    let mut api = ic.issuance.clone();
     let offered = api
         .create_offer(offer(&ci, false))
         .await
@@ -184,11 +180,11 @@ async fn manual_issuance_between_two_daemons_with_events() {
         .unwrap_err();
     assert_eq!(early.code(), Code::FailedPrecondition);
 
-    wait_state(&issuer, &thid, RecordState::OfferSent).await;
+    wait_state(&ic, &thid, RecordState::OfferSent).await;
     let offers = eventually(10, "the offer at the holder", || async {
-        let list = holder
-            .holder()
-            .await
+        let list = hc
+            .holder
+            .clone()
             .list_offers(ListOffersRequest::default())
             .await
             .unwrap()
@@ -205,9 +201,9 @@ async fn manual_issuance_between_two_daemons_with_events() {
     let claims: serde_json::Value = serde_json::from_str(&h.claims_json).unwrap();
     assert_eq!(claims["degree"]["type"], "BachelorDegree");
 
-    let accepted = holder
-        .holder()
-        .await
+    let accepted = hc
+        .holder
+        .clone()
         .accept_offer(AcceptOfferRequest {
             record_id: h.id.clone(),
             ..Default::default()
@@ -222,7 +218,7 @@ async fn manual_issuance_between_two_daemons_with_events() {
         "a fresh did:key: {subject}"
     );
 
-    let requested = wait_state(&issuer, &thid, RecordState::RequestReceived).await;
+    let requested = wait_state(&ic, &thid, RecordState::RequestReceived).await;
     assert_eq!(requested.subject_did, subject);
     let issued = api
         .issue_credential(IssueCredentialRequest {
@@ -234,17 +230,17 @@ async fn manual_issuance_between_two_daemons_with_events() {
         .into_inner();
     assert_eq!(issued.state, RecordState::CredentialGenerated as i32);
 
-    let got = wait_state(&holder, &thid, RecordState::CredentialReceived).await;
+    let got = wait_state(&hc, &thid, RecordState::CredentialReceived).await;
     let done = eventually(10, "the ack at the issuer", || async {
-        Some(record(&issuer, &offered.id).await).filter(|r| r.ack_received)
+        Some(record(&ic, &offered.id).await).filter(|r| r.ack_received)
     })
     .await;
     assert_eq!(done.state, RecordState::CredentialSent as i32);
     assert_eq!(done.credential_id, got.credential_id);
 
-    let credential = holder
-        .holder()
-        .await
+    let credential = hc
+        .holder
+        .clone()
         .get_credential(GetCredentialRequest {
             wallet_id: String::new(),
             credential_id: got.credential_id.clone(),
@@ -275,9 +271,9 @@ async fn manual_issuance_between_two_daemons_with_events() {
     .unwrap();
     assert_eq!(header["alg"], "EdDSA");
 
-    let matched = holder
-        .holder()
-        .await
+    let matched = hc
+        .holder
+        .clone()
         .match_credential(MatchCredentialRequest {
             wallet_id: String::new(),
             r#type: DEGREE.into(),
@@ -286,9 +282,9 @@ async fn manual_issuance_between_two_daemons_with_events() {
         .unwrap()
         .into_inner();
     assert_eq!(matched.id, credential.id);
-    let none = holder
-        .holder()
-        .await
+    let none = hc
+        .holder
+        .clone()
         .match_credential(MatchCredentialRequest {
             wallet_id: String::new(),
             r#type: "DriverLicense".into(),
@@ -296,9 +292,9 @@ async fn manual_issuance_between_two_daemons_with_events() {
         .await
         .unwrap_err();
     assert_eq!(none.code(), Code::NotFound);
-    let listed = holder
-        .holder()
-        .await
+    let listed = hc
+        .holder
+        .clone()
         .list_credentials(ListCredentialsRequest {
             r#type: DEGREE.into(),
             ..Default::default()
@@ -339,9 +335,9 @@ async fn manual_issuance_between_two_daemons_with_events() {
 
     // A late subscriber asks for what came after a cursor and gets exactly that.
     let cursor = holder_seen[1].seq;
-    let mut late = holder
-        .events()
-        .await
+    let mut late = hc
+        .events
+        .clone()
         .subscribe(SubscribeRequest {
             after_seq: cursor,
             thid: thid.clone(),
@@ -358,38 +354,32 @@ async fn manual_issuance_between_two_daemons_with_events() {
         wallet_id: String::new(),
         credential_id: credential.id.clone(),
     };
-    holder
-        .holder()
-        .await
+    hc.holder
+        .clone()
         .delete_credential(id.clone())
         .await
         .unwrap();
-    let gone = holder
-        .holder()
-        .await
+    let gone = hc
+        .holder
+        .clone()
         .get_credential(id.clone())
         .await
         .unwrap_err();
     assert_eq!(gone.code(), Code::NotFound);
-    let again = holder
-        .holder()
-        .await
-        .delete_credential(id)
-        .await
-        .unwrap_err();
+    let again = hc.holder.clone().delete_credential(id).await.unwrap_err();
     assert_eq!(again.code(), Code::NotFound);
     assert_eq!(
-        by_thid(&holder, &thid).await.unwrap().state,
+        by_thid(&hc, &thid).await.unwrap().state,
         RecordState::CredentialReceived as i32
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn automatic_issuance_rejection_and_bad_requests() {
-    let issuer = Daemon::start().await;
-    let holder = Daemon::start().await;
-    let (ci, _) = connect(&issuer, "", &holder, "").await;
-    let mut api = issuer.issuance().await;
+    let issuer = start("issuer", &[]).await;
+    let holder = start("holder", &[]).await;
+    let (ic, hc, ci) = connect(&issuer, &holder).await;
+    let mut api = ic.issuance.clone();
 
     // Bad input on the control plane changes nothing.
     let e = api
@@ -423,12 +413,11 @@ async fn automatic_issuance_rejection_and_bad_requests() {
     let again = api.create_offer(keyed).await.unwrap().into_inner();
     assert_eq!(first.id, again.id);
 
-    let h = wait_state(&holder, &first.thid, RecordState::OfferReceived).await;
+    let h = wait_state(&hc, &first.thid, RecordState::OfferReceived).await;
     // Two accepts race on one record: exactly one wins.
     let accept = || async {
-        holder
-            .holder()
-            .await
+        hc.holder
+            .clone()
             .accept_offer(AcceptOfferRequest {
                 record_id: h.id.clone(),
                 ..Default::default()
@@ -443,9 +432,9 @@ async fn automatic_issuance_rejection_and_bad_requests() {
     assert_eq!(codes.iter().filter(|c| c.is_none()).count(), 1, "{codes:?}");
     assert!(codes.contains(&Some(Code::FailedPrecondition)), "{codes:?}");
 
-    wait_state(&holder, &first.thid, RecordState::CredentialReceived).await;
+    wait_state(&hc, &first.thid, RecordState::CredentialReceived).await;
     eventually(10, "issuer done with ack", || async {
-        Some(record(&issuer, &first.id).await)
+        Some(record(&ic, &first.id).await)
             .filter(|r| r.state == RecordState::CredentialSent as i32 && r.ack_received)
     })
     .await;
@@ -456,10 +445,9 @@ async fn automatic_issuance_rejection_and_bad_requests() {
         .await
         .unwrap()
         .into_inner();
-    let h2 = wait_state(&holder, &second.thid, RecordState::OfferReceived).await;
-    holder
-        .holder()
-        .await
+    let h2 = wait_state(&hc, &second.thid, RecordState::OfferReceived).await;
+    hc.holder
+        .clone()
         .reject_offer(RejectOfferRequest {
             record_id: h2.id.clone(),
             reason: "not my degree".into(),
@@ -467,17 +455,17 @@ async fn automatic_issuance_rejection_and_bad_requests() {
         })
         .await
         .unwrap();
-    wait_state(&holder, &second.thid, RecordState::ProblemReportSent).await;
-    let refused = wait_state(&issuer, &second.thid, RecordState::ProblemReportReceived).await;
+    wait_state(&hc, &second.thid, RecordState::ProblemReportSent).await;
+    let refused = wait_state(&ic, &second.thid, RecordState::ProblemReportReceived).await;
     assert!(
         refused.problem.contains("not my degree"),
         "{}",
         refused.problem
     );
     // Accepting after rejecting is illegal.
-    let e = holder
-        .holder()
-        .await
+    let e = hc
+        .holder
+        .clone()
         .accept_offer(AcceptOfferRequest {
             record_id: h2.id.clone(),
             ..Default::default()
@@ -490,12 +478,12 @@ async fn automatic_issuance_rejection_and_bad_requests() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_offers_are_abandoned_on_both_sides() {
     let env = [("AGENTD_ISSUANCE_SWEEP_INTERVAL_MS", "100")];
-    let issuer = Daemon::start_with_env(&env).await;
-    let holder = Daemon::start_with_env(&env).await;
-    let (ci, _) = connect(&issuer, "", &holder, "").await;
-    let offered = issuer
-        .issuance()
-        .await
+    let issuer = start("issuer", &env).await;
+    let holder = start("holder", &env).await;
+    let (ic, hc, ci) = connect(&issuer, &holder).await;
+    let offered = ic
+        .issuance
+        .clone()
         .create_offer(CreateOfferRequest {
             expires_in_secs: 1,
             ..offer(&ci, true)
@@ -504,24 +492,25 @@ async fn expired_offers_are_abandoned_on_both_sides() {
         .unwrap()
         .into_inner();
     assert!(offered.expires_at_ms > 0);
-    let a = wait_state(&issuer, &offered.thid, RecordState::Abandoned).await;
-    let b = wait_state(&holder, &offered.thid, RecordState::Abandoned).await;
+    let a = wait_state(&ic, &offered.thid, RecordState::Abandoned).await;
+    let b = wait_state(&hc, &offered.thid, RecordState::Abandoned).await;
     assert!(a.problem.contains("expired"), "{}", a.problem);
     assert!(b.problem.contains("expired"), "{}", b.problem);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn custodial_issuance_in_one_call() {
-    let d = Daemon::start().await;
-    d.wallets()
-        .await
+    let d = start("custodial", &[]).await;
+    let c = d.clients().await.unwrap();
+    c.wallets
+        .clone()
         .create_wallet(CreateWalletRequest {
             id: "alice".into(),
             label: "Alice".into(),
         })
         .await
         .unwrap();
-    let mut api = d.issuance().await;
+    let mut api = c.issuance.clone();
     for round in 0..2 {
         let r = api
             .issue_custodial(IssueCustodialRequest {
@@ -545,9 +534,9 @@ async fn custodial_issuance_in_one_call() {
         verify_independently(&credential.jwt, &issuer.issuer_did);
     }
     // The second call reused the connection between the two wallets.
-    let conns = d
-        .connections()
-        .await
+    let conns = c
+        .connections
+        .clone()
         .list_connections(ListConnectionsRequest::default())
         .await
         .unwrap()
@@ -572,34 +561,34 @@ async fn idle_threads_and_undeliverable_offers_are_abandoned() {
         ("AGENTD_ISSUANCE_THREAD_TIMEOUT_SECS", "1"),
         ("AGENTD_OUTBOX_MAX_RETRIES", "2"),
     ];
-    let issuer = Daemon::start_with_env(&env).await;
-    let mut holder = Daemon::start_with_env(&env).await;
-    let (ci, _) = connect(&issuer, "", &holder, "").await;
+    let issuer = start("issuer", &env).await;
+    let mut holder = start("holder", &env).await;
+    let (ic, hc, ci) = connect(&issuer, &holder).await;
 
     // Nobody accepts: after the idle timeout both sides give up.
-    let idle = issuer
-        .issuance()
-        .await
+    let idle = ic
+        .issuance
+        .clone()
         .create_offer(offer(&ci, true))
         .await
         .unwrap()
         .into_inner();
-    let a = wait_state(&issuer, &idle.thid, RecordState::Abandoned).await;
-    let b = wait_state(&holder, &idle.thid, RecordState::Abandoned).await;
+    let a = wait_state(&ic, &idle.thid, RecordState::Abandoned).await;
+    let b = wait_state(&hc, &idle.thid, RecordState::Abandoned).await;
     assert!(a.problem.contains("no progress"), "{}", a.problem);
     assert!(b.problem.contains("no progress"), "{}", b.problem);
 
     // The holder is gone: the offer is retried, then the record is abandoned
     // with the delivery failure as the reason.
-    holder.stop().await;
-    let lost = issuer
-        .issuance()
-        .await
+    holder.stop().await.unwrap();
+    let lost = ic
+        .issuance
+        .clone()
         .create_offer(offer(&ci, true))
         .await
         .unwrap()
         .into_inner();
-    let r = wait_state(&issuer, &lost.thid, RecordState::Abandoned).await;
+    let r = wait_state(&ic, &lost.thid, RecordState::Abandoned).await;
     assert!(
         r.problem.contains("could not deliver after 3 attempts")
             || r.problem.contains("no progress"),

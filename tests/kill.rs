@@ -4,32 +4,26 @@
 mod common;
 
 use std::collections::HashSet;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use agentd::rpc::proto::holder_service_client::HolderServiceClient;
-use agentd::rpc::proto::issuance_service_client::IssuanceServiceClient;
+use agentd::harness::Clients;
 use agentd::rpc::proto::{
     AcceptOfferRequest, CreateOfferRequest, CredentialRecord, ListCredentialsRequest,
     ListRecordsRequest, PageRequest, RecordState, Role,
 };
-use common::{Daemon, connect};
-use tonic::transport::Channel;
+use common::{connect, start};
 
 const FLOWS: usize = 200;
 
-async fn channel(addr: &str) -> Option<Channel> {
-    Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect_timeout(Duration::from_millis(300))
-        .timeout(Duration::from_secs(5))
-        .connect()
-        .await
-        .ok()
+/// Clients for the agent at `addr`, or None while it is down.
+async fn clients(addr: SocketAddr) -> Option<Clients> {
+    Clients::connect(&addr.to_string()).await.ok()
 }
 
 /// Every record of `role` in the default wallet, or None if the daemon is down.
-async fn records(addr: &str, role: Role) -> Option<Vec<CredentialRecord>> {
-    let mut c = IssuanceServiceClient::new(channel(addr).await?);
+async fn records(addr: SocketAddr, role: Role) -> Option<Vec<CredentialRecord>> {
+    let mut c = clients(addr).await?.issuance;
     let mut all = Vec::new();
     let mut token = String::new();
     loop {
@@ -55,12 +49,12 @@ async fn records(addr: &str, role: Role) -> Option<Vec<CredentialRecord>> {
 
 /// The holder's operator: accepts every offer it sees, until told to stop.
 /// Errors (the daemon is down, a record moved on) are retried next round.
-async fn accept_offers(holder: String, stop: tokio_util::sync::CancellationToken) {
+async fn accept_offers(holder: SocketAddr, stop: tokio_util::sync::CancellationToken) {
     while !stop.is_cancelled() {
-        if let (Some(offers), Some(ch)) =
-            (records(&holder, Role::Holder).await, channel(&holder).await)
+        if let (Some(offers), Some(c)) =
+            (records(holder, Role::Holder).await, clients(holder).await)
         {
-            let mut c = HolderServiceClient::new(ch);
+            let mut c = c.holder;
             for r in offers
                 .iter()
                 .filter(|r| r.state == RecordState::OfferReceived as i32)
@@ -78,11 +72,12 @@ async fn accept_offers(holder: String, stop: tokio_util::sync::CancellationToken
 }
 
 /// Creates offer `i` (idempotency key `flow-i`), retrying while the issuer is down.
-async fn offer(issuer: &str, connection_id: &str, i: usize) {
+async fn offer(issuer: SocketAddr, connection_id: &str, i: usize) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if let Some(ch) = channel(issuer).await {
-            let r = IssuanceServiceClient::new(ch)
+        if let Some(mut c) = clients(issuer).await {
+            let r = c
+                .issuance
                 .create_offer(CreateOfferRequest {
                     connection_id: connection_id.into(),
                     claims_json: format!(r#"{{"flow":{i}}}"#),
@@ -108,18 +103,18 @@ async fn offer(issuer: &str, connection_id: &str, i: usize) {
 async fn kill_9_during_200_concurrent_flows_loses_nothing_and_issues_once() {
     let started = Instant::now();
     let env = [("AGENTD_OUTBOX_MAX_RETRIES", "30")];
-    let mut issuer = Daemon::start_with_env(&env).await;
-    let mut holder = Daemon::start_with_env(&env).await;
-    let (ci, _) = connect(&issuer, "", &holder, "").await;
+    let mut issuer = start("issuer", &env).await;
+    let mut holder = start("holder", &env).await;
+    let (_, _, ci) = connect(&issuer, &holder).await;
 
     let stop = tokio_util::sync::CancellationToken::new();
-    let acceptor = tokio::spawn(accept_offers(holder.grpc.clone(), stop.clone()));
+    let acceptor = tokio::spawn(accept_offers(holder.grpc, stop.clone()));
     let offers = {
-        let (addr, conn) = (issuer.grpc.clone(), ci.clone());
+        let (addr, conn) = (issuer.grpc, ci.clone());
         tokio::spawn(async move {
             let all = (0..FLOWS).map(|i| {
-                let (addr, conn) = (addr.clone(), conn.clone());
-                tokio::spawn(async move { offer(&addr, &conn, i).await })
+                let conn = conn.clone();
+                tokio::spawn(async move { offer(addr, &conn, i).await })
             });
             for t in all.collect::<Vec<_>>() {
                 t.await.unwrap();
@@ -131,11 +126,13 @@ async fn kill_9_during_200_concurrent_flows_loses_nothing_and_issues_once() {
     let mut kills = 0;
     for round in 0..6 {
         tokio::time::sleep(Duration::from_millis(rand::random_range(150..600))).await;
-        if round % 2 == 0 {
-            issuer = issuer.crash_and_restart().await;
+        let agent = if round % 2 == 0 {
+            &mut issuer
         } else {
-            holder = holder.crash_and_restart().await;
-        }
+            &mut holder
+        };
+        agent.kill().await.unwrap();
+        agent.restart().await.unwrap();
         kills += 1;
     }
     offers.await.unwrap();
@@ -143,12 +140,8 @@ async fn kill_9_during_200_concurrent_flows_loses_nothing_and_issues_once() {
     // Every flow ends with the holder's credential, however long the retries take.
     let deadline = Instant::now() + Duration::from_secs(120);
     let (issued, held) = loop {
-        let i = records(&issuer.grpc, Role::Issuer)
-            .await
-            .unwrap_or_default();
-        let h = records(&holder.grpc, Role::Holder)
-            .await
-            .unwrap_or_default();
+        let i = records(issuer.grpc, Role::Issuer).await.unwrap_or_default();
+        let h = records(holder.grpc, Role::Holder).await.unwrap_or_default();
         let sent = i
             .iter()
             .filter(|r| r.state == RecordState::CredentialSent as i32 && r.ack_received)
@@ -187,7 +180,7 @@ async fn kill_9_during_200_concurrent_flows_loses_nothing_and_issues_once() {
     );
     assert_eq!(held.len(), FLOWS, "one holder record per flow");
     let credentials = {
-        let mut c = HolderServiceClient::new(channel(&holder.grpc).await.unwrap());
+        let mut c = holder.clients().await.unwrap().holder;
         let mut all = Vec::new();
         let mut token = String::new();
         loop {
@@ -235,16 +228,16 @@ async fn kill_9_during_200_concurrent_flows_loses_nothing_and_issues_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_holder_down_for_several_retries_gets_everything_when_it_is_back() {
     let env = [("AGENTD_OUTBOX_MAX_RETRIES", "10")];
-    let issuer = Daemon::start_with_env(&env).await;
-    let mut holder = Daemon::start_with_env(&env).await;
-    let (ci, _) = connect(&issuer, "", &holder, "").await;
-    holder.stop().await;
+    let issuer = start("issuer", &env).await;
+    let mut holder = start("holder", &env).await;
+    let (_, _, ci) = connect(&issuer, &holder).await;
+    holder.stop().await.unwrap();
     for i in 0..5 {
-        offer(&issuer.grpc, &ci, i).await;
+        offer(issuer.grpc, &ci, i).await;
     }
     // Backoff 100, 200, 400, 800 ms: wait for at least three failures.
     let failing = common::eventually(10, "three failed deliveries", || async {
-        let rs = records(&issuer.grpc, Role::Issuer).await?;
+        let rs = records(issuer.grpc, Role::Issuer).await?;
         rs.iter().all(|r| r.meta_retries <= 7).then_some(rs)
     })
     .await;
@@ -253,11 +246,11 @@ async fn a_holder_down_for_several_retries_gets_everything_when_it_is_back() {
         assert!(!r.meta_last_failure.is_empty());
         assert!(r.meta_next_retry_ms > 0);
     }
-    let holder = holder.restart().await;
+    holder.restart().await.unwrap();
     let stop = tokio_util::sync::CancellationToken::new();
-    let acceptor = tokio::spawn(accept_offers(holder.grpc.clone(), stop.clone()));
+    let acceptor = tokio::spawn(accept_offers(holder.grpc, stop.clone()));
     common::eventually(30, "all five credentials", || async {
-        let h = records(&holder.grpc, Role::Holder).await?;
+        let h = records(holder.grpc, Role::Holder).await?;
         (h.len() == 5
             && h.iter()
                 .all(|r| r.state == RecordState::CredentialReceived as i32))

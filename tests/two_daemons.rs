@@ -3,16 +3,17 @@
 
 mod common;
 
+use agentd::harness::Clients;
 use agentd::rpc::proto::{
     AcceptInvitationRequest, ConnectionState, CreateInvitationRequest, DiscoverFeaturesRequest,
     GetConnectionRequest, ListConnectionsRequest, ListDidsRequest, PingRequest,
 };
-use common::{Daemon, eventually};
+use common::{eventually, start};
 
-async fn state(d: &Daemon, id: &str) -> ConnectionState {
+async fn state(d: &Clients, id: &str) -> ConnectionState {
     let c = d
-        .connections()
-        .await
+        .connections
+        .clone()
         .get_connection(GetConnectionRequest {
             wallet_id: String::new(),
             connection_id: id.to_string(),
@@ -23,9 +24,9 @@ async fn state(d: &Daemon, id: &str) -> ConnectionState {
     ConnectionState::try_from(c.state).unwrap()
 }
 
-async fn ping(d: &Daemon, id: &str) -> bool {
-    d.connections()
-        .await
+async fn ping(d: &Clients, id: &str) -> bool {
+    d.connections
+        .clone()
         .ping(PingRequest {
             wallet_id: String::new(),
             connection_id: id.to_string(),
@@ -37,10 +38,10 @@ async fn ping(d: &Daemon, id: &str) -> bool {
         .response_received
 }
 
-async fn listing(d: &Daemon) -> (Vec<String>, Vec<(String, String, i32)>) {
+async fn listing(d: &Clients) -> (Vec<String>, Vec<(String, String, i32)>) {
     let dids = d
-        .dids()
-        .await
+        .dids
+        .clone()
         .list_dids(ListDidsRequest::default())
         .await
         .unwrap()
@@ -50,8 +51,8 @@ async fn listing(d: &Daemon) -> (Vec<String>, Vec<(String, String, i32)>) {
         .map(|d| d.did)
         .collect();
     let conns = d
-        .connections()
-        .await
+        .connections
+        .clone()
         .list_connections(ListConnectionsRequest::default())
         .await
         .unwrap()
@@ -65,12 +66,13 @@ async fn listing(d: &Daemon) -> (Vec<String>, Vec<(String, String, i32)>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_ping_restart_ping() {
-    let a = Daemon::start().await;
-    let b = Daemon::start().await;
+    let mut a = start("a", &[]).await;
+    let mut b = start("b", &[]).await;
+    let (ac, bc) = (a.clients().await.unwrap(), b.clients().await.unwrap());
 
-    let inv = a
-        .connections()
-        .await
+    let inv = ac
+        .connections
+        .clone()
         .create_invitation(CreateInvitationRequest {
             label: "A".into(),
             ..Default::default()
@@ -83,9 +85,9 @@ async fn connect_ping_restart_ping() {
     let a_conn = inv.connection.unwrap();
     assert_eq!(a_conn.state, ConnectionState::InvitationSent as i32);
 
-    let b_conn = b
-        .connections()
-        .await
+    let b_conn = bc
+        .connections
+        .clone()
         .accept_invitation(AcceptInvitationRequest {
             invitation_url: inv.invitation_url.clone(),
             ..Default::default()
@@ -97,14 +99,14 @@ async fn connect_ping_restart_ping() {
     assert_eq!(b_conn.label, "A");
 
     eventually(15, "both connections active", || async {
-        (state(&a, &a_conn.id).await == ConnectionState::Active
-            && state(&b, &b_conn.id).await == ConnectionState::Active)
+        (state(&ac, &a_conn.id).await == ConnectionState::Active
+            && state(&bc, &b_conn.id).await == ConnectionState::Active)
             .then_some(())
     })
     .await;
-    let a_view = a
-        .connections()
-        .await
+    let a_view = ac
+        .connections
+        .clone()
         .get_connection(GetConnectionRequest {
             wallet_id: String::new(),
             connection_id: a_conn.id.clone(),
@@ -114,12 +116,12 @@ async fn connect_ping_restart_ping() {
         .into_inner();
     assert_eq!(a_view.their_did, b_conn.our_did);
 
-    assert!(ping(&a, &a_conn.id).await, "A pings B");
-    assert!(ping(&b, &b_conn.id).await, "B pings A");
+    assert!(ping(&ac, &a_conn.id).await, "A pings B");
+    assert!(ping(&bc, &b_conn.id).await, "B pings A");
 
-    let features = b
-        .connections()
-        .await
+    let features = bc
+        .connections
+        .clone()
         .discover_features(DiscoverFeaturesRequest {
             connection_id: b_conn.id.clone(),
             r#match: "https://didcomm.org/trust-ping/*".into(),
@@ -130,24 +132,25 @@ async fn connect_ping_restart_ping() {
         .into_inner();
     assert_eq!(features.protocols, ["https://didcomm.org/trust-ping/2.0"]);
 
-    let before_a = listing(&a).await;
-    let before_b = listing(&b).await;
+    let before_a = listing(&ac).await;
+    let before_b = listing(&bc).await;
     assert!(before_a.0.contains(&a_conn.our_did));
     assert!(before_b.0.contains(&b_conn.our_did));
 
-    let a = a.restart().await;
-    let b = b.restart().await;
+    a.restart().await.unwrap();
+    b.restart().await.unwrap();
+    let (ac, bc) = (a.clients().await.unwrap(), b.clients().await.unwrap());
 
     assert_eq!(
-        listing(&a).await,
+        listing(&ac).await,
         before_a,
         "A's DIDs and connections survive"
     );
     assert_eq!(
-        listing(&b).await,
+        listing(&bc).await,
         before_b,
         "B's DIDs and connections survive"
     );
-    assert!(ping(&a, &a_conn.id).await, "A pings B after restart");
-    assert!(ping(&b, &b_conn.id).await, "B pings A after restart");
+    assert!(ping(&ac, &a_conn.id).await, "A pings B after restart");
+    assert!(ping(&bc, &b_conn.id).await, "B pings A after restart");
 }

@@ -1,3 +1,4 @@
 //! Subcommands of the `agentd` binary beyond `run`.
 
 pub mod demo;
+pub mod harness;
