@@ -57,6 +57,12 @@ pub struct LocalAgent {
 impl LocalAgent {
     /// Starts an agent with temporary storage on loopback ports the OS picks.
     pub async fn start(name: &str) -> Result<LocalAgent> {
+        Self::start_with(name, |_| {}).await
+    }
+
+    /// [`start`](Self::start), with `configure` applied to the config last
+    /// (e.g. to set an API key).
+    pub async fn start_with(name: &str, configure: impl FnOnce(&mut Config)) -> Result<LocalAgent> {
         let dir = tempfile::Builder::new()
             .prefix(&format!("agentd-{name}-"))
             .tempdir()?;
@@ -65,6 +71,7 @@ impl LocalAgent {
         config.keys.master_key_file = dir.path().join("master.key");
         config.didcomm.listen = "127.0.0.1:0".into();
         config.grpc.listen = "127.0.0.1:0".into();
+        configure(&mut config);
         // No master key given: the agent makes its own key file in `dir`.
         let running = Agent::start(config, None)
             .await

@@ -1,4 +1,5 @@
-//! The `agentd` binary: `agentd run --config agent.toml`, `agentd demo`.
+//! The `agentd` binary: `agentd run --config agent.toml`, `agentd demo`, and
+//! `agentd <group> <action>` against a running daemon.
 
 mod cli;
 
@@ -27,6 +28,8 @@ enum Command {
     /// Start an issuer and a holder on loopback, issue one credential, show
     /// every state change and the verified credential, and clean up.
     Demo,
+    #[command(flatten)]
+    Client(cli::Client),
 }
 
 fn init_logging_with(level: &str) {
@@ -64,6 +67,7 @@ async fn main() -> std::process::ExitCode {
             }
             cli::demo::run().await
         }
+        Command::Client(c) => c.run().await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,0 +1,289 @@
+//! Printing responses: aligned tables and `key: value` lines for people,
+//! the response message as JSON with `--json`. Each message type is turned
+//! into JSON once ([`Show::fields`]); both forms are printed from that.
+
+use serde_json::{Map, Value};
+
+use agentd::rpc::proto;
+
+/// A response message, as an ordered list of its fields (enums by name).
+pub trait Show {
+    /// The fields a table row shows.
+    const COLUMNS: &'static [&'static str];
+    fn fields(&self) -> Vec<(&'static str, Value)>;
+
+    fn to_json(&self) -> Value {
+        Value::Object(
+            self.fields()
+                .into_iter()
+                .map(|(k, v)| (k.into(), v))
+                .collect(),
+        )
+    }
+}
+
+/// `fields!(m; a, b: name<Enum>, c: nested)`: the pairs of [`Show::fields`].
+macro_rules! fields {
+    ($m:expr; $($f:ident $(: $kind:ident $(<$e:ty>)?)?),* $(,)?) => {
+        vec![$((stringify!($f), fields!(@value $m.$f $(, $kind $(<$e>)?)?))),*]
+    };
+    (@value $v:expr) => { serde_json::json!($v) };
+    (@value $v:expr, name<$e:ty>) => { Value::String(enum_name::<$e>($v)) };
+    (@value $v:expr, nested) => { $v.as_ref().map_or(Value::Null, Show::to_json) };
+}
+
+/// A prost enum's variant name (`CredentialReceived`); the number if unknown.
+pub fn enum_name<E: TryFrom<i32> + std::fmt::Debug>(v: i32) -> String {
+    E::try_from(v).map_or_else(|_| v.to_string(), |e| format!("{e:?}"))
+}
+
+/// Parses a prost enum from its variant name in any case or spelling
+/// (`credential-received`, `CredentialReceived`, `RECORD_STATE_CREDENTIAL_RECEIVED`).
+pub fn parse_enum<E: TryFrom<i32> + std::fmt::Debug>(s: &str) -> Result<i32, String> {
+    let squash = |s: &str| {
+        s.chars()
+            .filter(char::is_ascii_alphanumeric)
+            .collect::<String>()
+            .to_lowercase()
+    };
+    let want = squash(s);
+    // Variants are numbered from 0 without gaps; 0 (unspecified) is no filter.
+    let names: Vec<(i32, String)> = (1..)
+        .map_while(|i| E::try_from(i).ok().map(|e| (i, format!("{e:?}"))))
+        .collect();
+    // The longest name `want` ends with, so a proto prefix (`RECORD_STATE_`) may stay.
+    names
+        .iter()
+        .filter(|(_, name)| want.ends_with(&squash(name)))
+        .max_by_key(|(_, name)| name.len())
+        .map(|(i, _)| *i)
+        .ok_or_else(|| {
+            let all: Vec<&str> = names.iter().map(|(_, n)| n.as_str()).collect();
+            format!("expected one of {}", all.join(", "))
+        })
+}
+
+impl Show for proto::Wallet {
+    const COLUMNS: &'static [&'static str] = &["id", "label", "created_at_ms"];
+    fn fields(&self) -> Vec<(&'static str, Value)> {
+        fields!(self; id, label, created_at_ms)
+    }
+}
+
+impl Show for proto::Did {
+    const COLUMNS: &'static [&'static str] = &["method", "purpose", "did"];
+    fn fields(&self) -> Vec<(&'static str, Value)> {
+        fields!(self; did, method: name<proto::DidMethod>, wallet_id, created_at_ms, purpose)
+    }
+}
+
+impl Show for proto::ResolveDidResponse {
+    const COLUMNS: &'static [&'static str] = &[];
+    fn fields(&self) -> Vec<(&'static str, Value)> {
+        // The document itself, not a string holding it.
+        let doc = serde_json::from_str(&self.did_document_json)
+            .unwrap_or_else(|_| Value::String(self.did_document_json.clone()));
+        vec![("did_document", doc)]
+    }
+}
+
+impl Show for proto::Connection {
+    const COLUMNS: &'static [&'static str] = &["id", "state", "role", "label", "updated_at_ms"];
+    fn fields(&self) -> Vec<(&'static str, Value)> {
+        fields!(self;
+            id, wallet_id, state: name<proto::ConnectionState>, role: name<proto::ConnectionRole>,
+            our_did, their_did, invitation_id, label, created_at_ms, updated_at_ms)
+    }
+}
+
+impl Show for proto::CreateInvitationResponse {
+    const COLUMNS: &'static [&'static str] = &[];
+    fn fields(&self) -> Vec<(&'static str, Value)> {
+        fields!(self; connection: nested, invitation_url, invitation_json)
+    }
+}
+
+impl Show for proto::PingResponse {
+    const COLUMNS: &'static [&'static str] = &[];
+    fn fields(&self) -> Vec<(&'static str, Value)> {
+        fields!(self; ping_id, response_received, round_trip_ms)
+    }
+}
+
+impl Show for proto::DiscoverFeaturesResponse {
+    const COLUMNS: &'static [&'static str] = &[];
+    fn fields(&self) -> Vec<(&'static str, Value)> {
+        fields!(self; protocols)
+    }
+}
+
+impl Show for proto::CredentialRecord {
+    const COLUMNS: &'static [&'static str] =
+        &["id", "role", "state", "thid", "types", "updated_at_ms"];
+    fn fields(&self) -> Vec<(&'static str, Value)> {
+        fields!(self;
+            id, wallet_id, role: name<proto::Role>, state: name<proto::RecordState>, version,
+            thid, connection_id, our_did, their_did, claims_json, types, schema_id,
+            validity_period_secs, automatic_issuance, idempotency_key, issuer_did, subject_did,
+            credential_id, ack_received, problem, comment, meta_retries, meta_next_retry_ms,
+            meta_last_failure, expires_at_ms, created_at_ms, updated_at_ms)
+    }
+}
+
+impl Show for proto::Credential {
+    const COLUMNS: &'static [&'static str] = &["id", "types", "claims_json", "expires"];
+    fn fields(&self) -> Vec<(&'static str, Value)> {
+        fields!(self;
+            id, wallet_id, record_id, thid, issuer, subject, types, claims_json, jwt,
+            not_before, expires, received_at_ms)
+    }
+}
+
+impl Show for proto::IssueCustodialResponse {
+    const COLUMNS: &'static [&'static str] = &[];
+    fn fields(&self) -> Vec<(&'static str, Value)> {
+        fields!(self;
+            was_offered, was_accepted, issuer_record: nested, holder_record: nested,
+            credential: nested)
+    }
+}
+
+impl Show for proto::RecordEvent {
+    const COLUMNS: &'static [&'static str] = &[
+        "seq",
+        "wallet_id",
+        "role",
+        "old_state",
+        "new_state",
+        "record_id",
+        "reason",
+    ];
+    fn fields(&self) -> Vec<(&'static str, Value)> {
+        fields!(self;
+            seq, wallet_id, record_id, thid, role: name<proto::Role>,
+            old_state: name<proto::RecordState>, new_state: name<proto::RecordState>, reason,
+            at_ms)
+    }
+}
+
+/// A list response: its items, under the field they have in the message.
+pub trait Listed {
+    type Item: Show;
+    const FIELD: &'static str;
+    fn into_parts(self) -> (Vec<Self::Item>, String);
+}
+
+macro_rules! listed {
+    ($($response:ident: $item:ident in $field:ident),* $(,)?) => {$(
+        impl Listed for proto::$response {
+            type Item = proto::$item;
+            const FIELD: &'static str = stringify!($field);
+            fn into_parts(self) -> (Vec<proto::$item>, String) {
+                (self.$field, self.next_page_token)
+            }
+        }
+    )*};
+}
+
+listed!(
+    ListWalletsResponse: Wallet in wallets,
+    ListDidsResponse: Did in dids,
+    ListConnectionsResponse: Connection in connections,
+    ListRecordsResponse: CredentialRecord in records,
+    ListCredentialsResponse: Credential in credentials,
+);
+
+/// Where and how responses are printed.
+pub struct Output {
+    pub json: bool,
+}
+
+impl Output {
+    /// One message: `key: value` lines, or its JSON.
+    pub fn one(&self, item: &impl Show) {
+        if self.json {
+            println!("{}", item.to_json());
+        } else {
+            let fields = item.fields();
+            print_lines(fields.iter().map(|(k, v)| (*k, v)).collect(), "");
+        }
+    }
+
+    /// A list: a table, or the response message's JSON (`{"<field>": [...],
+    /// "next_page_token": ...}`). A next page is also named on stderr.
+    pub fn list<L: Listed>(&self, items: &[L::Item], next_page_token: &str) {
+        if self.json {
+            let mut m = Map::new();
+            m.insert(L::FIELD.into(), items.iter().map(Show::to_json).collect());
+            m.insert("next_page_token".into(), next_page_token.into());
+            println!("{}", Value::Object(m));
+            return;
+        }
+        let rows: Vec<Vec<String>> = items.iter().map(row).collect();
+        let columns: Vec<String> = L::Item::COLUMNS.iter().map(|c| c.to_uppercase()).collect();
+        let mut widths: Vec<usize> = columns.iter().map(|c| c.chars().count()).collect();
+        for r in &rows {
+            for (w, cell) in widths.iter_mut().zip(r) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        for r in std::iter::once(&columns).chain(&rows) {
+            let cells: Vec<String> = r
+                .iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect();
+            println!("{}", cells.join("  ").trim_end());
+        }
+        if !next_page_token.is_empty() {
+            eprintln!("more: --page-token {next_page_token}");
+        }
+    }
+
+    /// One line per streamed message, as it arrives.
+    pub fn line(&self, item: &impl Show) {
+        if self.json {
+            println!("{}", item.to_json());
+        } else {
+            println!("{}", row(item).join("  "));
+        }
+    }
+}
+
+/// A table row: the item's columns, as text.
+fn row<T: Show>(item: &T) -> Vec<String> {
+    let fields = item.fields();
+    T::COLUMNS
+        .iter()
+        .map(|c| {
+            fields
+                .iter()
+                .find(|(k, _)| k == c)
+                .map_or_else(String::new, |(_, v)| text(v))
+        })
+        .collect()
+}
+
+fn print_lines(fields: Vec<(&str, &Value)>, indent: &str) {
+    let width = fields.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
+    for (k, v) in fields {
+        match v {
+            // A nested message (serde_json keeps its keys sorted).
+            Value::Object(m) if indent.is_empty() => {
+                println!("{k}:");
+                print_lines(m.iter().map(|(k, v)| (k.as_str(), v)).collect(), "  ");
+            }
+            _ => println!("{indent}{:<width$} {}", format!("{k}:"), text(v)),
+        }
+    }
+}
+
+/// Strings bare, lists comma-separated, anything else as compact JSON.
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Array(a) => a.iter().map(text).collect::<Vec<_>>().join(", "),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
