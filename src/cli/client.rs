@@ -84,8 +84,7 @@ impl Daemon {
             let (items, next) = ok(fetch(page.clone()).await)?.into_parts();
             all.extend(items);
             if one_page || next.is_empty() {
-                self.out.list::<L>(&all, &next);
-                return Ok(());
+                return Ok(self.out.list::<L>(&all, &next)?);
             }
             page.page_token = next;
         }

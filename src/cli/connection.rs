@@ -75,7 +75,7 @@ pub async fn run(d: Daemon, action: Action) -> anyhow::Result<()> {
                 goal_code,
                 goal,
             };
-            d.out.one(&ok(c.create_invitation(r).await)?);
+            d.out.one(&ok(c.create_invitation(r).await)?)?;
         }
         Action::Accept { url, label, wait } => {
             let r = proto::AcceptInvitationRequest {
@@ -102,7 +102,7 @@ pub async fn run(d: Daemon, action: Action) -> anyhow::Result<()> {
                     conn = ok(c.get_connection(r).await)?;
                 }
             }
-            d.out.one(&conn);
+            d.out.one(&conn)?;
         }
         Action::List { state, paging } => {
             d.list(&paging, async |page| {
@@ -120,7 +120,7 @@ pub async fn run(d: Daemon, action: Action) -> anyhow::Result<()> {
                 wallet_id,
                 connection_id: id,
             };
-            d.out.one(&ok(c.get_connection(r).await)?);
+            d.out.one(&ok(c.get_connection(r).await)?)?;
         }
         Action::Ping { id, wait } => {
             if let Some(secs) = wait {
@@ -131,7 +131,7 @@ pub async fn run(d: Daemon, action: Action) -> anyhow::Result<()> {
                 connection_id: id,
                 wait_ms: wait.unwrap_or(0).saturating_mul(1000),
             };
-            d.out.one(&ok(c.ping(r).await)?);
+            d.out.one(&ok(c.ping(r).await)?)?;
         }
         Action::Features { id, pattern, wait } => {
             let r = proto::DiscoverFeaturesRequest {
@@ -140,7 +140,7 @@ pub async fn run(d: Daemon, action: Action) -> anyhow::Result<()> {
                 r#match: pattern,
                 wait_ms: wait.saturating_mul(1000),
             };
-            d.out.one(&ok(c.discover_features(r).await)?);
+            d.out.one(&ok(c.discover_features(r).await)?)?;
         }
     }
     Ok(())

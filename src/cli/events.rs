@@ -5,7 +5,7 @@ use clap::Args;
 use agentd::rpc::proto::{self, RecordState, Role, event_service_client::EventServiceClient};
 
 use super::client::{Daemon, failure, ok};
-use super::output::parse_enum;
+use super::output::{Show, enum_name, parse_enum, print};
 
 /// Filters and where to start. --wallet filters too; without it, every wallet.
 #[derive(Args)]
@@ -42,9 +42,31 @@ pub async fn follow(d: Daemon, f: Follow) -> anyhow::Result<()> {
             // Ctrl-C is how a follower normally stops: not an error.
             _ = tokio::signal::ctrl_c() => return Ok(()),
             next = stream.message() => match next.map_err(failure)? {
-                Some(e) => d.out.line(&e),
+                Some(e) if d.out.json => print(e.to_json())?,
+                Some(e) => print(line(&e))?,
                 None => return Ok(()),
             },
         }
     }
+}
+
+/// `   7  default  Issuer  CredentialSent → CredentialSent  <record id>  (reason)`.
+fn line(e: &proto::RecordEvent) -> String {
+    let old = match e.old_state {
+        0 => "(new)".to_string(),
+        s => enum_name::<RecordState>(s),
+    };
+    let reason = if e.reason.is_empty() {
+        String::new()
+    } else {
+        format!("  ({})", e.reason)
+    };
+    format!(
+        "{:>5}  {}  {:<6}  {old:>19} → {:<19}  {}{reason}",
+        e.seq,
+        e.wallet_id,
+        enum_name::<Role>(e.role),
+        enum_name::<RecordState>(e.new_state),
+        e.record_id,
+    )
 }

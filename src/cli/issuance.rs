@@ -11,7 +11,7 @@ use agentd::rpc::proto::{
 };
 
 use super::client::{Daemon, Paging, ok};
-use super::output::parse_enum;
+use super::output::{parse_enum, print};
 
 /// What a credential says: shared by `offer create` and `issue-custodial`.
 #[derive(Args)]
@@ -122,7 +122,7 @@ pub async fn offer(d: Daemon, action: OfferAction) -> anyhow::Result<()> {
                 comment,
             };
             let mut c = IssuanceServiceClient::new(d.svc());
-            d.out.one(&ok(c.create_offer(r).await)?);
+            d.out.one(&ok(c.create_offer(r).await)?)?;
         }
         OfferAction::List { paging } => {
             d.list(&paging, async |page| {
@@ -144,7 +144,7 @@ pub async fn offer(d: Daemon, action: OfferAction) -> anyhow::Result<()> {
                 record_id,
                 subject_did,
             };
-            d.out.one(&ok(holder.accept_offer(r).await)?);
+            d.out.one(&ok(holder.accept_offer(r).await)?)?;
         }
         OfferAction::Reject { record_id, reason } => {
             let r = proto::RejectOfferRequest {
@@ -152,7 +152,7 @@ pub async fn offer(d: Daemon, action: OfferAction) -> anyhow::Result<()> {
                 record_id,
                 reason,
             };
-            d.out.one(&ok(holder.reject_offer(r).await)?);
+            d.out.one(&ok(holder.reject_offer(r).await)?)?;
         }
     }
     Ok(())
@@ -210,14 +210,14 @@ pub async fn record(d: Daemon, action: RecordAction) -> anyhow::Result<()> {
                 wallet_id,
                 record_id,
             };
-            d.out.one(&ok(c.get_record(r).await)?);
+            d.out.one(&ok(c.get_record(r).await)?)?;
         }
         RecordAction::Issue { record_id } => {
             let r = proto::IssueCredentialRequest {
                 wallet_id,
                 record_id,
             };
-            d.out.one(&ok(c.issue_credential(r).await)?);
+            d.out.one(&ok(c.issue_credential(r).await)?)?;
         }
     }
     Ok(())
@@ -264,7 +264,7 @@ pub async fn credential(d: Daemon, action: CredentialAction) -> anyhow::Result<(
                 wallet_id,
                 credential_id,
             };
-            d.out.one(&ok(c.get_credential(r).await)?);
+            d.out.one(&ok(c.get_credential(r).await)?)?;
         }
         CredentialAction::Delete { credential_id } => {
             let r = proto::GetCredentialRequest {
@@ -272,15 +272,16 @@ pub async fn credential(d: Daemon, action: CredentialAction) -> anyhow::Result<(
                 credential_id: credential_id.clone(),
             };
             ok(c.delete_credential(r).await)?;
-            if d.out.json {
-                println!("{{}}");
+            // The response is empty: say what happened.
+            print(if d.out.json {
+                "{}".into()
             } else {
-                println!("deleted {credential_id}");
-            }
+                format!("deleted {credential_id}")
+            })?;
         }
         CredentialAction::Match { r#type } => {
             let r = proto::MatchCredentialRequest { wallet_id, r#type };
-            d.out.one(&ok(c.match_credential(r).await)?);
+            d.out.one(&ok(c.match_credential(r).await)?)?;
         }
     }
     Ok(())
@@ -325,6 +326,6 @@ pub async fn custodial(d: Daemon, args: Custodial) -> anyhow::Result<()> {
         wait_ms: args.wait.saturating_mul(1000),
     };
     let mut c = IssuanceServiceClient::new(d.svc());
-    d.out.one(&ok(c.issue_custodial(r).await)?);
+    d.out.one(&ok(c.issue_custodial(r).await)?)?;
     Ok(())
 }

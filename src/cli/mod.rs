@@ -54,6 +54,19 @@ pub struct Group<A: clap::Subcommand> {
 
 impl Client {
     pub async fn run(self) -> anyhow::Result<()> {
+        match self.dispatch().await {
+            // The reader went away (`| head`): what it wanted was printed.
+            Err(e)
+                if e.downcast_ref::<std::io::Error>()
+                    .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+            {
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    async fn dispatch(self) -> anyhow::Result<()> {
         match self {
             Client::Wallet(g) => wallet::wallet(Daemon::connect(g.target).await?, g.action).await,
             Client::Did(g) => wallet::did(Daemon::connect(g.target).await?, g.action).await,

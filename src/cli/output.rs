@@ -2,6 +2,8 @@
 //! the response message as JSON with `--json`. Each message type is turned
 //! into JSON once ([`Show::fields`]); both forms are printed from that.
 
+use std::io::{self, Write};
+
 use serde_json::{Map, Value};
 
 use agentd::rpc::proto;
@@ -10,16 +12,31 @@ use agentd::rpc::proto;
 pub trait Show {
     /// The fields a table row shows.
     const COLUMNS: &'static [&'static str];
-    fn fields(&self) -> Vec<(&'static str, Value)>;
+    fn fields(&self) -> Fields;
 
     fn to_json(&self) -> Value {
-        Value::Object(
-            self.fields()
-                .into_iter()
-                .map(|(k, v)| (k.into(), v))
-                .collect(),
-        )
+        json(&self.fields())
     }
+}
+
+/// A message's fields in proto order.
+pub type Fields = Vec<(&'static str, Field)>;
+
+/// A field: a JSON value, or a nested message (kept in order for people).
+pub enum Field {
+    Value(Value),
+    Message(Fields),
+}
+
+fn json(fields: &Fields) -> Value {
+    let object = fields.iter().map(|(k, f)| {
+        let v = match f {
+            Field::Value(v) => v.clone(),
+            Field::Message(m) => json(m),
+        };
+        (k.to_string(), v)
+    });
+    Value::Object(object.collect())
 }
 
 /// `fields!(m; a, b: name<Enum>, c: nested)`: the pairs of [`Show::fields`].
@@ -27,9 +44,11 @@ macro_rules! fields {
     ($m:expr; $($f:ident $(: $kind:ident $(<$e:ty>)?)?),* $(,)?) => {
         vec![$((stringify!($f), fields!(@value $m.$f $(, $kind $(<$e>)?)?))),*]
     };
-    (@value $v:expr) => { serde_json::json!($v) };
-    (@value $v:expr, name<$e:ty>) => { Value::String(enum_name::<$e>($v)) };
-    (@value $v:expr, nested) => { $v.as_ref().map_or(Value::Null, Show::to_json) };
+    (@value $v:expr) => { Field::Value(serde_json::json!($v)) };
+    (@value $v:expr, name<$e:ty>) => { Field::Value(Value::String(enum_name::<$e>($v))) };
+    (@value $v:expr, nested) => {
+        $v.as_ref().map_or(Field::Value(Value::Null), |m| Field::Message(m.fields()))
+    };
 }
 
 /// A prost enum's variant name (`CredentialReceived`); the number if unknown.
@@ -65,31 +84,31 @@ pub fn parse_enum<E: TryFrom<i32> + std::fmt::Debug>(s: &str) -> Result<i32, Str
 
 impl Show for proto::Wallet {
     const COLUMNS: &'static [&'static str] = &["id", "label", "created_at_ms"];
-    fn fields(&self) -> Vec<(&'static str, Value)> {
+    fn fields(&self) -> Fields {
         fields!(self; id, label, created_at_ms)
     }
 }
 
 impl Show for proto::Did {
     const COLUMNS: &'static [&'static str] = &["method", "purpose", "did"];
-    fn fields(&self) -> Vec<(&'static str, Value)> {
+    fn fields(&self) -> Fields {
         fields!(self; did, method: name<proto::DidMethod>, wallet_id, created_at_ms, purpose)
     }
 }
 
 impl Show for proto::ResolveDidResponse {
     const COLUMNS: &'static [&'static str] = &[];
-    fn fields(&self) -> Vec<(&'static str, Value)> {
+    fn fields(&self) -> Fields {
         // The document itself, not a string holding it.
         let doc = serde_json::from_str(&self.did_document_json)
             .unwrap_or_else(|_| Value::String(self.did_document_json.clone()));
-        vec![("did_document", doc)]
+        vec![("did_document", Field::Value(doc))]
     }
 }
 
 impl Show for proto::Connection {
     const COLUMNS: &'static [&'static str] = &["id", "state", "role", "label", "updated_at_ms"];
-    fn fields(&self) -> Vec<(&'static str, Value)> {
+    fn fields(&self) -> Fields {
         fields!(self;
             id, wallet_id, state: name<proto::ConnectionState>, role: name<proto::ConnectionRole>,
             our_did, their_did, invitation_id, label, created_at_ms, updated_at_ms)
@@ -98,21 +117,21 @@ impl Show for proto::Connection {
 
 impl Show for proto::CreateInvitationResponse {
     const COLUMNS: &'static [&'static str] = &[];
-    fn fields(&self) -> Vec<(&'static str, Value)> {
+    fn fields(&self) -> Fields {
         fields!(self; connection: nested, invitation_url, invitation_json)
     }
 }
 
 impl Show for proto::PingResponse {
     const COLUMNS: &'static [&'static str] = &[];
-    fn fields(&self) -> Vec<(&'static str, Value)> {
+    fn fields(&self) -> Fields {
         fields!(self; ping_id, response_received, round_trip_ms)
     }
 }
 
 impl Show for proto::DiscoverFeaturesResponse {
     const COLUMNS: &'static [&'static str] = &[];
-    fn fields(&self) -> Vec<(&'static str, Value)> {
+    fn fields(&self) -> Fields {
         fields!(self; protocols)
     }
 }
@@ -120,7 +139,7 @@ impl Show for proto::DiscoverFeaturesResponse {
 impl Show for proto::CredentialRecord {
     const COLUMNS: &'static [&'static str] =
         &["id", "role", "state", "thid", "types", "updated_at_ms"];
-    fn fields(&self) -> Vec<(&'static str, Value)> {
+    fn fields(&self) -> Fields {
         fields!(self;
             id, wallet_id, role: name<proto::Role>, state: name<proto::RecordState>, version,
             thid, connection_id, our_did, their_did, claims_json, types, schema_id,
@@ -132,7 +151,7 @@ impl Show for proto::CredentialRecord {
 
 impl Show for proto::Credential {
     const COLUMNS: &'static [&'static str] = &["id", "types", "claims_json", "expires"];
-    fn fields(&self) -> Vec<(&'static str, Value)> {
+    fn fields(&self) -> Fields {
         fields!(self;
             id, wallet_id, record_id, thid, issuer, subject, types, claims_json, jwt,
             not_before, expires, received_at_ms)
@@ -141,7 +160,7 @@ impl Show for proto::Credential {
 
 impl Show for proto::IssueCustodialResponse {
     const COLUMNS: &'static [&'static str] = &[];
-    fn fields(&self) -> Vec<(&'static str, Value)> {
+    fn fields(&self) -> Fields {
         fields!(self;
             was_offered, was_accepted, issuer_record: nested, holder_record: nested,
             credential: nested)
@@ -158,7 +177,7 @@ impl Show for proto::RecordEvent {
         "record_id",
         "reason",
     ];
-    fn fields(&self) -> Vec<(&'static str, Value)> {
+    fn fields(&self) -> Fields {
         fields!(self;
             seq, wallet_id, record_id, thid, role: name<proto::Role>,
             old_state: name<proto::RecordState>, new_state: name<proto::RecordState>, reason,
@@ -200,24 +219,22 @@ pub struct Output {
 
 impl Output {
     /// One message: `key: value` lines, or its JSON.
-    pub fn one(&self, item: &impl Show) {
+    pub fn one(&self, item: &impl Show) -> io::Result<()> {
         if self.json {
-            println!("{}", item.to_json());
+            print(item.to_json())
         } else {
-            let fields = item.fields();
-            print_lines(fields.iter().map(|(k, v)| (*k, v)).collect(), "");
+            print_lines(&item.fields(), "")
         }
     }
 
     /// A list: a table, or the response message's JSON (`{"<field>": [...],
     /// "next_page_token": ...}`). A next page is also named on stderr.
-    pub fn list<L: Listed>(&self, items: &[L::Item], next_page_token: &str) {
+    pub fn list<L: Listed>(&self, items: &[L::Item], next_page_token: &str) -> io::Result<()> {
         if self.json {
             let mut m = Map::new();
             m.insert(L::FIELD.into(), items.iter().map(Show::to_json).collect());
             m.insert("next_page_token".into(), next_page_token.into());
-            println!("{}", Value::Object(m));
-            return;
+            return print(Value::Object(m));
         }
         let rows: Vec<Vec<String>> = items.iter().map(row).collect();
         let columns: Vec<String> = L::Item::COLUMNS.iter().map(|c| c.to_uppercase()).collect();
@@ -233,21 +250,19 @@ impl Output {
                 .zip(&widths)
                 .map(|(c, w)| format!("{c:<w$}"))
                 .collect();
-            println!("{}", cells.join("  ").trim_end());
+            print(cells.join("  ").trim_end())?;
         }
         if !next_page_token.is_empty() {
             eprintln!("more: --page-token {next_page_token}");
         }
+        Ok(())
     }
+}
 
-    /// One line per streamed message, as it arrives.
-    pub fn line(&self, item: &impl Show) {
-        if self.json {
-            println!("{}", item.to_json());
-        } else {
-            println!("{}", row(item).join("  "));
-        }
-    }
+/// One line on stdout. Unlike `println!`, a closed pipe (`| head`) is an
+/// error to stop on, not a panic.
+pub fn print(line: impl std::fmt::Display) -> io::Result<()> {
+    writeln!(io::stdout().lock(), "{line}")
 }
 
 /// A table row: the item's columns, as text.
@@ -259,31 +274,41 @@ fn row<T: Show>(item: &T) -> Vec<String> {
             fields
                 .iter()
                 .find(|(k, _)| k == c)
-                .map_or_else(String::new, |(_, v)| text(v))
+                .map_or_else(String::new, |(_, f)| text(f))
         })
         .collect()
 }
 
-fn print_lines(fields: Vec<(&str, &Value)>, indent: &str) {
+fn print_lines(fields: &Fields, indent: &str) -> io::Result<()> {
     let width = fields.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
-    for (k, v) in fields {
-        match v {
-            // A nested message (serde_json keeps its keys sorted).
-            Value::Object(m) if indent.is_empty() => {
-                println!("{k}:");
-                print_lines(m.iter().map(|(k, v)| (k.as_str(), v)).collect(), "  ");
+    for (k, f) in fields {
+        match f {
+            Field::Message(m) => {
+                print(format_args!("{indent}{k}:"))?;
+                print_lines(m, &format!("{indent}  "))?;
             }
-            _ => println!("{indent}{:<width$} {}", format!("{k}:"), text(v)),
+            Field::Value(_) => print(format_args!(
+                "{indent}{:<width$} {}",
+                format!("{k}:"),
+                text(f)
+            ))?,
         }
     }
+    Ok(())
 }
 
 /// Strings bare, lists comma-separated, anything else as compact JSON.
-fn text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Array(a) => a.iter().map(text).collect::<Vec<_>>().join(", "),
-        Value::Null => String::new(),
-        other => other.to_string(),
+fn text(f: &Field) -> String {
+    fn value(v: &Value) -> String {
+        match v {
+            Value::String(s) => s.clone(),
+            Value::Array(a) => a.iter().map(value).collect::<Vec<_>>().join(", "),
+            Value::Null => String::new(),
+            other => other.to_string(),
+        }
+    }
+    match f {
+        Field::Value(v) => value(v),
+        Field::Message(m) => json(m).to_string(),
     }
 }

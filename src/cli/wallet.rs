@@ -7,7 +7,7 @@ use agentd::rpc::proto::{
 };
 
 use super::client::{Daemon, Paging, ok};
-use super::output::{Show, parse_enum};
+use super::output::{Show, parse_enum, print};
 
 #[derive(Subcommand)]
 pub enum WalletAction {
@@ -35,11 +35,11 @@ pub async fn wallet(d: Daemon, action: WalletAction) -> anyhow::Result<()> {
             let w = ok(c
                 .create_wallet(proto::CreateWalletRequest { id, label })
                 .await)?;
-            d.out.one(&w);
+            d.out.one(&w)?;
         }
         WalletAction::Get { id } => {
             d.out
-                .one(&ok(c.get_wallet(proto::GetWalletRequest { id }).await)?);
+                .one(&ok(c.get_wallet(proto::GetWalletRequest { id }).await)?)?;
         }
         WalletAction::List { paging } => {
             d.list(&paging, async |page| {
@@ -77,7 +77,7 @@ pub async fn did(d: Daemon, action: DidAction) -> anyhow::Result<()> {
             let did = ok(c
                 .create_did(proto::CreateDidRequest { wallet_id, method })
                 .await)?;
-            d.out.one(&did);
+            d.out.one(&did)?;
         }
         DidAction::List { paging } => {
             d.list(&paging, async |page| {
@@ -92,12 +92,11 @@ pub async fn did(d: Daemon, action: DidAction) -> anyhow::Result<()> {
         DidAction::Resolve { did } => {
             let r = ok(c.resolve_did(proto::ResolveDidRequest { did }).await)?;
             if d.out.json {
-                d.out.one(&r);
+                d.out.one(&r)?;
             } else {
                 // A document reads best as indented JSON.
-                for (_, doc) in r.fields() {
-                    println!("{}", serde_json::to_string_pretty(&doc)?);
-                }
+                let doc = &r.to_json()["did_document"];
+                print(serde_json::to_string_pretty(doc)?)?;
             }
         }
     }
