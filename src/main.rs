@@ -29,7 +29,7 @@ enum Command {
     /// every state change and the verified credential, and clean up.
     Demo,
     #[command(flatten)]
-    Client(cli::Client),
+    Client(Box<cli::Client>),
 }
 
 fn init_logging_with(level: &str) {
