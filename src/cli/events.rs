@@ -5,19 +5,14 @@ use clap::Args;
 use agentd::rpc::proto::{self, RecordState, Role, event_service_client::EventServiceClient};
 
 use super::client::{Daemon, failure, ok};
-use super::output::{Show, enum_name, parse_enum, print};
+use super::issuance::RecordFilter;
+use super::output::{Show, enum_name, print};
 
-/// Filters and where to start. --wallet filters too; without it, every wallet.
+/// Which events and where to start. --wallet filters too; without it, every wallet.
 #[derive(Args)]
 pub struct Follow {
-    /// issuer or holder.
-    #[arg(long, value_parser = parse_enum::<Role>)]
-    role: Option<i32>,
-    /// Only events into this state.
-    #[arg(long, value_parser = parse_enum::<RecordState>)]
-    state: Option<i32>,
-    #[arg(long, default_value = "")]
-    thid: String,
+    #[command(flatten)]
+    filter: RecordFilter,
     /// Replay stored events after this seq first.
     #[arg(long, value_name = "SEQ", default_value_t = 0)]
     after_seq: u64,
@@ -27,11 +22,12 @@ pub struct Follow {
 }
 
 pub async fn follow(d: Daemon, f: Follow) -> anyhow::Result<()> {
+    let (role, state, thid) = f.filter.parts();
     let r = proto::SubscribeRequest {
         wallet_id: d.wallet.clone(),
-        role: f.role.unwrap_or_default(),
-        state: f.state.unwrap_or_default(),
-        thid: f.thid,
+        role,
+        state,
+        thid,
         after_seq: f.after_seq,
         from_start: f.from_start,
     };

@@ -158,18 +158,36 @@ pub async fn offer(d: Daemon, action: OfferAction) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Which records (or their events): shared by `record list` and `events`.
+#[derive(Args)]
+pub struct RecordFilter {
+    /// issuer or holder.
+    #[arg(long, value_parser = parse_enum::<Role>)]
+    role: Option<i32>,
+    /// A record state, e.g. request-received or CredentialReceived.
+    #[arg(long, value_parser = parse_enum::<RecordState>)]
+    state: Option<i32>,
+    #[arg(long, default_value = "")]
+    thid: String,
+}
+
+impl RecordFilter {
+    /// (role, state, thid) as requests carry them; 0 matches any.
+    pub fn parts(&self) -> (i32, i32, String) {
+        (
+            self.role.unwrap_or_default(),
+            self.state.unwrap_or_default(),
+            self.thid.clone(),
+        )
+    }
+}
+
 #[derive(Subcommand)]
 pub enum RecordAction {
     /// Lists the wallet's records of both roles, filtered.
     List {
-        /// issuer or holder.
-        #[arg(long, value_parser = parse_enum::<Role>)]
-        role: Option<i32>,
-        /// A record state, e.g. request-received or CredentialReceived.
-        #[arg(long, value_parser = parse_enum::<RecordState>)]
-        state: Option<i32>,
-        #[arg(long, default_value = "")]
-        thid: String,
+        #[command(flatten)]
+        filter: RecordFilter,
         #[arg(long, value_name = "ID", default_value = "")]
         connection: String,
         #[command(flatten)]
@@ -186,18 +204,17 @@ pub async fn record(d: Daemon, action: RecordAction) -> anyhow::Result<()> {
     let mut c = IssuanceServiceClient::new(d.svc());
     match action {
         RecordAction::List {
-            role,
-            state,
-            thid,
+            filter,
             connection,
             paging,
         } => {
             d.list(&paging, async |page| {
+                let (role, state, thid) = filter.parts();
                 c.list_records(proto::ListRecordsRequest {
                     wallet_id: wallet_id.clone(),
-                    role: role.unwrap_or_default(),
-                    state: state.unwrap_or_default(),
-                    thid: thid.clone(),
+                    role,
+                    state,
+                    thid,
                     connection_id: connection.clone(),
                     page: Some(page),
                 })
