@@ -16,6 +16,7 @@ use super::output::{Listed, Output};
 
 /// Which daemon, which wallet, and how to print.
 #[derive(clap::Args)]
+#[command(next_help_heading = "Daemon options")]
 pub struct Target {
     /// The daemon's gRPC address (its `grpc.listen`).
     #[arg(
@@ -26,7 +27,13 @@ pub struct Target {
     )]
     grpc: String,
     /// The wallet to act on; empty is the daemon's default wallet.
-    #[arg(long, global = true, env = "AGENTD_WALLET", default_value = "")]
+    #[arg(
+        long,
+        global = true,
+        env = "AGENTD_WALLET",
+        default_value = "",
+        hide_default_value = true
+    )]
     pub wallet: String,
     /// Sent as `authorization: Bearer <key>`.
     #[arg(long, global = true, env = "AGENTD_API_KEY", hide_env_values = true)]

@@ -15,17 +15,20 @@ use super::output::{enum_name, parse_enum};
 pub enum Action {
     /// Makes an Out-of-Band invitation; give its URL to the peer.
     Invite {
-        #[arg(long, default_value = "")]
+        /// A name for this side, shown to the peer.
+        #[arg(long, default_value = "", hide_default_value = true)]
         label: String,
-        #[arg(long, default_value = "")]
+        /// The invitation's goal_code and goal (what the connection is for).
+        #[arg(long, default_value = "", hide_default_value = true)]
         goal_code: String,
-        #[arg(long, default_value = "")]
+        #[arg(long, default_value = "", hide_default_value = true)]
         goal: String,
     },
     /// Accepts a peer's invitation URL.
     Accept {
         url: String,
-        #[arg(long, default_value = "")]
+        /// A label for the connection on this side.
+        #[arg(long, default_value = "", hide_default_value = true)]
         label: String,
         /// Wait until the inviter answers and the connection is active (seconds).
         #[arg(long, value_name = "SECS", num_args = 0..=1, default_missing_value = "10")]

@@ -26,16 +26,16 @@ pub struct Spec {
     #[arg(long = "type", value_name = "TYPE")]
     types: Vec<String>,
     /// Schema id, written into the credential's credentialSchema.
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", hide_default_value = true)]
     schema: String,
     /// Seconds from issuance to the credential's expiry; 0: none.
     #[arg(long, value_name = "SECS", default_value_t = 0)]
     validity: u64,
     /// The same key returns the same record instead of a second one.
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", hide_default_value = true)]
     idempotency_key: String,
     /// A did:key of the issuing wallet; default: the wallet's issuer DID.
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", hide_default_value = true)]
     issuer_did: String,
 }
 
@@ -64,6 +64,7 @@ impl Spec {
 pub enum OfferAction {
     /// Issuer: offers a credential on an active connection.
     Create {
+        /// The active connection to the holder.
         #[arg(long, value_name = "ID")]
         connection: String,
         #[command(flatten)]
@@ -74,7 +75,8 @@ pub enum OfferAction {
         /// The offer expires this many seconds from now; 0: never.
         #[arg(long, value_name = "SECS", default_value_t = 0)]
         expires_in: u64,
-        #[arg(long, default_value = "")]
+        /// Shown to the holder with the offer.
+        #[arg(long, default_value = "", hide_default_value = true)]
         comment: String,
     },
     /// Holder: the offers received and not answered yet.
@@ -86,13 +88,13 @@ pub enum OfferAction {
     Accept {
         record_id: String,
         /// A did:key of the wallet as the subject; default: a fresh one.
-        #[arg(long, default_value = "")]
+        #[arg(long, default_value = "", hide_default_value = true)]
         subject_did: String,
     },
     /// Holder: rejects an offer, telling the issuer why.
     Reject {
         record_id: String,
-        #[arg(long, default_value = "")]
+        #[arg(long, default_value = "", hide_default_value = true)]
         reason: String,
     },
 }
@@ -167,7 +169,8 @@ pub struct RecordFilter {
     /// A record state, e.g. request-received or CredentialReceived.
     #[arg(long, value_parser = parse_enum::<RecordState>)]
     state: Option<i32>,
-    #[arg(long, default_value = "")]
+    /// One protocol thread.
+    #[arg(long, default_value = "", hide_default_value = true)]
     thid: String,
 }
 
@@ -188,7 +191,8 @@ pub enum RecordAction {
     List {
         #[command(flatten)]
         filter: RecordFilter,
-        #[arg(long, value_name = "ID", default_value = "")]
+        /// Only records on this connection.
+        #[arg(long, value_name = "ID", default_value = "", hide_default_value = true)]
         connection: String,
         #[command(flatten)]
         paging: Paging,
@@ -245,7 +249,12 @@ pub enum CredentialAction {
     /// Lists the wallet's credentials.
     List {
         /// Only credentials of this type.
-        #[arg(long = "type", value_name = "TYPE", default_value = "")]
+        #[arg(
+            long = "type",
+            value_name = "TYPE",
+            default_value = "",
+            hide_default_value = true
+        )]
         r#type: String,
         #[command(flatten)]
         paging: Paging,
@@ -313,7 +322,7 @@ pub struct Custodial {
     #[command(flatten)]
     spec: Spec,
     /// A did:key of the holder wallet as the subject; default: a fresh one.
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", hide_default_value = true)]
     subject_did: String,
     /// How long the daemon waits for the holder's credential (seconds, at most 60).
     #[arg(long, value_name = "SECS", default_value_t = 30)]

@@ -14,9 +14,10 @@ pub enum WalletAction {
     /// Creates a wallet.
     Create {
         /// [a-z0-9_-], 1..64 characters; random when not given.
-        #[arg(long, default_value = "")]
+        #[arg(long, default_value = "", hide_default_value = true)]
         id: String,
-        #[arg(long, default_value = "")]
+        /// A human-readable name.
+        #[arg(long, default_value = "", hide_default_value = true)]
         label: String,
     },
     /// Shows one wallet.
