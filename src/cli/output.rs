@@ -56,8 +56,9 @@ pub fn enum_name<E: TryFrom<i32> + std::fmt::Debug>(v: i32) -> String {
     E::try_from(v).map_or_else(|_| v.to_string(), |e| format!("{e:?}"))
 }
 
-/// Parses a prost enum from its variant name in any case or spelling
-/// (`credential-received`, `CredentialReceived`, `RECORD_STATE_CREDENTIAL_RECEIVED`).
+/// Parses a prost enum from its variant name in any case or spelling, with
+/// or without the proto prefix (`credential-received`, `CredentialReceived`,
+/// `RECORD_STATE_CREDENTIAL_RECEIVED`).
 pub fn parse_enum<E: TryFrom<i32> + std::fmt::Debug>(s: &str) -> Result<i32, String> {
     let squash = |s: &str| {
         s.chars()
@@ -66,15 +67,23 @@ pub fn parse_enum<E: TryFrom<i32> + std::fmt::Debug>(s: &str) -> Result<i32, Str
             .to_lowercase()
     };
     let want = squash(s);
+    // The proto prefix is the enum's name: RECORD_STATE_ for RecordState.
+    let prefix = squash(
+        std::any::type_name::<E>()
+            .rsplit("::")
+            .next()
+            .unwrap_or_default(),
+    );
     // Variants are numbered from 0 without gaps; 0 (unspecified) is no filter.
     let names: Vec<(i32, String)> = (1..)
         .map_while(|i| E::try_from(i).ok().map(|e| (i, format!("{e:?}"))))
         .collect();
-    // The longest name `want` ends with, so a proto prefix (`RECORD_STATE_`) may stay.
     names
         .iter()
-        .filter(|(_, name)| want.ends_with(&squash(name)))
-        .max_by_key(|(_, name)| name.len())
+        .find(|(_, name)| {
+            let name = squash(name);
+            want == name || want == format!("{prefix}{name}")
+        })
         .map(|(i, _)| *i)
         .ok_or_else(|| {
             let all: Vec<&str> = names.iter().map(|(_, n)| n.as_str()).collect();
@@ -310,5 +319,54 @@ fn text(f: &Field) -> String {
     match f {
         Field::Value(v) => value(v),
         Field::Message(m) => json(m).to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::RecordState;
+
+    #[test]
+    fn enums_parse_in_any_spelling_and_print_by_name() {
+        let received = RecordState::CredentialReceived as i32;
+        for s in [
+            "credential-received",
+            "CredentialReceived",
+            "credential_received",
+            "RECORD_STATE_CREDENTIAL_RECEIVED",
+        ] {
+            assert_eq!(parse_enum::<RecordState>(s), Ok(received), "{s}");
+        }
+        for s in ["received", "unspecified", "xcredentialreceived", ""] {
+            assert!(parse_enum::<RecordState>(s).is_err(), "{s}");
+        }
+        assert_eq!(parse_enum::<proto::DidMethod>("peer2"), Ok(2));
+        assert_eq!(enum_name::<RecordState>(received), "CredentialReceived");
+        assert_eq!(enum_name::<RecordState>(99), "99");
+    }
+
+    #[test]
+    fn nested_messages_are_json_objects_in_json_and_indented_for_people() {
+        let r = proto::CreateInvitationResponse {
+            connection: Some(proto::Connection {
+                id: "c1".into(),
+                state: proto::ConnectionState::Active as i32,
+                ..Default::default()
+            }),
+            invitation_url: "http://x/didcomm?_oob=e30".into(),
+            ..Default::default()
+        };
+        let v = r.to_json();
+        assert_eq!(v["connection"]["id"], "c1");
+        assert_eq!(v["connection"]["state"], "Active");
+        assert_eq!(v["invitation_url"], "http://x/didcomm?_oob=e30");
+        let fields = r.fields();
+        let Field::Message(connection) = &fields[0].1 else {
+            panic!("connection is not nested");
+        };
+        // Proto order, not alphabetical.
+        assert_eq!(connection[0].0, "id");
+        assert_eq!(text(&connection[2].1), "Active");
     }
 }
