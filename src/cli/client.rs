@@ -10,6 +10,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Status};
 
+use agentd::config::Grpc;
 use agentd::rpc::proto;
 
 use super::output::{Listed, Output};
@@ -19,12 +20,7 @@ use super::output::{Listed, Output};
 #[command(next_help_heading = "Daemon options")]
 pub struct Target {
     /// The daemon's gRPC address (its `grpc.listen`).
-    #[arg(
-        long,
-        global = true,
-        env = "AGENTD_GRPC",
-        default_value = "127.0.0.1:50051"
-    )]
+    #[arg(long, global = true, env = "AGENTD_GRPC", default_value_t = Grpc::default().listen)]
     grpc: String,
     /// The wallet to act on; empty is the daemon's default wallet.
     #[arg(
