@@ -273,6 +273,11 @@ pub enum CredentialAction {
 pub async fn credential(d: Daemon, action: CredentialAction) -> anyhow::Result<()> {
     let wallet_id = d.wallet.clone();
     let mut c = HolderServiceClient::new(d.svc());
+    // Get and Delete take the same request.
+    let by_id = |credential_id| proto::GetCredentialRequest {
+        wallet_id: wallet_id.clone(),
+        credential_id,
+    };
     match action {
         CredentialAction::List { r#type, paging } => {
             d.list(&paging, async |page| {
@@ -286,18 +291,11 @@ pub async fn credential(d: Daemon, action: CredentialAction) -> anyhow::Result<(
             .await?;
         }
         CredentialAction::Get { credential_id } => {
-            let r = proto::GetCredentialRequest {
-                wallet_id,
-                credential_id,
-            };
-            d.out.one(&ok(c.get_credential(r).await)?)?;
+            d.out
+                .one(&ok(c.get_credential(by_id(credential_id)).await)?)?;
         }
         CredentialAction::Delete { credential_id } => {
-            let r = proto::GetCredentialRequest {
-                wallet_id,
-                credential_id: credential_id.clone(),
-            };
-            ok(c.delete_credential(r).await)?;
+            ok(c.delete_credential(by_id(credential_id.clone())).await)?;
             // The response is empty: say what happened.
             print(if d.out.json {
                 "{}".into()
@@ -306,7 +304,10 @@ pub async fn credential(d: Daemon, action: CredentialAction) -> anyhow::Result<(
             })?;
         }
         CredentialAction::Match { r#type } => {
-            let r = proto::MatchCredentialRequest { wallet_id, r#type };
+            let r = proto::MatchCredentialRequest {
+                wallet_id: wallet_id.clone(),
+                r#type,
+            };
             d.out.one(&ok(c.match_credential(r).await)?)?;
         }
     }
