@@ -30,7 +30,7 @@ pub struct Target {
         default_value = "",
         hide_default_value = true
     )]
-    pub wallet: String,
+    wallet: String,
     /// Sent as `authorization: Bearer <key>`.
     #[arg(long, global = true, env = "AGENTD_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
@@ -66,6 +66,7 @@ impl Daemon {
         })
     }
 
+    /// A new handle on the one channel, for a typed client.
     pub fn svc(&self) -> Svc {
         self.svc.clone()
     }

@@ -63,6 +63,7 @@ pub enum Action {
     },
 }
 
+/// Runs one `connection` action.
 pub async fn run(d: Daemon, action: Action) -> anyhow::Result<()> {
     let mut c = ConnectionServiceClient::new(d.svc());
     let wallet_id = d.wallet.clone();

@@ -21,6 +21,7 @@ pub struct Follow {
     from_start: bool,
 }
 
+/// Prints matching events as they arrive, until Ctrl-C or the stream ends.
 pub async fn follow(d: Daemon, f: Follow) -> anyhow::Result<()> {
     let (role, state, thid) = f.filter.parts();
     let r = proto::SubscribeRequest {

@@ -99,6 +99,7 @@ pub enum OfferAction {
     },
 }
 
+/// Runs one `offer` action.
 pub async fn offer(d: Daemon, action: OfferAction) -> anyhow::Result<()> {
     let wallet_id = d.wallet.clone();
     let mut holder = HolderServiceClient::new(d.svc());
@@ -203,6 +204,7 @@ pub enum RecordAction {
     Issue { record_id: String },
 }
 
+/// Runs one `record` action.
 pub async fn record(d: Daemon, action: RecordAction) -> anyhow::Result<()> {
     let wallet_id = d.wallet.clone();
     let mut c = IssuanceServiceClient::new(d.svc());
@@ -270,6 +272,7 @@ pub enum CredentialAction {
     },
 }
 
+/// Runs one `credential` action.
 pub async fn credential(d: Daemon, action: CredentialAction) -> anyhow::Result<()> {
     let wallet_id = d.wallet.clone();
     let mut c = HolderServiceClient::new(d.svc());
@@ -330,6 +333,7 @@ pub struct Custodial {
     wait: u32,
 }
 
+/// Issues custodially, announcing the wait on stderr.
 pub async fn custodial(d: Daemon, args: Custodial) -> anyhow::Result<()> {
     let issuer = if d.wallet.is_empty() {
         "default"

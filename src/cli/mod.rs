@@ -53,6 +53,7 @@ pub struct Group<A: clap::Subcommand> {
 }
 
 impl Client {
+    /// Connects to the daemon and runs the action.
     pub async fn run(self) -> anyhow::Result<()> {
         match self.dispatch().await {
             // The reader went away (`| head`): what it wanted was printed.

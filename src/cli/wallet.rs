@@ -29,6 +29,7 @@ pub enum WalletAction {
     },
 }
 
+/// Runs one `wallet` action.
 pub async fn wallet(d: Daemon, action: WalletAction) -> anyhow::Result<()> {
     let mut c = WalletServiceClient::new(d.svc());
     match action {
@@ -70,6 +71,7 @@ pub enum DidAction {
     Resolve { did: String },
 }
 
+/// Runs one `did` action.
 pub async fn did(d: Daemon, action: DidAction) -> anyhow::Result<()> {
     let mut c = DidServiceClient::new(d.svc());
     let wallet_id = d.wallet.clone();
