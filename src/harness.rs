@@ -78,8 +78,9 @@ impl LocalAgent {
         Self::start_with(name, |_| {}).await
     }
 
-    /// As [`LocalAgent::start`], with `tweak` applied to the config last.
-    pub async fn start_with(name: &str, tweak: impl FnOnce(&mut Config)) -> Result<LocalAgent> {
+    /// [`start`](Self::start), with `configure` applied to the config last
+    /// (e.g. to set an API key).
+    pub async fn start_with(name: &str, configure: impl FnOnce(&mut Config)) -> Result<LocalAgent> {
         let dir = tempfile::Builder::new()
             .prefix(&format!("agentd-{name}-"))
             .tempdir()?;
@@ -88,7 +89,7 @@ impl LocalAgent {
         config.keys.master_key_file = dir.path().join("master.key");
         config.didcomm.listen = "127.0.0.1:0".into();
         config.grpc.listen = "127.0.0.1:0".into();
-        tweak(&mut config);
+        configure(&mut config);
         // No master key given: the agent makes its own key file in `dir`.
         let running = Agent::start(config, None)
             .await

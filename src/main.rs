@@ -1,4 +1,5 @@
-//! The `agentd` binary: `agentd run --config agent.toml`, `agentd demo`.
+//! The `agentd` binary: `agentd run --config agent.toml`, `agentd demo`, and
+//! `agentd <group> <action>` against a running daemon.
 
 mod cli;
 
@@ -40,6 +41,8 @@ enum Command {
         #[arg(long, default_value = "bench.json")]
         json: PathBuf,
     },
+    #[command(flatten)]
+    Client(Box<cli::Client>),
 }
 
 fn init_logging_with(level: &str) {
@@ -82,6 +85,7 @@ async fn main() -> std::process::ExitCode {
             init_logging_with("warn");
             bench(quick, json).await
         }
+        Command::Client(c) => c.run().await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,0 +1,191 @@
+//! What every client subcommand shares: the flags that say which daemon and
+//! wallet to talk to, the channel (with the API key on every call), and
+//! turning gRPC failures into one readable line.
+
+use std::time::Duration;
+
+use anyhow::anyhow;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Status};
+
+use agentd::config::Grpc;
+use agentd::rpc::proto;
+
+use super::output::{Listed, Output};
+
+/// Which daemon, which wallet, and how to print.
+#[derive(clap::Args)]
+#[command(next_help_heading = "Daemon options")]
+pub struct Target {
+    /// The daemon's gRPC address (its `grpc.listen`).
+    #[arg(long, global = true, env = "AGENTD_GRPC", default_value_t = Grpc::default().listen)]
+    grpc: String,
+    /// The wallet to act on; empty is the daemon's default wallet.
+    #[arg(
+        long,
+        global = true,
+        env = "AGENTD_WALLET",
+        default_value = "",
+        hide_default_value = true
+    )]
+    wallet: String,
+    /// Sent as `authorization: Bearer <key>`.
+    #[arg(long, global = true, env = "AGENTD_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// Print responses as JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+/// The channel every typed client is built on: `FooServiceClient::new(d.svc())`.
+pub type Svc = InterceptedService<Channel, Auth>;
+
+/// A connected daemon, and where output goes.
+pub struct Daemon {
+    svc: Svc,
+    pub wallet: String,
+    pub out: Output,
+}
+
+impl Daemon {
+    /// Connects eagerly, so an unreachable daemon is reported once, up front.
+    pub async fn connect(t: Target) -> anyhow::Result<Daemon> {
+        let auth = Auth::new(t.api_key.as_deref())?;
+        let channel = Endpoint::from_shared(format!("http://{}", t.grpc))
+            .map_err(|_| anyhow!("--grpc {}: not host:port", t.grpc))?
+            .connect_timeout(Duration::from_secs(5))
+            .connect()
+            .await
+            .map_err(|e| anyhow!("cannot reach agentd at {}: {}", t.grpc, root_cause(&e)))?;
+        Ok(Daemon {
+            svc: InterceptedService::new(channel, auth),
+            wallet: t.wallet,
+            out: Output { json: t.json },
+        })
+    }
+
+    /// A new handle on the one channel, for a typed client.
+    pub fn svc(&self) -> Svc {
+        self.svc.clone()
+    }
+
+    /// Fetches one page (with --page-size/--page-token) or all of them,
+    /// and prints the items.
+    pub async fn list<L: Listed>(
+        &self,
+        paging: &Paging,
+        mut fetch: impl AsyncFnMut(proto::PageRequest) -> Result<tonic::Response<L>, Status>,
+    ) -> anyhow::Result<()> {
+        let one_page = paging.page_size.is_some() || paging.page_token.is_some();
+        let mut page = proto::PageRequest {
+            page_size: paging.page_size.unwrap_or(MAX_PAGE),
+            page_token: paging.page_token.clone().unwrap_or_default(),
+        };
+        let mut all = Vec::new();
+        loop {
+            let (items, next) = ok(fetch(page.clone()).await)?.into_parts();
+            all.extend(items);
+            if one_page || next.is_empty() {
+                return Ok(self.out.list::<L>(&all, &next)?);
+            }
+            page.page_token = next;
+        }
+    }
+}
+
+/// The daemon's largest page, so following all pages takes few calls.
+const MAX_PAGE: u32 = 100;
+
+/// Lists follow every page unless one of these is given.
+#[derive(clap::Args)]
+pub struct Paging {
+    /// Fetch one page of this many items (1..100).
+    #[arg(long)]
+    page_size: Option<u32>,
+    /// Fetch the page after this token (printed on stderr after a page).
+    #[arg(long)]
+    page_token: Option<String>,
+}
+
+/// The innermost cause, lower-case for an I/O error ("connection refused"),
+/// rather than tonic's generic "transport error".
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut last = e;
+    while let Some(next) = last.source() {
+        last = next;
+    }
+    match last.downcast_ref::<std::io::Error>() {
+        Some(io) => io.kind().to_string(),
+        None => last.to_string(),
+    }
+}
+
+/// Adds the API key, if any, to every request.
+#[derive(Clone)]
+pub struct Auth(Option<MetadataValue<Ascii>>);
+
+impl Auth {
+    fn new(key: Option<&str>) -> anyhow::Result<Auth> {
+        let Some(key) = key else {
+            return Ok(Auth(None));
+        };
+        // The error must not echo the key.
+        let mut value: MetadataValue<Ascii> = format!("Bearer {key}")
+            .parse()
+            .map_err(|_| anyhow!("--api-key: not a valid header value"))?;
+        value.set_sensitive(true);
+        Ok(Auth(Some(value)))
+    }
+}
+
+impl tonic::service::Interceptor for Auth {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(v) = &self.0 {
+            request.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// The message of a call, or its failure as `CODE: message [reason]`.
+pub fn ok<T>(r: Result<tonic::Response<T>, Status>) -> anyhow::Result<T> {
+    r.map(tonic::Response::into_inner).map_err(failure)
+}
+
+/// `NOT_FOUND: wallet nope not found [reason NOT_FOUND]`.
+pub fn failure(s: Status) -> anyhow::Error {
+    let reason = s
+        .metadata()
+        .get("x-agentd-reason")
+        .and_then(|v| v.to_str().ok())
+        .map(|r| format!(" [reason {r}]"))
+        .unwrap_or_default();
+    anyhow!("{}: {}{reason}", code_name(s.code()), s.message())
+}
+
+/// The canonical gRPC name: `Code::NotFound` → `NOT_FOUND`.
+fn code_name(code: tonic::Code) -> String {
+    let mut name = String::new();
+    for (i, c) in format!("{code:?}").chars().enumerate() {
+        if c.is_uppercase() && i > 0 {
+            name.push('_');
+        }
+        name.push(c.to_ascii_uppercase());
+    }
+    name
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn code_names_are_the_canonical_ones() {
+        assert_eq!(super::code_name(tonic::Code::NotFound), "NOT_FOUND");
+        assert_eq!(super::code_name(tonic::Code::Ok), "OK");
+        assert_eq!(
+            super::code_name(tonic::Code::FailedPrecondition),
+            "FAILED_PRECONDITION"
+        );
+    }
+}

@@ -1,0 +1,362 @@
+//! `agentd offer …`, `record …`, `credential …` and `issue-custodial`:
+//! Issue Credential 3.0 from both sides, and the credentials a wallet holds.
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use serde_json::{Map, Value};
+
+use agentd::rpc::proto::{
+    self, RecordState, Role, holder_service_client::HolderServiceClient,
+    issuance_service_client::IssuanceServiceClient,
+};
+
+use super::client::{Daemon, Paging, ok};
+use super::output::{parse_enum, print};
+
+/// What a credential says: shared by `offer create` and `issue-custodial`.
+#[derive(Args)]
+pub struct Spec {
+    /// A claim, NAME=VALUE (the value is a string); repeatable.
+    #[arg(long = "claim", value_name = "NAME=VALUE", value_parser = claim)]
+    claims: Vec<(String, String)>,
+    /// Claims as a JSON object (any JSON values); --claim entries are added.
+    #[arg(long)]
+    claims_json: Option<String>,
+    /// A credential type besides VerifiableCredential; repeatable.
+    #[arg(long = "type", value_name = "TYPE")]
+    types: Vec<String>,
+    /// Schema id, written into the credential's credentialSchema.
+    #[arg(long, default_value = "", hide_default_value = true)]
+    schema: String,
+    /// Seconds from issuance to the credential's expiry; 0: none.
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
+    validity: u64,
+    /// The same key returns the same record instead of a second one.
+    #[arg(long, default_value = "", hide_default_value = true)]
+    idempotency_key: String,
+    /// A did:key of the issuing wallet; default: the wallet's issuer DID.
+    #[arg(long, default_value = "", hide_default_value = true)]
+    issuer_did: String,
+}
+
+fn claim(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .filter(|(name, _)| !name.is_empty())
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .ok_or_else(|| "expected NAME=VALUE".into())
+}
+
+impl Spec {
+    /// --claims-json with the --claim entries added, as the JSON text requests carry.
+    fn claims_json(&self) -> anyhow::Result<String> {
+        let mut claims: Map<String, Value> = match &self.claims_json {
+            Some(json) => serde_json::from_str(json).context("--claims-json: not a JSON object")?,
+            None => Map::new(),
+        };
+        for (name, value) in &self.claims {
+            claims.insert(name.clone(), value.clone().into());
+        }
+        Ok(Value::Object(claims).to_string())
+    }
+}
+
+#[derive(Subcommand)]
+pub enum OfferAction {
+    /// Issuer: offers a credential on an active connection.
+    Create {
+        /// The active connection to the holder.
+        #[arg(long, value_name = "ID")]
+        connection: String,
+        #[command(flatten)]
+        spec: Spec,
+        /// Issue as soon as the holder's request arrives.
+        #[arg(long)]
+        automatic: bool,
+        /// The offer expires this many seconds from now; 0: never.
+        #[arg(long, value_name = "SECS", default_value_t = 0)]
+        expires_in: u64,
+        /// Shown to the holder with the offer.
+        #[arg(long, default_value = "", hide_default_value = true)]
+        comment: String,
+    },
+    /// Holder: the offers received and not answered yet.
+    List {
+        #[command(flatten)]
+        paging: Paging,
+    },
+    /// Holder: accepts an offer (its record id); the credential follows.
+    Accept {
+        record_id: String,
+        /// A did:key of the wallet as the subject; default: a fresh one.
+        #[arg(long, default_value = "", hide_default_value = true)]
+        subject_did: String,
+    },
+    /// Holder: rejects an offer, telling the issuer why.
+    Reject {
+        record_id: String,
+        #[arg(long, default_value = "", hide_default_value = true)]
+        reason: String,
+    },
+}
+
+/// Runs one `offer` action.
+pub async fn offer(d: Daemon, action: OfferAction) -> anyhow::Result<()> {
+    let wallet_id = d.wallet.clone();
+    let mut holder = HolderServiceClient::new(d.svc());
+    match action {
+        OfferAction::Create {
+            connection,
+            spec,
+            automatic,
+            expires_in,
+            comment,
+        } => {
+            let r = proto::CreateOfferRequest {
+                wallet_id,
+                connection_id: connection,
+                claims_json: spec.claims_json()?,
+                types: spec.types,
+                schema_id: spec.schema,
+                validity_period_secs: spec.validity,
+                automatic_issuance: automatic,
+                idempotency_key: spec.idempotency_key,
+                issuer_did: spec.issuer_did,
+                expires_in_secs: expires_in,
+                comment,
+            };
+            let mut c = IssuanceServiceClient::new(d.svc());
+            d.out.one(&ok(c.create_offer(r).await)?)?;
+        }
+        OfferAction::List { paging } => {
+            d.list(&paging, async |page| {
+                holder
+                    .list_offers(proto::ListOffersRequest {
+                        wallet_id: wallet_id.clone(),
+                        page: Some(page),
+                    })
+                    .await
+            })
+            .await?;
+        }
+        OfferAction::Accept {
+            record_id,
+            subject_did,
+        } => {
+            let r = proto::AcceptOfferRequest {
+                wallet_id,
+                record_id,
+                subject_did,
+            };
+            d.out.one(&ok(holder.accept_offer(r).await)?)?;
+        }
+        OfferAction::Reject { record_id, reason } => {
+            let r = proto::RejectOfferRequest {
+                wallet_id,
+                record_id,
+                reason,
+            };
+            d.out.one(&ok(holder.reject_offer(r).await)?)?;
+        }
+    }
+    Ok(())
+}
+
+/// Which records (or their events): shared by `record list` and `events`.
+#[derive(Args)]
+pub struct RecordFilter {
+    /// issuer or holder.
+    #[arg(long, value_parser = parse_enum::<Role>)]
+    role: Option<i32>,
+    /// A record state, e.g. request-received or CredentialReceived.
+    #[arg(long, value_parser = parse_enum::<RecordState>)]
+    state: Option<i32>,
+    /// One protocol thread.
+    #[arg(long, default_value = "", hide_default_value = true)]
+    thid: String,
+}
+
+impl RecordFilter {
+    /// (role, state, thid) as requests carry them; 0 matches any.
+    pub fn parts(&self) -> (i32, i32, String) {
+        (
+            self.role.unwrap_or_default(),
+            self.state.unwrap_or_default(),
+            self.thid.clone(),
+        )
+    }
+}
+
+#[derive(Subcommand)]
+pub enum RecordAction {
+    /// Lists the wallet's records of both roles, filtered.
+    List {
+        #[command(flatten)]
+        filter: RecordFilter,
+        /// Only records on this connection.
+        #[arg(long, value_name = "ID", default_value = "", hide_default_value = true)]
+        connection: String,
+        #[command(flatten)]
+        paging: Paging,
+    },
+    /// Shows one record.
+    Get { record_id: String },
+    /// Issuer: issues the credential of a record in RequestReceived.
+    Issue { record_id: String },
+}
+
+/// Runs one `record` action.
+pub async fn record(d: Daemon, action: RecordAction) -> anyhow::Result<()> {
+    let wallet_id = d.wallet.clone();
+    let mut c = IssuanceServiceClient::new(d.svc());
+    match action {
+        RecordAction::List {
+            filter,
+            connection,
+            paging,
+        } => {
+            d.list(&paging, async |page| {
+                let (role, state, thid) = filter.parts();
+                c.list_records(proto::ListRecordsRequest {
+                    wallet_id: wallet_id.clone(),
+                    role,
+                    state,
+                    thid,
+                    connection_id: connection.clone(),
+                    page: Some(page),
+                })
+                .await
+            })
+            .await?;
+        }
+        RecordAction::Get { record_id } => {
+            let r = proto::GetRecordRequest {
+                wallet_id,
+                record_id,
+            };
+            d.out.one(&ok(c.get_record(r).await)?)?;
+        }
+        RecordAction::Issue { record_id } => {
+            let r = proto::IssueCredentialRequest {
+                wallet_id,
+                record_id,
+            };
+            d.out.one(&ok(c.issue_credential(r).await)?)?;
+        }
+    }
+    Ok(())
+}
+
+#[derive(Subcommand)]
+pub enum CredentialAction {
+    /// Lists the wallet's credentials.
+    List {
+        /// Only credentials of this type.
+        #[arg(
+            long = "type",
+            value_name = "TYPE",
+            default_value = "",
+            hide_default_value = true
+        )]
+        r#type: String,
+        #[command(flatten)]
+        paging: Paging,
+    },
+    /// Shows one credential, with its VC-JWT.
+    Get { credential_id: String },
+    /// Deletes a credential.
+    Delete { credential_id: String },
+    /// The first credential of a type (NOT_FOUND if none).
+    Match {
+        #[arg(value_name = "TYPE")]
+        r#type: String,
+    },
+}
+
+/// Runs one `credential` action.
+pub async fn credential(d: Daemon, action: CredentialAction) -> anyhow::Result<()> {
+    let wallet_id = d.wallet.clone();
+    let mut c = HolderServiceClient::new(d.svc());
+    // Get and Delete take the same request.
+    let by_id = |credential_id| proto::GetCredentialRequest {
+        wallet_id: wallet_id.clone(),
+        credential_id,
+    };
+    match action {
+        CredentialAction::List { r#type, paging } => {
+            d.list(&paging, async |page| {
+                c.list_credentials(proto::ListCredentialsRequest {
+                    wallet_id: wallet_id.clone(),
+                    r#type: r#type.clone(),
+                    page: Some(page),
+                })
+                .await
+            })
+            .await?;
+        }
+        CredentialAction::Get { credential_id } => {
+            d.out
+                .one(&ok(c.get_credential(by_id(credential_id)).await)?)?;
+        }
+        CredentialAction::Delete { credential_id } => {
+            ok(c.delete_credential(by_id(credential_id.clone())).await)?;
+            // The response is empty: say what happened.
+            print(if d.out.json {
+                "{}".into()
+            } else {
+                format!("deleted {credential_id}")
+            })?;
+        }
+        CredentialAction::Match { r#type } => {
+            let r = proto::MatchCredentialRequest {
+                wallet_id: wallet_id.clone(),
+                r#type,
+            };
+            d.out.one(&ok(c.match_credential(r).await)?)?;
+        }
+    }
+    Ok(())
+}
+
+/// `issue-custodial`: the issuer is --wallet, the holder --holder.
+#[derive(Args)]
+pub struct Custodial {
+    /// The holder's wallet, in the same daemon.
+    #[arg(long, value_name = "WALLET")]
+    holder: String,
+    #[command(flatten)]
+    spec: Spec,
+    /// A did:key of the holder wallet as the subject; default: a fresh one.
+    #[arg(long, default_value = "", hide_default_value = true)]
+    subject_did: String,
+    /// How long the daemon waits for the holder's credential (seconds, at most 60).
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    wait: u32,
+}
+
+/// Issues custodially, announcing the wait on stderr.
+pub async fn custodial(d: Daemon, args: Custodial) -> anyhow::Result<()> {
+    let issuer = if d.wallet.is_empty() {
+        "default"
+    } else {
+        &d.wallet
+    };
+    eprintln!(
+        "issuing from wallet {issuer} to wallet {}: waiting up to {} s for the holder's credential…",
+        args.holder, args.wait
+    );
+    let r = proto::IssueCustodialRequest {
+        wallet_id: d.wallet.clone(),
+        holder_wallet_id: args.holder,
+        claims_json: args.spec.claims_json()?,
+        types: args.spec.types,
+        schema_id: args.spec.schema,
+        validity_period_secs: args.spec.validity,
+        idempotency_key: args.spec.idempotency_key,
+        issuer_did: args.spec.issuer_did,
+        subject_did: args.subject_did,
+        wait_ms: args.wait.saturating_mul(1000),
+    };
+    let mut c = IssuanceServiceClient::new(d.svc());
+    d.out.one(&ok(c.issue_custodial(r).await)?)?;
+    Ok(())
+}

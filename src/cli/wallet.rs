@@ -1,0 +1,107 @@
+//! `agentd wallet …` and `agentd did …`.
+
+use clap::Subcommand;
+
+use agentd::rpc::proto::{
+    self, did_service_client::DidServiceClient, wallet_service_client::WalletServiceClient,
+};
+
+use super::client::{Daemon, Paging, ok};
+use super::output::{Show, parse_enum, print};
+
+#[derive(Subcommand)]
+pub enum WalletAction {
+    /// Creates a wallet.
+    Create {
+        /// [a-z0-9_-], 1..64 characters; random when not given.
+        #[arg(long, default_value = "", hide_default_value = true)]
+        id: String,
+        /// A human-readable name.
+        #[arg(long, default_value = "", hide_default_value = true)]
+        label: String,
+    },
+    /// Shows one wallet.
+    Get { id: String },
+    /// Lists the wallets.
+    List {
+        #[command(flatten)]
+        paging: Paging,
+    },
+}
+
+/// Runs one `wallet` action.
+pub async fn wallet(d: Daemon, action: WalletAction) -> anyhow::Result<()> {
+    let mut c = WalletServiceClient::new(d.svc());
+    match action {
+        WalletAction::Create { id, label } => {
+            let w = ok(c
+                .create_wallet(proto::CreateWalletRequest { id, label })
+                .await)?;
+            d.out.one(&w)?;
+        }
+        WalletAction::Get { id } => {
+            d.out
+                .one(&ok(c.get_wallet(proto::GetWalletRequest { id }).await)?)?;
+        }
+        WalletAction::List { paging } => {
+            d.list(&paging, async |page| {
+                c.list_wallets(proto::ListWalletsRequest { page: Some(page) })
+                    .await
+            })
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+#[derive(Subcommand)]
+pub enum DidAction {
+    /// Creates a DID in the wallet.
+    Create {
+        /// key (did:key, Ed25519) or peer2 (did:peer:2 with a DIDComm service).
+        #[arg(long, default_value = "key", value_parser = parse_enum::<proto::DidMethod>)]
+        method: i32,
+    },
+    /// Lists the wallet's DIDs.
+    List {
+        #[command(flatten)]
+        paging: Paging,
+    },
+    /// Prints the DID document of any did:key or did:peer:2.
+    Resolve { did: String },
+}
+
+/// Runs one `did` action.
+pub async fn did(d: Daemon, action: DidAction) -> anyhow::Result<()> {
+    let mut c = DidServiceClient::new(d.svc());
+    let wallet_id = d.wallet.clone();
+    match action {
+        DidAction::Create { method } => {
+            let did = ok(c
+                .create_did(proto::CreateDidRequest { wallet_id, method })
+                .await)?;
+            d.out.one(&did)?;
+        }
+        DidAction::List { paging } => {
+            d.list(&paging, async |page| {
+                c.list_dids(proto::ListDidsRequest {
+                    wallet_id: wallet_id.clone(),
+                    page: Some(page),
+                })
+                .await
+            })
+            .await?;
+        }
+        DidAction::Resolve { did } => {
+            let r = ok(c.resolve_did(proto::ResolveDidRequest { did }).await)?;
+            if d.out.json {
+                d.out.one(&r)?;
+            } else {
+                // A document reads best as indented JSON.
+                let doc = &r.to_json()["did_document"];
+                print(serde_json::to_string_pretty(doc)?)?;
+            }
+        }
+    }
+    Ok(())
+}
