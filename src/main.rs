@@ -125,18 +125,16 @@ async fn bench(quick: bool, json: PathBuf) -> anyhow::Result<()> {
     } else {
         agentd::bench::Options::full()
     };
-    let report = agentd::bench::run(&opts, |line| println!("{line}")).await?;
+    let binary = std::env::current_exe().context("finding the agentd binary")?;
+    let report = agentd::bench::run(&binary, &opts, |line| println!("{line}")).await?;
     println!(
-        "best: {:.1} flows/s = {:.2} of the crypto ceiling ({:.0} flows/s); growth ratio {}; peak RSS {}",
+        "best: {:.1} flows/s = {:.2} of the crypto ceiling ({:.0} flows/s); growth ratio {}",
         report.best_flows_per_sec(),
         report.best_flows_per_sec() / report.ceiling_flows_per_sec,
         report.ceiling_flows_per_sec,
         report
             .growth_ratio
             .map_or_else(|| "n/a".into(), |r| format!("{r:.2}")),
-        report
-            .peak_rss_mib
-            .map_or_else(|| "n/a".into(), |m| format!("{m:.0} MiB")),
     );
     std::fs::write(&json, serde_json::to_string_pretty(&report)?)
         .with_context(|| format!("writing {}", json.display()))?;

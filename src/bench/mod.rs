@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::harness::{self, Clients, HarnessError, LocalAgent};
+use std::path::Path;
+
+use crate::config::Outbox;
+use crate::harness::{self, Clients, HarnessError, ProcessAgent};
 use crate::store::Role;
 
 #[derive(Debug, thiserror::Error)]
@@ -73,8 +76,10 @@ pub struct Level {
     pub p50_ms: f64,
     pub p95_ms: f64,
     pub p99_ms: f64,
-    /// CPU time of the whole process (both agents and the driver) per flow.
+    /// CPU time of both agent processes per flow (not the driver's).
     pub cpu_ms_per_flow: Option<f64>,
+    /// The larger agent's peak resident memory so far.
+    pub peak_rss_mib: Option<f64>,
     /// flows_per_sec ÷ the crypto ceiling.
     pub ratio_to_ceiling: f64,
 }
@@ -95,7 +100,6 @@ pub struct Report {
     pub growth: Vec<Growth>,
     /// Flows/s with the most records stored ÷ with the fewest.
     pub growth_ratio: Option<f64>,
-    pub peak_rss_mib: Option<f64>,
 }
 
 impl Report {
@@ -110,8 +114,9 @@ impl Report {
 
 const MESSAGES_PER_FLOW: f64 = 4.0;
 
-/// Runs the benchmark, calling `progress` with a line for each finished part.
-pub async fn run(opts: &Options, mut progress: impl FnMut(&str)) -> Result<Report> {
+/// Runs the benchmark with agents started from `binary` (an `agentd`),
+/// calling `progress` with a line for each finished part.
+pub async fn run(binary: &Path, opts: &Options, mut progress: impl FnMut(&str)) -> Result<Report> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let flows = opts.ceiling_flows;
     let ceiling = tokio::task::spawn_blocking(move || ceiling::measure(flows, cores))
@@ -121,7 +126,7 @@ pub async fn run(opts: &Options, mut progress: impl FnMut(&str)) -> Result<Repor
         "crypto ceiling: {ceiling:.0} flows/s on {cores} cores (4 authcrypt pack+unpack + 1 VC-JWT sign+verify per flow)"
     ));
 
-    let pair = Pair::start(None).await?;
+    let pair = Pair::start(binary, None).await?;
     pair.warm_up().await?;
     let mut levels = Vec::new();
     for &(concurrency, n) in &opts.levels {
@@ -134,7 +139,7 @@ pub async fn run(opts: &Options, mut progress: impl FnMut(&str)) -> Result<Repor
     let mut growth = Vec::new();
     for &stored in &opts.growth {
         let started = Instant::now();
-        let pair = Pair::start(Some(stored)).await?;
+        let pair = Pair::start(binary, Some(stored)).await?;
         let seconds_to_seed = started.elapsed().as_secs_f64();
         pair.warm_up().await?;
         let run = pair
@@ -158,14 +163,13 @@ pub async fn run(opts: &Options, mut progress: impl FnMut(&str)) -> Result<Repor
         levels,
         growth,
         growth_ratio,
-        peak_rss_mib: proc::peak_rss_mib(std::process::id()),
     })
 }
 
 /// One line for a level.
 pub fn describe(l: &Level) -> String {
     format!(
-        "concurrency {:>3}: {:>5} flows in {:>6.2} s = {:>7.1} flows/s ({:.0} msgs/s), p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, CPU {} per flow, {:.2} of ceiling",
+        "concurrency {:>3}: {:>5} flows in {:>6.2} s = {:>7.1} flows/s ({:.0} msgs/s), p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, CPU {} per flow, peak RSS {}, {:.2} of ceiling",
         l.concurrency,
         l.flows,
         l.seconds,
@@ -176,14 +180,17 @@ pub fn describe(l: &Level) -> String {
         l.p99_ms,
         l.cpu_ms_per_flow
             .map_or_else(|| "n/a".to_string(), |c| format!("{c:.2} ms")),
+        l.peak_rss_mib
+            .map_or_else(|| "n/a".to_string(), |m| format!("{m:.0} MiB")),
         l.ratio_to_ceiling
     )
 }
 
-/// An issuer and a holder agent, connected.
+/// An issuer and a holder agent, each an `agentd run` child process with
+/// the default settings (only ports and paths are generated), connected.
 struct Pair {
-    issuer: LocalAgent,
-    holder: LocalAgent,
+    issuer: ProcessAgent,
+    holder: ProcessAgent,
     ic: Clients,
     hc: Clients,
     connection: String,
@@ -192,8 +199,9 @@ struct Pair {
 }
 
 impl Pair {
-    /// Starts both agents, each with `seeded` finished flows already stored.
-    async fn start(seeded: Option<usize>) -> Result<Pair> {
+    /// Starts both agents from `binary`, each with `seeded` finished flows
+    /// already stored.
+    async fn start(binary: &Path, seeded: Option<usize>) -> Result<Pair> {
         let dir = match seeded {
             Some(n) => {
                 let dir = tempfile::tempdir().map_err(HarnessError::from)?;
@@ -208,14 +216,23 @@ impl Pair {
             }
             None => None,
         };
-        let store = |role: &str| dir.as_ref().map(|d| d.path().join(role));
         let start = |name: &'static str| {
-            let path = store(name);
-            LocalAgent::start_with(name, move |c| {
-                if let Some(p) = path {
-                    c.storage.path = p;
-                }
-            })
+            let store = dir
+                .as_ref()
+                .map(|d| d.path().join(name).display().to_string());
+            async move {
+                // The harness's test settings give way to the defaults.
+                let mut env = vec![
+                    ("RUST_LOG", "warn".to_string()),
+                    (
+                        "AGENTD_OUTBOX_BASE_BACKOFF_MS",
+                        Outbox::default().base_backoff_ms.to_string(),
+                    ),
+                ];
+                env.extend(store.map(|s| ("AGENTD_STORAGE_PATH", s)));
+                let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                ProcessAgent::start(binary, name, &env).await
+            }
         };
         let issuer = start("issuer").await?;
         let holder = start("holder").await?;
@@ -229,6 +246,26 @@ impl Pair {
             connection: conn.id,
             _seeded: dir,
         })
+    }
+
+    fn pids(&self) -> Vec<u32> {
+        [self.issuer.pid(), self.holder.pid()]
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    /// CPU seconds both agents have used so far.
+    fn cpu_secs(&self) -> Option<f64> {
+        self.pids().into_iter().map(proc::cpu_secs).sum()
+    }
+
+    /// The larger of the two agents' peak resident memory.
+    fn peak_rss_mib(&self) -> Option<f64> {
+        self.pids()
+            .into_iter()
+            .filter_map(proc::peak_rss_mib)
+            .reduce(f64::max)
     }
 
     async fn warm_up(&self) -> Result<()> {
@@ -245,11 +282,10 @@ impl Pair {
     }
 
     async fn measure(&self, n: usize, concurrency: usize, ceiling: f64) -> Result<Level> {
-        let me = std::process::id();
-        let cpu_before = proc::cpu_secs(me);
+        let cpu_before = self.cpu_secs();
         let within = Duration::from_secs(60 + n as u64 / 10);
         let run = flows::run(&self.ic, &self.hc, &self.connection, n, concurrency, within).await?;
-        let cpu = cpu_before.zip(proc::cpu_secs(me)).map(|(a, b)| b - a);
+        let cpu = cpu_before.zip(self.cpu_secs()).map(|(a, b)| b - a);
         let seconds = run.wall.as_secs_f64();
         let flows_per_sec = run.flows as f64 / seconds;
         let pct = |p: f64| {
@@ -267,11 +303,12 @@ impl Pair {
             p95_ms: pct(0.95),
             p99_ms: pct(0.99),
             cpu_ms_per_flow: cpu.map(|c| c * 1000.0 / run.flows as f64),
+            peak_rss_mib: self.peak_rss_mib(),
             ratio_to_ceiling: flows_per_sec / ceiling,
         })
     }
 
-    async fn stop(self) -> Result<()> {
+    async fn stop(mut self) -> Result<()> {
         self.issuer.stop().await?;
         Ok(self.holder.stop().await?)
     }
