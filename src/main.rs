@@ -40,6 +40,10 @@ enum Command {
         /// Where to write the figures as JSON.
         #[arg(long, default_value = "bench.json")]
         json: PathBuf,
+        /// Run the agents from another agentd build (to compare builds
+        /// under the same driver); default: this binary.
+        #[arg(long)]
+        agents: Option<PathBuf>,
     },
     #[command(flatten)]
     Client(Box<cli::Client>),
@@ -81,9 +85,13 @@ async fn main() -> std::process::ExitCode {
             }
             cli::demo::run().await
         }
-        Command::Bench { quick, json } => {
+        Command::Bench {
+            quick,
+            json,
+            agents,
+        } => {
             init_logging_with("warn");
-            bench(quick, json).await
+            bench(quick, json, agents).await
         }
         Command::Client(c) => c.run().await,
     };
@@ -119,13 +127,16 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn bench(quick: bool, json: PathBuf) -> anyhow::Result<()> {
+async fn bench(quick: bool, json: PathBuf, agents: Option<PathBuf>) -> anyhow::Result<()> {
     let opts = if quick {
         agentd::bench::Options::quick()
     } else {
         agentd::bench::Options::full()
     };
-    let binary = std::env::current_exe().context("finding the agentd binary")?;
+    let binary = match agents {
+        Some(b) => b,
+        None => std::env::current_exe().context("finding the agentd binary")?,
+    };
     let report = agentd::bench::run(&binary, &opts, |line| println!("{line}")).await?;
     println!(
         "best: {:.1} flows/s = {:.2} of the crypto ceiling ({:.0} flows/s); growth ratio {}",
