@@ -11,7 +11,7 @@ use super::Message;
 use crate::Core;
 use crate::error::{Error, Result};
 use crate::protocols::{self, After};
-use crate::store::{InboxEntry, Store};
+use crate::store::{InboxEntry, Store, StoreTx};
 
 /// What happened to an accepted message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,8 +160,7 @@ pub(crate) async fn process(core: &Core, batch: Vec<(u64, InboxEntry)>) {
         for (seq, entry) in &batch {
             let message: Message = serde_json::from_str(&entry.message)
                 .map_err(|e| Error::Internal(format!("stored inbox entry: {e}")))?;
-            afters.push(protocols::handle(core, tx, entry, &message)?);
-            tx.remove_inbox(*seq)?;
+            afters.push(apply(core, tx, *seq, entry, &message)?);
         }
         Ok(afters)
     });
@@ -179,8 +178,25 @@ pub(crate) async fn process(core: &Core, batch: Vec<(u64, InboxEntry)>) {
     }
 }
 
-/// Hands one stored message to its protocol, or answers it with a problem
-/// report; the message leaves the inbox in the same transaction.
+/// Hands one message to its protocol inside `tx`. The handler's writes and
+/// the removal from the inbox commit together, so a crash either leaves the
+/// message to be handled again or has handled it completely.
+fn apply(
+    core: &Core,
+    tx: &StoreTx,
+    seq: u64,
+    entry: &InboxEntry,
+    message: &Message,
+) -> Result<After> {
+    let span = tracing::info_span!("inbound", wallet = %entry.wallet_id, thid = %message.thread_id(), r#type = %message.typ);
+    let _enter = span.enter();
+    let after = protocols::handle(core, tx, entry, message)?;
+    tx.remove_inbox(seq)?;
+    Ok(after)
+}
+
+/// Handles one stored message in its own transaction, or answers it with a
+/// problem report; either way it leaves the inbox.
 fn handle(core: &Core, seq: u64, entry: &InboxEntry) -> Option<After> {
     let message: Message = match serde_json::from_str(&entry.message) {
         Ok(m) => m,
@@ -190,20 +206,13 @@ fn handle(core: &Core, seq: u64, entry: &InboxEntry) -> Option<After> {
             return None;
         }
     };
-    let span = tracing::info_span!("inbound", wallet = %entry.wallet_id, thid = %message.thread_id(), r#type = %message.typ);
-    let _enter = span.enter();
-    // The handler's writes and the removal from the inbox commit together,
-    // so a crash either leaves the message to be handled again or has
-    // handled it completely.
-    let result = core.store.transact(|tx| {
-        let after = protocols::handle(core, tx, entry, &message)?;
-        tx.remove_inbox(seq)?;
-        Ok(after)
-    });
-    match result {
+    match core
+        .store
+        .transact(|tx| apply(core, tx, seq, entry, &message))
+    {
         Ok(after) => Some(after),
         Err(e) => {
-            tracing::warn!(error = %e, "message refused by its protocol handler");
+            tracing::warn!(wallet = %entry.wallet_id, thid = %message.thread_id(), error = %e, "message refused by its protocol handler");
             let reported = core.store.transact(|tx| {
                 protocols::refuse(core, tx, entry, &message, &e)?;
                 tx.remove_inbox(seq)
@@ -220,5 +229,72 @@ fn handle(core: &Core, seq: u64, entry: &InboxEntry) -> Option<After> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::DidMethod;
+    use crate::testing;
+
+    #[tokio::test]
+    async fn a_full_inbox_refuses_and_stores_nothing() {
+        let t = testing::core_with(|c| c.didcomm.max_inbox = 2);
+        let a = t.did("a", DidMethod::Peer2);
+        let b = t.did("b", DidMethod::Peer2);
+        // Each call packs a new message (a fresh id).
+        let packed = || {
+            let mut m = Message::new(
+                "https://didcomm.org/trust-ping/2.0/ping",
+                serde_json::json!({}),
+            );
+            m.from = Some(a.did.clone());
+            m.to = vec![b.did.clone()];
+            t.core.envelopes.pack_authcrypt(&a, &b.did, &m).unwrap()
+        };
+        // No worker runs here, so the inbox only grows.
+        for _ in 0..2 {
+            assert_eq!(
+                receive(&t.core, packed().as_bytes()).await.unwrap(),
+                Receipt::Stored
+            );
+        }
+        let before = t.core.store.record_count();
+        let refused = receive(&t.core, packed().as_bytes()).await.unwrap_err();
+        assert!(matches!(refused, Error::ResourceExhausted(_)), "{refused}");
+        assert_eq!(t.core.store.record_count(), before);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_receives_share_transactions_and_store_a_message_once() {
+        let t = testing::core();
+        let a = t.did("a", DidMethod::Peer2);
+        let b = t.did("b", DidMethod::Peer2);
+        let pack = |n: usize| {
+            let mut m = Message::new(
+                "https://didcomm.org/trust-ping/2.0/ping",
+                serde_json::json!({ "n": n }),
+            );
+            m.from = Some(a.did.clone());
+            m.to = vec![b.did.clone()];
+            t.core.envelopes.pack_authcrypt(&a, &b.did, &m).unwrap()
+        };
+        // Ten distinct messages, each sent four times at once.
+        let envelopes: Vec<String> = (0..10).flat_map(|n| vec![pack(n); 4]).collect();
+        let receipts = receive_all(&t.core, &envelopes).await;
+        let stored = receipts.iter().filter(|r| **r == Receipt::Stored).count();
+        assert_eq!(stored, 10, "{receipts:?}");
+        assert_eq!(receipts.len() - stored, 30);
+        assert_eq!(t.core.store.inbox_len(), 10);
+    }
+
+    async fn receive_all(core: &Core, envelopes: &[String]) -> Vec<Receipt> {
+        let mut set = tokio::task::JoinSet::new();
+        for e in envelopes {
+            let (core, e) = (core.clone(), e.clone());
+            set.spawn(async move { receive(&core, e.as_bytes()).await.unwrap() });
+        }
+        set.join_all().await
     }
 }
