@@ -130,7 +130,7 @@ pub(crate) async fn attempt(core: &Core, entries: Vec<OutboxEntry>) {
                 match After::transact(core, |tx, after| record(core, tx, after, o)) {
                     Ok(((), after)) => after.run(core),
                     Err(e) => {
-                        tracing::error!(id = %o.entry.id, error = %e, "recording a delivery failed")
+                        tracing::error!(id = %o.entry().id, error = %e, "recording a delivery failed")
                     }
                 }
             }
@@ -138,48 +138,49 @@ pub(crate) async fn attempt(core: &Core, entries: Vec<OutboxEntry>) {
     }
 }
 
-/// What became of one delivery attempt, and what to write for it.
-struct Outcome {
-    entry: OutboxEntry,
-    /// The message type, if it was delivered.
-    delivered: Option<String>,
-    gave_up: bool,
+/// What became of one delivery attempt.
+enum Outcome {
+    /// Delivered; the message's type.
+    Delivered(OutboxEntry, String),
+    /// Failed; the entry carries the attempt count, error and next attempt.
+    Failed(OutboxEntry),
+}
+
+impl Outcome {
+    fn entry(&self) -> &OutboxEntry {
+        match self {
+            Outcome::Delivered(entry, _) | Outcome::Failed(entry) => entry,
+        }
+    }
+}
+
+/// Past the retry limit the outbox gives up on an entry.
+fn gave_up(core: &Core, entry: &OutboxEntry) -> bool {
+    entry.attempts > core.config.outbox.max_retries
 }
 
 fn settle_entry(core: &Core, mut entry: OutboxEntry, result: Result<String>) -> Outcome {
-    match result {
-        Ok(msg_type) => Outcome {
-            entry,
-            delivered: Some(msg_type),
-            gave_up: false,
-        },
-        Err(e) => {
-            entry.attempts += 1;
-            entry.last_error = Some(e.to_string());
-            let max = core.config.outbox.max_retries;
-            let gave_up = entry.attempts > max;
-            if gave_up {
-                tracing::warn!(id = %entry.id, error = %e, attempts = entry.attempts, "delivery failed; giving up");
-            } else {
-                let delay = backoff(core.config.outbox.base_backoff_ms, entry.attempts);
-                entry.next_attempt_ms = crate::now_ms() + delay as i64;
-                tracing::info!(id = %entry.id, error = %e, attempts = entry.attempts, retry_in_ms = delay, "delivery failed; will retry");
-            }
-            Outcome {
-                entry,
-                delivered: None,
-                gave_up,
-            }
-        }
+    let e = match result {
+        Ok(msg_type) => return Outcome::Delivered(entry, msg_type),
+        Err(e) => e,
+    };
+    entry.attempts += 1;
+    entry.last_error = Some(e.to_string());
+    if gave_up(core, &entry) {
+        tracing::warn!(id = %entry.id, error = %e, attempts = entry.attempts, "delivery failed; giving up");
+    } else {
+        let delay = backoff(core.config.outbox.base_backoff_ms, entry.attempts);
+        entry.next_attempt_ms = crate::now_ms() + delay as i64;
+        tracing::info!(id = %entry.id, error = %e, attempts = entry.attempts, retry_in_ms = delay, "delivery failed; will retry");
     }
+    Outcome::Failed(entry)
 }
 
 /// Writes one outcome: a delivered entry leaves the outbox and moves its
 /// record on; a failed one is rescheduled or buried, and its record told.
 fn record(core: &Core, tx: &StoreTx, after: &mut After, o: &Outcome) -> Result<()> {
-    let entry = &o.entry;
-    match &o.delivered {
-        Some(msg_type) => {
+    match o {
+        Outcome::Delivered(entry, msg_type) => {
             tx.remove_outbox(&entry.id)?;
             match &entry.record_id {
                 Some(record) => {
@@ -188,13 +189,14 @@ fn record(core: &Core, tx: &StoreTx, after: &mut After, o: &Outcome) -> Result<(
                 None => Ok(()),
             }
         }
-        None => {
-            if o.gave_up {
+        Outcome::Failed(entry) => {
+            let gave_up = gave_up(core, entry);
+            if gave_up {
                 tx.bury_outbox(entry)?;
             } else {
                 tx.put_outbox(entry)?;
             }
-            issue_credential::delivery_failed(core, tx, after, entry, o.gave_up)
+            issue_credential::delivery_failed(core, tx, after, entry, gave_up)
         }
     }
 }
