@@ -74,7 +74,7 @@ impl Parties {
             msg.from = Some(from.did.clone());
             msg.to = vec![to.did.clone()];
             let packed = self.envelopes.pack_authcrypt(from, &to.did, &msg)?;
-            let opened = self.envelopes.unpack(packed.as_bytes()).map_err(internal)?;
+            let opened = self.envelopes.unpack(packed.as_bytes())?;
             debug_assert_eq!(opened.message.id, msg.id);
         }
         let id = format!("urn:uuid:bench-{n}");

@@ -9,11 +9,10 @@ mod flows;
 mod proc;
 mod seed;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-
-use std::path::Path;
 
 use crate::config::Outbox;
 use crate::harness::{self, Clients, HarnessError, ProcessAgent};
@@ -88,6 +87,7 @@ pub struct Level {
 pub struct Growth {
     /// Flows stored on each side before the run.
     pub stored: usize,
+    /// Seeding both stores, starting both agents and connecting them.
     pub seconds_to_seed: f64,
     pub run: Level,
 }
@@ -167,7 +167,7 @@ pub async fn run(binary: &Path, opts: &Options, mut progress: impl FnMut(&str)) 
 }
 
 /// One line for a level.
-pub fn describe(l: &Level) -> String {
+fn describe(l: &Level) -> String {
     format!(
         "concurrency {:>3}: {:>5} flows in {:>6.2} s = {:>7.1} flows/s ({:.0} msgs/s), p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, CPU {} per flow, peak RSS {}, {:.2} of ceiling",
         l.concurrency,
