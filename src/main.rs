@@ -109,6 +109,14 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
     let config = Config::load(&path)?;
     init_logging(config.log.format == "json");
     let master = std::env::var("AGENTD_MASTER_KEY").ok();
+    // Before the ready line: a supervisor may send SIGTERM as soon as it
+    // reads it, and an uninstalled handler would let the signal kill us
+    // without a shutdown.
+    use tokio::signal::unix::{SignalKind, signal};
+    let (mut term, mut int) = (
+        signal(SignalKind::terminate())?,
+        signal(SignalKind::interrupt())?,
+    );
     let mut agent = Agent::start(config, master.as_deref())
         .await
         .context("agentd could not start")?;
@@ -117,9 +125,8 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
         "agentd ready didcomm={} grpc={} endpoint={}",
         agent.didcomm_addr, agent.grpc_addr, agent.endpoint
     );
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = agent.until_stopped() => tracing::error!("a server stopped unexpectedly"),
     }
