@@ -1,6 +1,7 @@
-//! The durable, idempotent inbox: a message is unpacked and checked, stored
-//! once per (wallet, message id), flushed, and only then acknowledged. A
-//! worker hands stored messages to their protocol handlers.
+//! The durable, idempotent inbox: a message is unpacked and checked, marked
+//! seen once per (wallet, message id), handled or stored, flushed, and only
+//! then acknowledged. A worker hands stored messages to their protocol
+//! handlers.
 
 use std::sync::Arc;
 
@@ -11,7 +12,7 @@ use super::Message;
 use crate::Core;
 use crate::error::{Error, Result};
 use crate::protocols::{self, After};
-use crate::store::{InboxEntry, Store, StoreTx};
+use crate::store::{InboxEntry, StoreTx};
 
 /// What happened to an accepted message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,7 +22,8 @@ pub enum Receipt {
     Duplicate,
 }
 
-/// Unpacks, checks and durably stores one inbound envelope. A full inbox
+/// Unpacks, checks and durably takes in one inbound envelope: handled
+/// at once, or stored for the worker (see [`Intake`]). A full inbox
 /// (`didcomm.max_inbox` waiting) refuses it with ResourceExhausted; the
 /// bound is checked before each store, so concurrent requests can pass it
 /// by at most their number.
@@ -34,7 +36,6 @@ pub async fn receive(core: &Core, packed: &[u8]) -> Result<Receipt> {
     }
     let unpacked = core.envelopes.unpack(packed)?;
     let wallet = unpacked.recipient.wallet_id.clone();
-    let id = unpacked.message.id.clone();
     let entry = InboxEntry {
         wallet_id: wallet.clone(),
         recipient: unpacked.recipient.did,
@@ -42,25 +43,45 @@ pub async fn receive(core: &Core, packed: &[u8]) -> Result<Receipt> {
         message: unpacked.message.to_json(),
         received_at_ms: crate::now_ms(),
     };
+    let id = unpacked.message.id.clone();
     let seq = core.store.next_id()?;
-    let fresh = core
-        .intake
-        .store(&core.store, seq, id.clone(), entry)
-        .await?;
+    let taken = core.intake.take(core, seq, entry, unpacked.message).await?;
     // A duplicate is acknowledged only once its first copy is durable too.
     core.store.durable().await?;
-    if fresh {
-        core.inbox_wake.notify_one();
-        Ok(Receipt::Stored)
-    } else {
-        tracing::debug!(%wallet, message_id = %id, "duplicate message ignored");
-        Ok(Receipt::Duplicate)
+    match taken {
+        Taken::Handled(after) => {
+            after.run(core);
+            Ok(Receipt::Stored)
+        }
+        Taken::Stored => {
+            core.inbox_wake.notify_one();
+            Ok(Receipt::Stored)
+        }
+        Taken::Duplicate => {
+            tracing::debug!(%wallet, message_id = %id, "duplicate message ignored");
+            Ok(Receipt::Duplicate)
+        }
     }
 }
 
-/// Concurrent receives share one transaction (each sled transaction writes
-/// and syncs the log): whoever holds the commit lock writes every entry
-/// queued so far and hands each its answer.
+/// What the intake transaction did with a message.
+enum Taken {
+    /// Handled by its protocol in the transaction that marked it seen.
+    Handled(After),
+    /// Stored in the inbox for the worker.
+    Stored,
+    Duplicate,
+}
+
+/// Concurrent receives share one transaction (each sled transaction takes
+/// sled's global write lock and writes the log): whoever holds the commit
+/// lock takes in every message queued so far and hands each its answer.
+///
+/// When the inbox is empty, the batch is handled in that same transaction,
+/// so a message costs one transaction and one flush instead of two of
+/// each. Anything older still waiting in the inbox, or a message its
+/// handler refuses, sends the whole batch the stored way instead: the
+/// worker keeps arrival order and answers refusals one by one.
 #[derive(Clone, Default)]
 pub struct Intake(Arc<IntakeInner>);
 
@@ -72,47 +93,62 @@ struct IntakeInner {
 
 struct Queued {
     seq: u64,
-    id: String,
     entry: InboxEntry,
-    /// Whether the message was new (not seen before).
-    done: oneshot::Sender<Result<bool>>,
+    message: Message,
+    done: oneshot::Sender<Result<Taken>>,
 }
 
 impl Intake {
-    /// Marks the message seen and stores it unless it was seen before;
-    /// returns whether it was new. Not yet durable.
-    async fn store(&self, store: &Store, seq: u64, id: String, entry: InboxEntry) -> Result<bool> {
+    /// Marks the message seen and, unless it was seen before, handles or
+    /// stores it. Not yet durable.
+    async fn take(
+        &self,
+        core: &Core,
+        seq: u64,
+        entry: InboxEntry,
+        message: Message,
+    ) -> Result<Taken> {
         let (done, mut answer) = oneshot::channel();
         self.queue().push(Queued {
             seq,
-            id,
             entry,
+            message,
             done,
         });
         let _commit = self.0.commit.lock().await;
-        // The previous holder may have written ours with its batch.
-        if let Ok(fresh) = answer.try_recv() {
-            return fresh;
+        // The previous holder may have taken ours with its batch.
+        if let Ok(taken) = answer.try_recv() {
+            return taken;
         }
         let batch = std::mem::take(&mut *self.queue());
-        let written = store.transact(|tx| {
-            batch
-                .iter()
-                .map(|q| {
-                    let fresh = tx.mark_seen(&q.entry.wallet_id, &q.id)?;
-                    if fresh {
-                        tx.push_inbox(q.seq, &q.entry)?;
-                    }
-                    Ok(fresh)
+        let handled = (core.store.inbox_len() == 0)
+            .then(|| {
+                take_each(core, &batch, |tx, q| {
+                    Ok(Taken::Handled(dispatch(core, tx, &q.entry, &q.message)?))
                 })
-                .collect::<Result<Vec<bool>>>()
-        });
-        for (i, q) in batch.into_iter().enumerate() {
-            let result = match &written {
-                Ok(fresh) => Ok(fresh[i]),
-                Err(e) => Err(Error::Storage(e.to_string())),
-            };
-            let _ = q.done.send(result);
+                .ok()
+            })
+            .flatten();
+        let taken = handled.map_or_else(
+            || {
+                take_each(core, &batch, |tx, q| {
+                    tx.push_inbox(q.seq, &q.entry)?;
+                    Ok(Taken::Stored)
+                })
+            },
+            Ok,
+        );
+        match taken {
+            Ok(taken) => {
+                for (q, t) in batch.into_iter().zip(taken) {
+                    let _ = q.done.send(Ok(t));
+                }
+            }
+            Err(e) => {
+                for q in batch {
+                    let _ = q.done.send(Err(Error::Storage(e.to_string())));
+                }
+            }
         }
         answer
             .await
@@ -122,6 +158,27 @@ impl Intake {
     fn queue(&self) -> std::sync::MutexGuard<'_, Vec<Queued>> {
         self.0.queue.lock().expect("intake queue")
     }
+}
+
+/// In one transaction, marks each queued message seen and passes the new
+/// ones to `fresh`.
+fn take_each(
+    core: &Core,
+    batch: &[Queued],
+    fresh: impl Fn(&StoreTx, &Queued) -> Result<Taken>,
+) -> Result<Vec<Taken>> {
+    core.store.transact(|tx| {
+        batch
+            .iter()
+            .map(|q| {
+                if tx.mark_seen(&q.entry.wallet_id, &q.message.id)? {
+                    fresh(tx, q)
+                } else {
+                    Ok(Taken::Duplicate)
+                }
+            })
+            .collect()
+    })
 }
 
 /// Processes stored messages in arrival order until shutdown.
@@ -188,11 +245,16 @@ fn apply(
     entry: &InboxEntry,
     message: &Message,
 ) -> Result<After> {
-    let span = tracing::info_span!("inbound", wallet = %entry.wallet_id, thid = %message.thread_id(), r#type = %message.typ);
-    let _enter = span.enter();
-    let after = protocols::handle(core, tx, entry, message)?;
+    let after = dispatch(core, tx, entry, message)?;
     tx.remove_inbox(seq)?;
     Ok(after)
+}
+
+/// Hands one message to its protocol inside `tx`, in its `inbound` span.
+fn dispatch(core: &Core, tx: &StoreTx, entry: &InboxEntry, message: &Message) -> Result<After> {
+    let span = tracing::info_span!("inbound", wallet = %entry.wallet_id, thid = %message.thread_id(), r#type = %message.typ);
+    let _enter = span.enter();
+    protocols::handle(core, tx, entry, message)
 }
 
 /// Handles one stored message in its own transaction, or answers it with a
@@ -287,6 +349,40 @@ mod tests {
         assert_eq!(stored, 10, "{receipts:?}");
         assert_eq!(receipts.len() - stored, 30);
         assert_eq!(t.core.store.inbox_len(), 10);
+    }
+
+    #[tokio::test]
+    async fn a_message_is_handled_at_once_unless_older_ones_wait() {
+        let t = testing::core();
+        let (ours, _) = t.connect("a", "b").await;
+        let from = t.core.store.did_owner(&ours.our_did).unwrap().unwrap();
+        let to = ours.their_did.clone().unwrap();
+        let packed = |typ: &str| {
+            let mut m = Message::new(typ, serde_json::json!({"response_requested": true}));
+            m.from = Some(from.did.clone());
+            m.to = vec![to.clone()];
+            t.core.envelopes.pack_authcrypt(&from, &to, &m).unwrap()
+        };
+        let ping = "https://didcomm.org/trust-ping/2.0/ping";
+        let outbox = t.core.store.outbox_len();
+
+        // Handled in the receiving transaction: nothing waits, the reply is queued.
+        let r = receive(&t.core, packed(ping).as_bytes()).await.unwrap();
+        assert_eq!(r, Receipt::Stored);
+        assert_eq!(t.core.store.inbox_len(), 0);
+        assert_eq!(t.core.store.outbox_len(), outbox + 1);
+
+        // A message its handler refuses is stored for the worker to answer,
+        // and a good one behind it waits its turn rather than overtaking.
+        receive(
+            &t.core,
+            packed("https://example.org/unknown/1.0/x").as_bytes(),
+        )
+        .await
+        .unwrap();
+        receive(&t.core, packed(ping).as_bytes()).await.unwrap();
+        assert_eq!(t.core.store.inbox_len(), 2);
+        assert_eq!(t.core.store.outbox_len(), outbox + 1);
     }
 
     async fn receive_all(core: &Core, envelopes: &[String]) -> Vec<Receipt> {
