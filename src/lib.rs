@@ -56,7 +56,7 @@ pub struct Core {
     /// Our public DIDComm endpoint, as written into our did:peer:2 DIDs.
     pub(crate) endpoint: String,
     pub(crate) inbox_wake: Arc<tokio::sync::Notify>,
-    pub(crate) intake: didcomm::inbox::Intake,
+    pub(crate) intake: Arc<didcomm::inbox::Intake>,
     pub(crate) outbox_wake: Arc<tokio::sync::Notify>,
     pub(crate) waiters: Waiters,
     pub(crate) events: events::Events,

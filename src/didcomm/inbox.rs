@@ -3,16 +3,13 @@
 //! then acknowledged. A worker hands stored messages to their protocol
 //! handlers.
 
-use std::sync::Arc;
-
-use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use super::Message;
 use crate::Core;
 use crate::error::{Error, Result};
 use crate::protocols::{self, After};
-use crate::store::{InboxEntry, StoreTx};
+use crate::store::{GroupCommit, InboxEntry, StoreTx};
 
 /// What happened to an accepted message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +42,15 @@ pub async fn receive(core: &Core, packed: &[u8]) -> Result<Receipt> {
     };
     let id = unpacked.message.id.clone();
     let seq = core.store.next_id()?;
-    let taken = core.intake.take(core, seq, entry, unpacked.message).await?;
+    let arrival = Arrival {
+        seq,
+        entry,
+        message: unpacked.message,
+    };
+    let taken = core
+        .intake
+        .run(arrival, |batch| take_in(core, batch))
+        .await?;
     // A duplicate is acknowledged only once its first copy is durable too.
     core.store.durable().await?;
     match taken {
@@ -64,8 +69,24 @@ pub async fn receive(core: &Core, packed: &[u8]) -> Result<Receipt> {
     }
 }
 
+/// Concurrent receives share one transaction ([`GroupCommit`]).
+///
+/// When the inbox is empty, a batch is handled in the transaction that
+/// marks its messages seen, so a message costs one transaction and one
+/// flush instead of two of each. Anything older still waiting in the inbox,
+/// or a message its handler refuses, sends the whole batch the stored way
+/// instead: the worker keeps arrival order and answers refusals one by one.
+pub(crate) type Intake = GroupCommit<Arrival, Taken>;
+
+/// A checked message on its way in.
+pub(crate) struct Arrival {
+    seq: u64,
+    entry: InboxEntry,
+    message: Message,
+}
+
 /// What the intake transaction did with a message.
-enum Taken {
+pub(crate) enum Taken {
     /// Handled by its protocol in the transaction that marked it seen.
     Handled(After),
     /// Stored in the inbox for the worker.
@@ -73,106 +94,48 @@ enum Taken {
     Duplicate,
 }
 
-/// Concurrent receives share one transaction (each sled transaction takes
-/// sled's global write lock and writes the log): whoever holds the commit
-/// lock takes in every message queued so far and hands each its answer.
-///
-/// When the inbox is empty, the batch is handled in that same transaction,
-/// so a message costs one transaction and one flush instead of two of
-/// each. Anything older still waiting in the inbox, or a message its
-/// handler refuses, sends the whole batch the stored way instead: the
-/// worker keeps arrival order and answers refusals one by one.
-#[derive(Clone, Default)]
-pub struct Intake(Arc<IntakeInner>);
-
-#[derive(Default)]
-struct IntakeInner {
-    queue: std::sync::Mutex<Vec<Queued>>,
-    commit: tokio::sync::Mutex<()>,
-}
-
-struct Queued {
-    seq: u64,
-    entry: InboxEntry,
-    message: Message,
-    done: oneshot::Sender<Result<Taken>>,
-}
-
-impl Intake {
-    /// Marks the message seen and, unless it was seen before, handles or
-    /// stores it. Not yet durable.
-    async fn take(
-        &self,
-        core: &Core,
-        seq: u64,
-        entry: InboxEntry,
-        message: Message,
-    ) -> Result<Taken> {
-        let (done, mut answer) = oneshot::channel();
-        self.queue().push(Queued {
-            seq,
-            entry,
-            message,
-            done,
-        });
-        let _commit = self.0.commit.lock().await;
-        // The previous holder may have taken ours with its batch.
-        if let Ok(taken) = answer.try_recv() {
-            return taken;
-        }
-        let batch = std::mem::take(&mut *self.queue());
-        let handled = (core.store.inbox_len() == 0)
-            .then(|| {
-                take_each(core, &batch, |tx, q| {
-                    Ok(Taken::Handled(dispatch(core, tx, &q.entry, &q.message)?))
-                })
-                .ok()
+/// Marks each message seen and, unless seen before, handles or stores it.
+/// Not yet durable.
+fn take_in(core: &Core, batch: &[Arrival]) -> Vec<Result<Taken>> {
+    let handled = (core.store.inbox_len() == 0)
+        .then(|| {
+            take_each(core, batch, |tx, a| {
+                Ok(Taken::Handled(dispatch(core, tx, &a.entry, &a.message)?))
             })
-            .flatten();
-        let taken = handled.map_or_else(
-            || {
-                take_each(core, &batch, |tx, q| {
-                    tx.push_inbox(q.seq, &q.entry)?;
-                    Ok(Taken::Stored)
-                })
-            },
-            Ok,
-        );
-        match taken {
-            Ok(taken) => {
-                for (q, t) in batch.into_iter().zip(taken) {
-                    let _ = q.done.send(Ok(t));
-                }
-            }
-            Err(e) => {
-                for q in batch {
-                    let _ = q.done.send(Err(Error::Storage(e.to_string())));
-                }
-            }
-        }
-        answer
-            .await
-            .expect("our entry was in this or an earlier batch")
-    }
-
-    fn queue(&self) -> std::sync::MutexGuard<'_, Vec<Queued>> {
-        self.0.queue.lock().expect("intake queue")
+            .ok()
+        })
+        .flatten();
+    let taken = handled.map_or_else(
+        || {
+            take_each(core, batch, |tx, a| {
+                tx.push_inbox(a.seq, &a.entry)?;
+                Ok(Taken::Stored)
+            })
+        },
+        Ok,
+    );
+    match taken {
+        Ok(taken) => taken.into_iter().map(Ok).collect(),
+        Err(e) => batch
+            .iter()
+            .map(|_| Err(Error::Storage(e.to_string())))
+            .collect(),
     }
 }
 
-/// In one transaction, marks each queued message seen and passes the new
-/// ones to `fresh`.
+/// In one transaction, marks each message seen and passes the new ones to
+/// `fresh`.
 fn take_each(
     core: &Core,
-    batch: &[Queued],
-    fresh: impl Fn(&StoreTx, &Queued) -> Result<Taken>,
+    batch: &[Arrival],
+    fresh: impl Fn(&StoreTx, &Arrival) -> Result<Taken>,
 ) -> Result<Vec<Taken>> {
     core.store.transact(|tx| {
         batch
             .iter()
-            .map(|q| {
-                if tx.mark_seen(&q.entry.wallet_id, &q.message.id)? {
-                    fresh(tx, q)
+            .map(|a| {
+                if tx.mark_seen(&a.entry.wallet_id, &a.message.id)? {
+                    fresh(tx, a)
                 } else {
                     Ok(Taken::Duplicate)
                 }

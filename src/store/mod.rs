@@ -3,11 +3,14 @@
 //! Reads go through the `Store` methods; writes that must land together go
 //! through [`Store::transact`], which runs one sled transaction over every
 //! tree. [`Store::durable`] flushes with group commit: callers waiting at the
-//! same time share one `flush_async`.
+//! same time share one `flush_async`, and [`GroupCommit`] lets concurrent
+//! callers share one transaction.
 
+mod group;
 mod model;
 mod tx;
 
+pub use group::GroupCommit;
 pub use model::*;
 pub use tx::StoreTx;
 
