@@ -34,6 +34,7 @@ pub fn core_with(configure: impl FnOnce(&mut Config)) -> TestCore {
         endpoint: "http://127.0.0.1:9/didcomm".into(),
         inbox_wake: Default::default(),
         intake: Default::default(),
+        actions: Default::default(),
         outbox_wake: Default::default(),
         waiters: Waiters::default(),
         events: Default::default(),

@@ -94,6 +94,13 @@ pub struct NewDid {
     keys: Vec<crate::store::StoredKey>,
 }
 
+impl NewDid {
+    /// The sealed signing key, to sign with before the DID is stored.
+    pub fn signing_key(&self) -> &crate::store::StoredKey {
+        &self.keys[0]
+    }
+}
+
 /// Writes a new DID's keys and record inside a transaction.
 pub fn put_did(tx: &StoreTx, new: &NewDid) -> Result<()> {
     for k in &new.keys {

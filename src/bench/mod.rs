@@ -4,7 +4,7 @@
 //! against the crypto ceiling measured in the same run, and again with many
 //! records already stored. Figures are printed and returned as JSON.
 
-mod ceiling;
+pub mod ceiling;
 mod flows;
 mod proc;
 mod seed;

@@ -30,7 +30,10 @@ impl<J, O> GroupCommit<J, O> {
     /// run by someone else answers this job too, so `batch` may not run.
     pub async fn run(&self, job: J, batch: impl FnOnce(&[J]) -> Vec<Result<O>>) -> Result<O> {
         let (done, mut answer) = oneshot::channel();
-        self.queue.lock().expect("group commit queue").push((job, done));
+        self.queue
+            .lock()
+            .expect("group commit queue")
+            .push((job, done));
         let _turn = self.turn.lock().await;
         if let Ok(result) = answer.try_recv() {
             return result;
@@ -88,6 +91,9 @@ mod tests {
             }
         }
         let batches = batches.load(Ordering::SeqCst);
-        assert!(batches < 200, "{batches} batches for 200 jobs: nothing was shared");
+        assert!(
+            batches < 200,
+            "{batches} batches for 200 jobs: nothing was shared"
+        );
     }
 }

@@ -17,8 +17,8 @@ use super::{After, connections, problem_report};
 use crate::didcomm::{Message, outbox};
 use crate::error::{Error, Result};
 use crate::store::{
-    Connection, ConnectionState, CredentialRecord, DidMethod, DidRecord, RecordEvent, RecordState,
-    Role, StoreTx, StoredCredential,
+    Connection, ConnectionState, CredentialRecord, DidMethod, DidRecord, GroupCommit, RecordEvent,
+    RecordState, Role, StoreTx, StoredCredential,
 };
 use crate::{Core, vc, wallet};
 use machine::{Effect, Event};
@@ -74,7 +74,7 @@ fn parse_claims(json: &str) -> Result<Map<String, Value>> {
 
 /// A transaction in progress: the core, its writes, and what runs once it
 /// has committed.
-struct Io<'a, 't> {
+pub(crate) struct Io<'a, 't> {
     core: &'a Core,
     tx: &'a StoreTx<'t>,
     after: &'a mut After,
@@ -195,6 +195,51 @@ async fn commit<R>(core: &Core, f: impl Fn(&mut Io) -> Result<R>) -> Result<R> {
     Ok(r)
 }
 
+/// A control-plane action on one record, run inside a transaction.
+pub(crate) type Action = Box<dyn Fn(&mut Io) -> Result<CredentialRecord> + Send + Sync>;
+
+/// Control-plane actions arriving together share one transaction.
+pub(crate) type Actions = GroupCommit<Action, (CredentialRecord, After)>;
+
+/// As [`commit`], for a control-plane action: actions called at the same
+/// time commit together, each with its own result and events.
+async fn act_on(
+    core: &Core,
+    f: impl Fn(&mut Io) -> Result<CredentialRecord> + Send + Sync + 'static,
+) -> Result<CredentialRecord> {
+    let (rec, after) = core
+        .actions
+        .run(Box::new(f), |batch| run_actions(core, batch))
+        .await?;
+    core.store.durable().await?;
+    after.run(core);
+    Ok(rec)
+}
+
+/// All of `batch` in one transaction; if any is refused (a lost race, a
+/// record no longer in its state), each in its own, so only it fails.
+fn run_actions(core: &Core, batch: &[Action]) -> Vec<Result<(CredentialRecord, After)>> {
+    let one = |tx: &StoreTx, f: &Action| {
+        let mut after = After::default();
+        let rec = f(&mut Io {
+            core,
+            tx,
+            after: &mut after,
+        })?;
+        Ok((rec, after))
+    };
+    let together = core
+        .store
+        .transact(|tx| batch.iter().map(|f| one(tx, f)).collect::<Result<Vec<_>>>());
+    match together {
+        Ok(all) => all.into_iter().map(Ok).collect(),
+        Err(_) => batch
+            .iter()
+            .map(|f| core.store.transact(|tx| one(tx, f)))
+            .collect(),
+    }
+}
+
 /// Reads the record as it is inside the transaction and refuses if it
 /// changed since the caller read it (compare-and-swap on the version).
 fn current(tx: &StoreTx, seen: &CredentialRecord) -> Result<CredentialRecord> {
@@ -234,14 +279,17 @@ pub async fn create_offer(core: &Core, wallet: &str, spec: &OfferSpec) -> Result
     let conn = core.store.connection(wallet, &spec.connection_id)?;
     require_active(&conn)?;
     let issuer_candidate = match spec.issuer_did.as_deref().filter(|d| !d.is_empty()) {
-        Some(d) => IssuerDid::Given(user_did_key(core, wallet, d, "issuer_did")?),
-        None => IssuerDid::Default(wallet::new_did(
-            &core.keys,
-            &core.endpoint,
-            wallet,
-            DidMethod::Key,
-            "issuer",
-        )),
+        Some(d) => IssuerDid::Given(user_did_key(core, wallet, d, "issuer_did")?.did),
+        None => match core.store.meta(&IssuerDid::meta_name(wallet))? {
+            Some(did) => IssuerDid::Given(String::from_utf8_lossy(&did).into_owned()),
+            None => IssuerDid::Default(wallet::new_did(
+                &core.keys,
+                &core.endpoint,
+                wallet,
+                DidMethod::Key,
+                "issuer",
+            )),
+        },
     };
     let now = crate::now_ms();
     let terms = messages::OfferTerms {
@@ -266,14 +314,15 @@ pub async fn create_offer(core: &Core, wallet: &str, spec: &OfferSpec) -> Result
     );
     template.automatic_issuance = spec.automatic_issuance;
     template.idempotency_key = spec.idempotency_key.clone().filter(|k| !k.is_empty());
-    commit(core, |io| {
+    let wallet = wallet.to_string();
+    act_on(core, move |io| {
         if let Some(k) = &template.idempotency_key
-            && let Some(existing) = io.tx.record_by_idempotency(wallet, k)?
+            && let Some(existing) = io.tx.record_by_idempotency(&wallet, k)?
         {
             return Ok(existing);
         }
         let mut rec = template.clone();
-        rec.issuer_did = issuer_candidate.resolve(io.tx, wallet)?;
+        rec.issuer_did = issuer_candidate.resolve(io.tx, &wallet)?;
         io.advance(None, &mut rec, Event::OfferCreated, &Inputs::default())?;
         Ok(rec)
     })
@@ -281,17 +330,22 @@ pub async fn create_offer(core: &Core, wallet: &str, spec: &OfferSpec) -> Result
 }
 
 enum IssuerDid {
-    Given(DidRecord),
+    Given(String),
+    /// A new DID, stored as the wallet's issuer DID unless one was made meanwhile.
     Default(wallet::NewDid),
 }
 
 impl IssuerDid {
+    fn meta_name(wallet: &str) -> String {
+        format!("issuer_did/{wallet}")
+    }
+
     /// The issuer DID; the wallet's default one is made on first use.
     fn resolve(&self, tx: &StoreTx, wallet: &str) -> Result<String> {
         match self {
-            IssuerDid::Given(d) => Ok(d.did.clone()),
+            IssuerDid::Given(did) => Ok(did.clone()),
             IssuerDid::Default(new) => {
-                let name = format!("issuer_did/{wallet}");
+                let name = IssuerDid::meta_name(wallet);
                 if let Some(did) = tx.meta(&name)? {
                     return Ok(String::from_utf8_lossy(&did).into_owned());
                 }
@@ -367,7 +421,7 @@ pub async fn issue(core: &Core, wallet: &str, record_id: &str) -> Result<Credent
         RecordState::RequestReceived,
         "issued",
     )?;
-    commit(core, |io| {
+    act_on(core, move |io| {
         let cur = current(io.tx, &seen)?;
         issue_in(io, cur)
     })
@@ -450,13 +504,25 @@ pub async fn accept_offer(
             "the offer of record {record_id} has expired"
         )));
     }
-    let subject = match subject_did.filter(|d| !d.is_empty()) {
-        Some(d) => user_did_key(core, wallet, d, "subject_did")?,
-        // Stored before signing with it; if the accept then loses a race,
-        // the wallet keeps an unused DID, which is harmless.
-        None => wallet::create_did(core, wallet, DidMethod::Key, "subject")?,
+    // A fresh subject DID is stored with the accept, so an accept that
+    // loses a race leaves no unused DID behind.
+    let (subject, key, fresh) = match subject_did.filter(|d| !d.is_empty()) {
+        Some(d) => {
+            let subject = user_did_key(core, wallet, d, "subject_did")?;
+            let key = core.store.key(wallet, &subject.signing_key_id)?;
+            (subject, key, None)
+        }
+        None => {
+            let new = wallet::new_did(
+                &core.keys,
+                &core.endpoint,
+                wallet,
+                DidMethod::Key,
+                "subject",
+            );
+            (new.record.clone(), new.signing_key().clone(), Some(new))
+        }
     };
-    let key = core.store.key(wallet, &subject.signing_key_id)?;
     let proof = vc::sign_jwt(
         &core.keys,
         &subject,
@@ -468,9 +534,13 @@ pub async fn accept_offer(
         proof_jwt: Some(proof),
         ..Default::default()
     };
-    act(core, &seen, Event::Accept, &inputs, |rec| {
+    act(core, &seen, Event::Accept, inputs, move |tx, rec| {
+        if let Some(new) = &fresh {
+            wallet::put_did(tx, new)?;
+        }
         rec.subject_did = Some(subject.did.clone());
         rec.expires_at_ms = None;
+        Ok(())
     })
     .await
 }
@@ -500,11 +570,18 @@ pub async fn reject_offer(
         reason: Some(reason.to_string()),
         ..Default::default()
     };
-    act(core, &seen, Event::Fail, &inputs, |_| {}).await
+    act(core, &seen, Event::Fail, inputs, |_, _| Ok(())).await
 }
 
 async fn abandon(core: &Core, seen: &CredentialRecord, reason: String) -> Result<CredentialRecord> {
-    act(core, seen, Event::Abandon, &Inputs::because(reason), |_| {}).await
+    act(
+        core,
+        seen,
+        Event::Abandon,
+        Inputs::because(reason),
+        |_, _| Ok(()),
+    )
+    .await
 }
 
 /// The record, if it is a `role` record in `state`; else why not.
@@ -532,14 +609,15 @@ async fn act(
     core: &Core,
     seen: &CredentialRecord,
     event: Event,
-    inputs: &Inputs,
-    edit: impl Fn(&mut CredentialRecord),
+    inputs: Inputs,
+    edit: impl Fn(&StoreTx, &mut CredentialRecord) -> Result<()> + Send + Sync + 'static,
 ) -> Result<CredentialRecord> {
-    commit(core, |io| {
-        let cur = current(io.tx, seen)?;
+    let seen = seen.clone();
+    act_on(core, move |io| {
+        let cur = current(io.tx, &seen)?;
         let mut rec = cur.clone();
-        edit(&mut rec);
-        io.advance(Some(&cur), &mut rec, event.clone(), inputs)?;
+        edit(io.tx, &mut rec)?;
+        io.advance(Some(&cur), &mut rec, event.clone(), &inputs)?;
         Ok(rec)
     })
     .await
