@@ -38,6 +38,10 @@ impl<J, O> GroupCommit<J, O> {
         if let Ok(result) = answer.try_recv() {
             return result;
         }
+        // Let tasks already running queue their jobs behind ours: under
+        // load this makes batches several times larger (fewer, fuller
+        // transactions); alone, it returns at once.
+        tokio::task::yield_now().await;
         let (jobs, answers): (Vec<J>, Vec<_>) =
             std::mem::take(&mut *self.queue.lock().expect("group commit queue"))
                 .into_iter()
