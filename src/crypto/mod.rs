@@ -136,9 +136,9 @@ impl KeyStore {
         wallet: &str,
         key_id: &str,
     ) -> Result<PrivateKeyAgreement> {
-        let kind = self.store.key(wallet, key_id)?.kind;
-        let secret = self.open_secret(wallet, key_id, kind)?;
-        let x = match kind {
+        let stored = self.store.key(wallet, key_id)?;
+        let secret = self.open_stored(wallet, &stored, stored.kind)?;
+        let x = match stored.kind {
             KeyKind::X25519 => secret,
             KeyKind::Ed25519 => {
                 Zeroizing::new(affinidi_crypto::ed25519::ed25519_private_to_x25519(&secret))
