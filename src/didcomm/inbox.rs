@@ -26,7 +26,8 @@ pub enum Receipt {
 /// by at most their number.
 pub async fn receive(core: &Core, packed: &[u8]) -> Result<Receipt> {
     let max = core.config.didcomm.max_inbox;
-    if core.store.inbox_len() >= max {
+    // Counting walks the inbox, so only when something waits.
+    if !core.store.inbox_is_empty() && core.store.inbox_len() >= max {
         return Err(Error::ResourceExhausted(format!(
             "the inbox holds {max} unprocessed messages; retry later"
         )));
@@ -97,7 +98,9 @@ pub(crate) enum Taken {
 /// Marks each message seen and, unless seen before, handles or stores it.
 /// Not yet durable.
 fn take_in(core: &Core, batch: &[Arrival]) -> Vec<Result<Taken>> {
-    let handled = (core.store.inbox_len() == 0)
+    let handled = core
+        .store
+        .inbox_is_empty()
         .then(|| {
             take_each(core, batch, |tx, a| {
                 Ok(Taken::Handled(dispatch(core, tx, &a.entry, &a.message)?))

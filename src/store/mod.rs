@@ -424,8 +424,13 @@ impl Store {
         Ok(removed)
     }
 
+    /// Counts by walking the tree: O(waiting messages).
     pub fn inbox_len(&self) -> usize {
         self.tree(T::Inbox).len()
+    }
+
+    pub fn inbox_is_empty(&self) -> bool {
+        self.tree(T::Inbox).is_empty()
     }
 
     pub fn outbox_len(&self) -> usize {
