@@ -50,7 +50,15 @@ pub async fn receive(core: &Core, packed: &[u8]) -> Result<Receipt> {
     };
     let taken = core
         .intake
-        .run(arrival, |batch| take_in(core, batch))
+        .run(
+            arrival,
+            |batch| take_in(core, batch),
+            |gone| match gone {
+                Taken::Handled(after) => after.run_when_durable(core),
+                Taken::Stored => core.inbox_wake.notify_one(),
+                Taken::Duplicate => {}
+            },
+        )
         .await?;
     // A duplicate is acknowledged only once its first copy is durable too.
     core.store.durable().await?;

@@ -62,6 +62,18 @@ impl After {
             core.outbox_wake.notify_one();
         }
     }
+
+    /// Runs once a flush has made the transaction durable, for a commit
+    /// whose caller went away (a dropped request) before running it.
+    pub fn run_when_durable(self, core: &Core) {
+        let core = core.clone();
+        tokio::spawn(async move {
+            match core.store.durable().await {
+                Ok(()) => self.run(&core),
+                Err(e) => tracing::error!(error = %e, "flush after an abandoned commit failed"),
+            }
+        });
+    }
 }
 
 const ISSUE_CREDENTIAL: &str = "https://didcomm.org/issue-credential/3.";

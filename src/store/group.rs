@@ -28,7 +28,14 @@ impl<J, O> GroupCommit<J, O> {
     /// Queues `job` and returns its result. Whoever holds the turn runs
     /// the queued jobs with `batch`, which answers each, in order. A batch
     /// run by someone else answers this job too, so `batch` may not run.
-    pub async fn run(&self, job: J, batch: impl FnOnce(&[J]) -> Vec<Result<O>>) -> Result<O> {
+    /// A job whose caller has gone (its future dropped) still runs; its
+    /// answer goes to `unclaimed`, which finishes what the caller would have.
+    pub async fn run(
+        &self,
+        job: J,
+        batch: impl FnOnce(&[J]) -> Vec<Result<O>>,
+        unclaimed: impl Fn(O),
+    ) -> Result<O> {
         let (done, mut answer) = oneshot::channel();
         self.queue
             .lock()
@@ -49,7 +56,9 @@ impl<J, O> GroupCommit<J, O> {
         let results = batch(&jobs);
         assert_eq!(results.len(), jobs.len(), "a batch answers every job");
         for (to, result) in answers.into_iter().zip(results) {
-            let _ = to.send(result);
+            if let Err(Ok(orphan)) = to.send(result) {
+                unclaimed(orphan);
+            }
         }
         answer
             .await
@@ -73,17 +82,21 @@ mod tests {
             let (group, batches) = (group.clone(), batches.clone());
             set.spawn(async move {
                 let answer = group
-                    .run(n, |jobs| {
-                        batches.fetch_add(1, Ordering::SeqCst);
-                        // Slow enough that others queue behind this batch.
-                        std::thread::sleep(std::time::Duration::from_millis(2));
-                        jobs.iter()
-                            .map(|j| match j % 7 {
-                                0 => Err(Error::InvalidArgument(format!("{j}"))),
-                                _ => Ok(j * 10),
-                            })
-                            .collect()
-                    })
+                    .run(
+                        n,
+                        |jobs| {
+                            batches.fetch_add(1, Ordering::SeqCst);
+                            // Slow enough that others queue behind this batch.
+                            std::thread::sleep(std::time::Duration::from_millis(2));
+                            jobs.iter()
+                                .map(|j| match j % 7 {
+                                    0 => Err(Error::InvalidArgument(format!("{j}"))),
+                                    _ => Ok(j * 10),
+                                })
+                                .collect()
+                        },
+                        |_| {},
+                    )
                     .await;
                 (n, answer)
             });
@@ -99,5 +112,42 @@ mod tests {
             batches < 200,
             "{batches} batches for 200 jobs: nothing was shared"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_job_whose_caller_went_away_still_runs_and_its_answer_is_unclaimed() {
+        let group: Arc<GroupCommit<u32, u32>> = Default::default();
+        let unclaimed = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let batching = Arc::new(AtomicUsize::new(0));
+        let run = |n: u32| {
+            let (group, unclaimed, batching) = (group.clone(), unclaimed.clone(), batching.clone());
+            async move {
+                group
+                    .run(
+                        n,
+                        |jobs| {
+                            batching.fetch_add(1, Ordering::SeqCst);
+                            // Holds the turn while the next caller queues and goes away.
+                            std::thread::sleep(std::time::Duration::from_millis(100));
+                            jobs.iter().map(|j| Ok(j * 10)).collect()
+                        },
+                        |o| unclaimed.lock().unwrap().push(o),
+                    )
+                    .await
+            }
+        };
+        let until = |ready: &dyn Fn() -> bool| {
+            while !ready() {
+                std::thread::yield_now();
+            }
+        };
+        let first = tokio::spawn(run(1));
+        until(&|| batching.load(Ordering::SeqCst) == 1);
+        let gone = tokio::spawn(run(2));
+        until(&|| group.queue.lock().unwrap().len() == 1);
+        gone.abort();
+        assert_eq!(first.await.unwrap().unwrap(), 10);
+        assert_eq!(run(3).await.unwrap(), 30);
+        assert_eq!(*unclaimed.lock().unwrap(), vec![20]);
     }
 }

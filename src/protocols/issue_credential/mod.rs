@@ -209,7 +209,11 @@ async fn act_on(
 ) -> Result<CredentialRecord> {
     let (rec, after) = core
         .actions
-        .run(Box::new(f), |batch| run_actions(core, batch))
+        .run(
+            Box::new(f),
+            |batch| run_actions(core, batch),
+            |(_, after)| after.run_when_durable(core),
+        )
         .await?;
     core.store.durable().await?;
     after.run(core);
