@@ -120,19 +120,16 @@ pub(crate) async fn attempt(core: &Core, entries: Vec<OutboxEntry>) {
         .collect();
     // Removal need not be durable before going on: a crash before the next
     // flush only re-sends, and receivers deduplicate.
-    match After::transact(core, |tx, after| {
-        outcomes.iter().try_for_each(|o| record(core, tx, after, o))
-    }) {
-        Ok(((), after)) => after.run(core),
-        // One entry's bookkeeping failed: record the others one by one.
-        Err(_) => {
-            for o in &outcomes {
-                match After::transact(core, |tx, after| record(core, tx, after, o)) {
-                    Ok(((), after)) => after.run(core),
-                    Err(e) => {
-                        tracing::error!(id = %o.entry().id, error = %e, "recording a delivery failed")
-                    }
-                }
+    let recorded = core.store.transact_each(&outcomes, |tx, o| {
+        let mut after = After::default();
+        record(core, tx, &mut after, o)?;
+        Ok(after)
+    });
+    for (o, r) in outcomes.iter().zip(recorded) {
+        match r {
+            Ok(after) => after.run(core),
+            Err(e) => {
+                tracing::error!(id = %o.entry().id, error = %e, "recording a delivery failed")
             }
         }
     }

@@ -141,6 +141,19 @@ impl Store {
         Ok(r)
     }
 
+    /// Runs `f` for every item in one transaction; if any item fails, runs
+    /// each in its own, so only the failing ones fail. One result per item.
+    pub fn transact_each<I, R>(
+        &self,
+        items: &[I],
+        f: impl Fn(&StoreTx, &I) -> Result<R>,
+    ) -> Vec<Result<R>> {
+        match self.transact(|tx| items.iter().map(|i| f(tx, i)).collect::<Result<Vec<R>>>()) {
+            Ok(all) => all.into_iter().map(Ok).collect(),
+            Err(_) => items.iter().map(|i| self.transact(|tx| f(tx, i))).collect(),
+        }
+    }
+
     /// Returns once everything written before the call is on disk. Concurrent
     /// callers share a flush: the one holding the lock flushes for all.
     pub async fn durable(&self) -> Result<()> {

@@ -223,7 +223,7 @@ async fn act_on(
 /// All of `batch` in one transaction; if any is refused (a lost race, a
 /// record no longer in its state), each in its own, so only it fails.
 fn run_actions(core: &Core, batch: &[Action]) -> Vec<Result<(CredentialRecord, After)>> {
-    let one = |tx: &StoreTx, f: &Action| {
+    core.store.transact_each(batch, |tx, f| {
         let mut after = After::default();
         let rec = f(&mut Io {
             core,
@@ -231,17 +231,7 @@ fn run_actions(core: &Core, batch: &[Action]) -> Vec<Result<(CredentialRecord, A
             after: &mut after,
         })?;
         Ok((rec, after))
-    };
-    let together = core
-        .store
-        .transact(|tx| batch.iter().map(|f| one(tx, f)).collect::<Result<Vec<_>>>());
-    match together {
-        Ok(all) => all.into_iter().map(Ok).collect(),
-        Err(_) => batch
-            .iter()
-            .map(|f| core.store.transact(|tx| one(tx, f)))
-            .collect(),
-    }
+    })
 }
 
 /// Reads the record as it is inside the transaction and refuses if it
