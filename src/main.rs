@@ -151,15 +151,20 @@ async fn bench(quick: bool, json: PathBuf, agents: Option<PathBuf>) -> anyhow::R
         None => std::env::current_exe().context("finding the agentd binary")?,
     };
     let report = agentd::bench::run(&binary, &opts, |line| println!("{line}")).await?;
-    println!(
-        "best: {:.1} flows/s = {:.2} of the crypto ceiling ({:.0} flows/s); growth ratio {}",
-        report.best_flows_per_sec(),
-        report.best_flows_per_sec() / report.ceiling_flows_per_sec,
-        report.ceiling_flows_per_sec,
-        report
-            .growth_ratio
-            .map_or_else(|| "n/a".into(), |r| format!("{r:.2}")),
-    );
+    if let Some(best) = report.best() {
+        println!(
+            "best: {:.1} flows/s = {:.2} of the crypto ceiling measured before it ({:.0} flows/s; median of the run {:.0}, range {:.0}-{:.0}); growth ratio {}",
+            best.flows_per_sec,
+            best.ratio_to_ceiling,
+            best.ceiling_flows_per_sec,
+            report.ceiling_flows_per_sec,
+            report.ceiling_min,
+            report.ceiling_max,
+            report
+                .growth_ratio
+                .map_or_else(|| "n/a".into(), |r| format!("{r:.2}")),
+        );
+    }
     std::fs::write(&json, serde_json::to_string_pretty(&report)?)
         .with_context(|| format!("writing {}", json.display()))?;
     println!("figures written to {}", json.display());

@@ -80,7 +80,9 @@ pub struct Level {
     pub cpu_ms_per_flow: Option<f64>,
     /// The larger agent's peak resident memory so far.
     pub peak_rss_mib: Option<f64>,
-    /// flows_per_sec ÷ the crypto ceiling.
+    /// The crypto ceiling measured just before this level, agents idle.
+    pub ceiling_flows_per_sec: f64,
+    /// flows_per_sec ÷ that ceiling.
     pub ratio_to_ceiling: f64,
 }
 
@@ -96,7 +98,10 @@ pub struct Growth {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub cores: usize,
+    /// The median of the ceilings measured before each level.
     pub ceiling_flows_per_sec: f64,
+    pub ceiling_min: f64,
+    pub ceiling_max: f64,
     pub levels: Vec<Level>,
     pub growth: Vec<Growth>,
     /// Flows/s with the most records stored ÷ with the fewest.
@@ -104,12 +109,11 @@ pub struct Report {
 }
 
 impl Report {
-    /// The highest flows/s of the concurrency levels.
-    pub fn best_flows_per_sec(&self) -> f64 {
+    /// The concurrency level with the highest flows/s.
+    pub fn best(&self) -> Option<&Level> {
         self.levels
             .iter()
-            .map(|l| l.flows_per_sec)
-            .fold(0.0, f64::max)
+            .max_by(|a, b| a.flows_per_sec.total_cmp(&b.flows_per_sec))
     }
 }
 
@@ -119,19 +123,28 @@ const MESSAGES_PER_FLOW: f64 = 4.0;
 /// calling `progress` with a line for each finished part.
 pub async fn run(binary: &Path, opts: &Options, mut progress: impl FnMut(&str)) -> Result<Report> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let flows = opts.ceiling_flows;
-    let ceiling = tokio::task::spawn_blocking(move || ceiling::measure(flows, cores))
-        .await
-        .expect("ceiling panicked")?;
-    progress(&format!(
-        "crypto ceiling: {ceiling:.0} flows/s on {cores} cores (4 authcrypt pack+unpack + 1 VC-JWT sign+verify per flow)"
-    ));
+    // On a shared machine the ceiling drifts by ±20% within minutes, so each
+    // level is divided by a ceiling measured just before it, not one taken
+    // at the start.
+    let mut ceilings = Vec::new();
+    let mut ceiling = async |progress: &mut dyn FnMut(&str)| -> Result<f64> {
+        let flows = opts.ceiling_flows;
+        let c = tokio::task::spawn_blocking(move || ceiling::measure(flows, cores))
+            .await
+            .expect("ceiling panicked")?;
+        progress(&format!(
+            "crypto ceiling: {c:.0} flows/s on {cores} cores (4 authcrypt pack+unpack + 1 VC-JWT sign+verify per flow)"
+        ));
+        ceilings.push(c);
+        Ok(c)
+    };
 
     let pair = Pair::start(binary, None).await?;
     pair.warm_up().await?;
     let mut levels = Vec::new();
     for &(concurrency, n) in &opts.levels {
-        let level = pair.measure(n, concurrency, ceiling).await?;
+        let c = ceiling(&mut progress).await?;
+        let level = pair.measure(n, concurrency, c).await?;
         progress(&describe(&level));
         levels.push(level);
     }
@@ -143,8 +156,9 @@ pub async fn run(binary: &Path, opts: &Options, mut progress: impl FnMut(&str)) 
         let pair = Pair::start(binary, Some(stored)).await?;
         let seconds_to_seed = started.elapsed().as_secs_f64();
         pair.warm_up().await?;
+        let c = ceiling(&mut progress).await?;
         let run = pair
-            .measure(opts.growth_flows, opts.growth_concurrency, ceiling)
+            .measure(opts.growth_flows, opts.growth_concurrency, c)
             .await?;
         progress(&format!("with {stored} flows stored: {}", describe(&run)));
         growth.push(Growth {
@@ -158,9 +172,12 @@ pub async fn run(binary: &Path, opts: &Options, mut progress: impl FnMut(&str)) 
         (Some(a), Some(b)) if growth.len() > 1 => Some(b.run.flows_per_sec / a.run.flows_per_sec),
         _ => None,
     };
+    ceilings.sort_by(f64::total_cmp);
     Ok(Report {
         cores,
-        ceiling_flows_per_sec: ceiling,
+        ceiling_flows_per_sec: ceilings.get(ceilings.len() / 2).copied().unwrap_or(0.0),
+        ceiling_min: ceilings.first().copied().unwrap_or(0.0),
+        ceiling_max: ceilings.last().copied().unwrap_or(0.0),
         levels,
         growth,
         growth_ratio,
@@ -305,6 +322,7 @@ impl Pair {
             p99_ms: pct(0.99),
             cpu_ms_per_flow: cpu.map(|c| c * 1000.0 / run.flows as f64),
             peak_rss_mib: self.peak_rss_mib(),
+            ceiling_flows_per_sec: ceiling,
             ratio_to_ceiling: flows_per_sec / ceiling,
         })
     }
