@@ -8,6 +8,7 @@ mod multikey;
 mod peer;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 pub use key::did_key_from_ed25519;
 pub use peer::create_peer2;
@@ -149,19 +150,20 @@ fn find_key<'a>(
 /// How many resolved DIDs are kept; past it the cache starts over.
 const CACHE_SIZE: usize = 10_000;
 
-static CACHE: std::sync::LazyLock<std::sync::Mutex<HashMap<String, ResolvedDid>>> =
+static CACHE: std::sync::LazyLock<std::sync::Mutex<HashMap<String, Arc<ResolvedDid>>>> =
     std::sync::LazyLock::new(Default::default);
 
 /// Resolves a did:key or did:peer:2 (a DID URL's fragment and query are ignored).
 /// Both methods derive the document from the DID itself, so a resolved DID
-/// never changes and is cached (every pack and unpack resolves two).
-pub fn resolve(did_url: &str) -> Result<ResolvedDid, DidError> {
+/// never changes and is cached (every pack and unpack resolves two), and
+/// shared rather than copied.
+pub fn resolve(did_url: &str) -> Result<Arc<ResolvedDid>, DidError> {
     let did = did_of(did_url);
     let cache = || CACHE.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(hit) = cache().get(did) {
         return Ok(hit.clone());
     }
-    let resolved = resolve_uncached(did)?;
+    let resolved = Arc::new(resolve_uncached(did)?);
     let mut cache = cache();
     if cache.len() >= CACHE_SIZE {
         cache.clear();

@@ -250,7 +250,7 @@ fn verify_jws(jws: &str) -> Result<(Message, String), EnvelopeError> {
         .map_err(|e| EnvelopeError::BadSignature(e.to_string()))?;
     let message: Message = serde_json::from_slice(&parsed.payload)
         .map_err(|e| EnvelopeError::BadPlaintext(e.to_string()))?;
-    Ok((message, resolved.did))
+    Ok((message, resolved.did.clone()))
 }
 
 #[cfg(test)]
