@@ -121,13 +121,11 @@ pub(crate) async fn attempt(core: &Core, entries: Vec<OutboxEntry>) {
     // Removal need not be durable before going on: a crash before the next
     // flush only re-sends, and receivers deduplicate.
     let recorded = core.store.transact_each(&outcomes, |tx, o| {
-        let mut after = After::default();
-        record(core, tx, &mut after, o)?;
-        Ok(after)
+        After::gather(|after| record(core, tx, after, o))
     });
     for (o, r) in outcomes.iter().zip(recorded) {
         match r {
-            Ok(after) => after.run(core),
+            Ok(((), after)) => after.run(core),
             Err(e) => {
                 tracing::error!(id = %o.entry().id, error = %e, "recording a delivery failed")
             }

@@ -46,11 +46,16 @@ impl After {
         core: &Core,
         f: impl Fn(&StoreTx, &mut After) -> Result<R>,
     ) -> Result<(R, After)> {
-        core.store.transact(|tx| {
-            let mut after = After::default();
-            let r = f(tx, &mut after)?;
-            Ok((r, after))
-        })
+        core.store
+            .transact(|tx| After::gather(|after| f(tx, after)))
+    }
+
+    /// Runs `f` with a fresh `After` and returns both: for work inside a
+    /// transaction someone else runs (batched commits).
+    pub fn gather<R>(f: impl FnOnce(&mut After) -> Result<R>) -> Result<(R, After)> {
+        let mut after = After::default();
+        let r = f(&mut after)?;
+        Ok((r, after))
     }
 
     pub fn run(self, core: &Core) {

@@ -224,13 +224,7 @@ async fn act_on(
 /// record no longer in its state), each in its own, so only it fails.
 fn run_actions(core: &Core, batch: &[Action]) -> Vec<Result<(CredentialRecord, After)>> {
     core.store.transact_each(batch, |tx, f| {
-        let mut after = After::default();
-        let rec = f(&mut Io {
-            core,
-            tx,
-            after: &mut after,
-        })?;
-        Ok((rec, after))
+        After::gather(|after| f(&mut Io { core, tx, after }))
     })
 }
 
