@@ -3,7 +3,30 @@
 //! [`Agent::start`] opens the store, binds the DIDComm HTTP listener and the
 //! gRPC control plane, and starts the inbox and outbox workers;
 //! [`RunningAgent::shutdown`] stops accepting, drains and flushes.
+//!
+//! A map, following one message:
+//! - **In.** `POST /didcomm` ([`didcomm::http`]) checks limits, then
+//!   [`didcomm::inbox::receive`] unpacks the envelope ([`didcomm::Envelopes`],
+//!   keys from [`crypto`], DIDs from [`did`]) and takes it in: handled in
+//!   the transaction that marks it seen, or stored in the inbox for the
+//!   inbox worker. Either way it is flushed before the `202`.
+//! - **Decided.** The transport hands it to [`protocols::Protocols`] (the
+//!   one [`didcomm::Dispatch`] table), which routes by message type: trust
+//!   ping, discover features, problem reports, or
+//!   [`protocols::issue_credential`], whose `machine.rs` is the pure
+//!   transition function and whose other files carry it out.
+//! - **Stored.** Every write goes through one [`store::StoreTx`]
+//!   transaction (records, indices, outbox entries, events together);
+//!   [`store::Store::durable`] flushes, shared by concurrent callers.
+//! - **Out.** A transition's messages sit in the outbox tree;
+//!   [`didcomm::outbox`] sends them once durable, records the outcome and
+//!   reports it back through [`didcomm::Dispatch`].
+//! - **Seen.** What a transaction leaves to do (events to subscribers,
+//!   replies to waiting calls, waking the outbox) is an [`after::After`],
+//!   run only once the transaction is durable. The control plane is
+//!   [`rpc`] (tonic), errors map to statuses there only.
 
+pub mod after;
 pub mod bench;
 pub mod config;
 pub mod crypto;
@@ -31,8 +54,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::crypto::{KeyStore, MasterKey};
-use crate::didcomm::{Envelopes, Waiters};
+use crate::didcomm::{Envelopes, Transport, Waiters};
 use crate::error::{Error, Result};
+use crate::protocols::Protocols;
 use crate::store::Store;
 
 pub fn now_ms() -> i64 {
@@ -46,7 +70,10 @@ pub fn now_secs() -> u64 {
     (now_ms() / 1000) as u64
 }
 
-/// The parts every handler needs; cheap to clone.
+/// What every part needs: storage, keys, envelopes, configuration, event
+/// publication, reply waiters and the workers' wake-ups. Protocol state
+/// lives in [`protocols::Protocols`], transport state in
+/// [`didcomm::Transport`]. Cheap to clone.
 #[derive(Clone)]
 pub struct Core {
     pub(crate) store: Store,
@@ -56,12 +83,9 @@ pub struct Core {
     /// Our public DIDComm endpoint, as written into our did:peer:2 DIDs.
     pub(crate) endpoint: String,
     pub(crate) inbox_wake: Arc<tokio::sync::Notify>,
-    pub(crate) intake: Arc<didcomm::inbox::Intake>,
-    pub(crate) actions: Arc<protocols::issue_credential::Actions>,
     pub(crate) outbox_wake: Arc<tokio::sync::Notify>,
     pub(crate) waiters: Waiters,
     pub(crate) events: events::Events,
-    pub(crate) http: reqwest::Client,
 }
 
 pub struct Agent;
@@ -102,12 +126,6 @@ impl Agent {
         let keys = KeyStore::open(master, store.clone())?;
         // rustls needs one process-wide crypto provider; a second install is a no-op.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_millis(
-                config.outbox.send_timeout_ms,
-            ))
-            .build()
-            .map_err(|e| Error::Internal(format!("HTTP client: {e}")))?;
         let core = Core {
             envelopes: Envelopes::new(keys.clone(), store.clone()),
             store: store.clone(),
@@ -115,30 +133,31 @@ impl Agent {
             config: Arc::new(config),
             endpoint: endpoint.clone(),
             inbox_wake: Default::default(),
-            intake: Default::default(),
-            actions: Default::default(),
             outbox_wake: Default::default(),
             waiters: Default::default(),
             events: Default::default(),
-            http,
         };
         wallet::ensure_default(&core)?;
         store.durable().await?;
+        let protocols = Protocols::new(&core);
+        let transport = Transport::new(core.clone(), Arc::new(protocols.clone()))?;
 
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
         tasks.spawn(didcomm::http::serve(
-            core.clone(),
+            transport.clone(),
             didcomm_listener,
             shutdown.clone(),
         ));
-        tasks.spawn(rpc::serve(core.clone(), grpc_listener, shutdown.clone()));
-        tasks.spawn(didcomm::inbox::run(core.clone(), shutdown.clone()));
-        tasks.spawn(didcomm::outbox::run(core.clone(), shutdown.clone()));
-        tasks.spawn(protocols::issue_credential::sweep(
+        tasks.spawn(rpc::serve(
             core.clone(),
+            protocols.clone(),
+            grpc_listener,
             shutdown.clone(),
         ));
+        tasks.spawn(didcomm::inbox::run(transport.clone(), shutdown.clone()));
+        tasks.spawn(didcomm::outbox::run(transport, shutdown.clone()));
+        tasks.spawn(protocols.issuance.sweep(shutdown.clone()));
         tracing::info!(%didcomm_addr, %grpc_addr, %endpoint, "agentd started");
         Ok(RunningAgent {
             didcomm_addr,

@@ -6,11 +6,14 @@ use std::sync::Arc;
 use crate::Core;
 use crate::config::Config;
 use crate::crypto::{KeyStore, MasterKey};
-use crate::didcomm::{Envelopes, Waiters};
+use crate::didcomm::{Envelopes, Transport, Waiters};
+use crate::protocols::Protocols;
 use crate::store::{Connection, DidMethod, DidRecord, Store};
 
 pub struct TestCore {
     pub core: Core,
+    pub protocols: Protocols,
+    pub transport: Transport,
     _dir: tempfile::TempDir,
 }
 
@@ -33,15 +36,19 @@ pub fn core_with(configure: impl FnOnce(&mut Config)) -> TestCore {
         config: Arc::new(config),
         endpoint: "http://127.0.0.1:9/didcomm".into(),
         inbox_wake: Default::default(),
-        intake: Default::default(),
-        actions: Default::default(),
         outbox_wake: Default::default(),
         waiters: Waiters::default(),
         events: Default::default(),
-        http: reqwest::Client::new(),
     };
     crate::wallet::ensure_default(&core).expect("default wallet");
-    TestCore { core, _dir: dir }
+    let protocols = Protocols::new(&core);
+    let transport = Transport::new(core.clone(), Arc::new(protocols.clone())).expect("transport");
+    TestCore {
+        core,
+        protocols,
+        transport,
+        _dir: dir,
+    }
 }
 
 impl TestCore {
@@ -63,8 +70,8 @@ impl TestCore {
             if out.is_empty() && inbox.is_empty() {
                 return;
             }
-            crate::didcomm::outbox::attempt(core, out).await;
-            crate::didcomm::inbox::process(core, inbox).await;
+            crate::didcomm::outbox::attempt(&self.transport, out).await;
+            crate::didcomm::inbox::process(&self.transport, inbox).await;
         }
         panic!("messages still flowing after 100 rounds");
     }
@@ -77,7 +84,9 @@ impl TestCore {
             let _ = crate::wallet::create_wallet(&self.core, w, "");
         }
         let inv = connections::create_invitation(&self.core, a, "", "", "").expect("invitation");
-        let theirs = connections::accept_invitation(&self.core, b, &inv.url, "").expect("accept");
+        let theirs = connections::accept_invitation(&self.core, b, &inv.url, "")
+            .await
+            .expect("accept");
         self.drain().await;
         let ours = self
             .core

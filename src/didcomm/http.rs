@@ -14,11 +14,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::limits::RateLimiter;
-use super::{ENCRYPTED_MEDIA_TYPE, EnvelopeError, inbox};
-use crate::Core;
+use super::{ENCRYPTED_MEDIA_TYPE, EnvelopeError, Transport, inbox};
 use crate::error::Error;
 
-pub async fn serve(core: Core, listener: TcpListener, shutdown: CancellationToken) {
+pub async fn serve(transport: Transport, listener: TcpListener, shutdown: CancellationToken) {
+    let core = &transport.core;
     let limit = core.config.didcomm.max_body_bytes;
     let limiter = Arc::new(RateLimiter::new(
         core.config.didcomm.rate_limit_per_sec,
@@ -27,7 +27,7 @@ pub async fn serve(core: Core, listener: TcpListener, shutdown: CancellationToke
     let app = Router::new()
         .route("/didcomm", post(receive))
         .layer(DefaultBodyLimit::max(limit))
-        .with_state((core, limiter))
+        .with_state((transport.clone(), limiter))
         .into_make_service_with_connect_info::<SocketAddr>();
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
@@ -38,11 +38,12 @@ pub async fn serve(core: Core, listener: TcpListener, shutdown: CancellationToke
 }
 
 async fn receive(
-    State((core, limiter)): State<(Core, Arc<RateLimiter>)>,
+    State((transport, limiter)): State<(Transport, Arc<RateLimiter>)>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let core = &transport.core;
     // Limits first: a refused request costs no decryption and stores nothing.
     if !limiter.admit(peer.ip()) {
         return too_many(
@@ -68,7 +69,7 @@ async fn receive(
             &format!("content type must be {ENCRYPTED_MEDIA_TYPE}, got {content_type:?}"),
         );
     }
-    match inbox::receive(&core, &body).await {
+    match inbox::receive(&transport, &body).await {
         Ok(_) => StatusCode::ACCEPTED.into_response(),
         Err(Error::ResourceExhausted(why)) => too_many("inbox_full", &why),
         Err(Error::Envelope(e)) => {

@@ -5,10 +5,9 @@
 
 use tokio_util::sync::CancellationToken;
 
-use super::Message;
-use crate::Core;
+use super::{Message, Transport};
+use crate::after::After;
 use crate::error::{Error, Result};
-use crate::protocols::{self, After};
 use crate::store::{GroupCommit, InboxEntry, StoreTx};
 
 /// What happened to an accepted message.
@@ -20,11 +19,12 @@ pub enum Receipt {
 }
 
 /// Unpacks, checks and durably takes in one inbound envelope: handled
-/// at once, or stored for the worker (see [`Intake`]). A full inbox
+/// at once, or stored for the worker (see `Intake`). A full inbox
 /// (`didcomm.max_inbox` waiting) refuses it with ResourceExhausted; the
 /// bound is checked before each store, so concurrent requests can pass it
 /// by at most their number.
-pub async fn receive(core: &Core, packed: &[u8]) -> Result<Receipt> {
+pub async fn receive(transport: &Transport, packed: &[u8]) -> Result<Receipt> {
+    let core = &transport.core;
     let max = core.config.didcomm.max_inbox;
     // Counting walks the inbox, so only when something waits.
     if !core.store.inbox_is_empty() && core.store.inbox_len() >= max {
@@ -48,13 +48,14 @@ pub async fn receive(core: &Core, packed: &[u8]) -> Result<Receipt> {
         entry,
         message: unpacked.message,
     };
-    let taken = core
+    let taken = transport
+        .inner
         .intake
         .run(
             arrival,
-            |batch| take_in(core, batch),
+            |batch| take_in(transport, batch),
             |gone| match gone {
-                Taken::Handled(after) => after.run_when_durable(core),
+                Taken::Handled(after) => after.publish_detached(core),
                 Taken::Stored => core.inbox_wake.notify_one(),
                 Taken::Duplicate => {}
             },
@@ -64,7 +65,7 @@ pub async fn receive(core: &Core, packed: &[u8]) -> Result<Receipt> {
     core.store.durable().await?;
     match taken {
         Taken::Handled(after) => {
-            after.run(core);
+            after.publish(core).await?;
             Ok(Receipt::Stored)
         }
         Taken::Stored => {
@@ -105,20 +106,23 @@ pub(crate) enum Taken {
 
 /// Marks each message seen and, unless seen before, handles or stores it.
 /// Not yet durable.
-fn take_in(core: &Core, batch: &[Arrival]) -> Vec<Result<Taken>> {
-    let handled = core
+fn take_in(transport: &Transport, batch: &[Arrival]) -> Vec<Result<Taken>> {
+    let handled = transport
+        .core
         .store
         .inbox_is_empty()
         .then(|| {
-            take_each(core, batch, |tx, a| {
-                Ok(Taken::Handled(dispatch(core, tx, &a.entry, &a.message)?))
+            take_each(transport, batch, |tx, a| {
+                Ok(Taken::Handled(dispatch(
+                    transport, tx, &a.entry, &a.message,
+                )?))
             })
             .ok()
         })
         .flatten();
     let taken = handled.map_or_else(
         || {
-            take_each(core, batch, |tx, a| {
+            take_each(transport, batch, |tx, a| {
                 tx.push_inbox(a.seq, &a.entry)?;
                 Ok(Taken::Stored)
             })
@@ -137,11 +141,11 @@ fn take_in(core: &Core, batch: &[Arrival]) -> Vec<Result<Taken>> {
 /// In one transaction, marks each message seen and passes the new ones to
 /// `fresh`.
 fn take_each(
-    core: &Core,
+    transport: &Transport,
     batch: &[Arrival],
     fresh: impl Fn(&StoreTx, &Arrival) -> Result<Taken>,
 ) -> Result<Vec<Taken>> {
-    core.store.transact(|tx| {
+    transport.core.store.transact(|tx| {
         batch
             .iter()
             .map(|a| {
@@ -156,7 +160,8 @@ fn take_each(
 }
 
 /// Processes stored messages in arrival order until shutdown.
-pub async fn run(core: Core, shutdown: CancellationToken) {
+pub async fn run(transport: Transport, shutdown: CancellationToken) {
+    let core = &transport.core;
     loop {
         let wake = core.inbox_wake.notified();
         let batch = match core.store.inbox_batch(256) {
@@ -175,7 +180,7 @@ pub async fn run(core: Core, shutdown: CancellationToken) {
         if shutdown.is_cancelled() {
             return;
         }
-        process(&core, batch).await;
+        process(&transport, batch).await;
     }
 }
 
@@ -185,27 +190,25 @@ pub async fn run(core: Core, shutdown: CancellationToken) {
 /// transaction writes and syncs the log); if any message is refused or
 /// does not parse, each is handled in its own transaction instead, so one
 /// bad message does not hold up the rest.
-pub(crate) async fn process(core: &Core, batch: Vec<(u64, InboxEntry)>) {
+pub(crate) async fn process(transport: &Transport, batch: Vec<(u64, InboxEntry)>) {
+    let core = &transport.core;
     let together = core.store.transact(|tx| {
         let mut afters = Vec::with_capacity(batch.len());
         for (seq, entry) in &batch {
             let message: Message = serde_json::from_str(&entry.message)
                 .map_err(|e| Error::Internal(format!("stored inbox entry: {e}")))?;
-            afters.push(apply(core, tx, *seq, entry, &message)?);
+            afters.push(apply(transport, tx, *seq, entry, &message)?);
         }
         Ok(afters)
     });
-    let afters = together.unwrap_or_else(|_| {
+    let afters: Vec<After> = together.unwrap_or_else(|_| {
         batch
             .iter()
-            .filter_map(|(seq, entry)| handle(core, *seq, entry))
+            .filter_map(|(seq, entry)| handle(transport, *seq, entry))
             .collect()
     });
-    if let Err(e) = core.store.durable().await {
+    if let Err(e) = After::publish_all(afters, core).await {
         tracing::error!(error = %e, "flush after handling failed");
-    }
-    for after in afters {
-        after.run(core);
     }
 }
 
@@ -213,27 +216,34 @@ pub(crate) async fn process(core: &Core, batch: Vec<(u64, InboxEntry)>) {
 /// the removal from the inbox commit together, so a crash either leaves the
 /// message to be handled again or has handled it completely.
 fn apply(
-    core: &Core,
+    transport: &Transport,
     tx: &StoreTx,
     seq: u64,
     entry: &InboxEntry,
     message: &Message,
 ) -> Result<After> {
-    let after = dispatch(core, tx, entry, message)?;
+    let after = dispatch(transport, tx, entry, message)?;
     tx.remove_inbox(seq)?;
     Ok(after)
 }
 
 /// Hands one message to its protocol inside `tx`, in its `inbound` span.
-fn dispatch(core: &Core, tx: &StoreTx, entry: &InboxEntry, message: &Message) -> Result<After> {
+fn dispatch(
+    transport: &Transport,
+    tx: &StoreTx,
+    entry: &InboxEntry,
+    message: &Message,
+) -> Result<After> {
     let span = tracing::info_span!("inbound", wallet = %entry.wallet_id, thid = %message.thread_id(), r#type = %message.typ);
     let _enter = span.enter();
-    protocols::handle(core, tx, entry, message)
+    let (_, after) = After::gather(|after| transport.dispatch().handle(tx, entry, message, after))?;
+    Ok(after)
 }
 
 /// Handles one stored message in its own transaction, or answers it with a
 /// problem report; either way it leaves the inbox.
-fn handle(core: &Core, seq: u64, entry: &InboxEntry) -> Option<After> {
+fn handle(transport: &Transport, seq: u64, entry: &InboxEntry) -> Option<After> {
+    let core = &transport.core;
     let message: Message = match serde_json::from_str(&entry.message) {
         Ok(m) => m,
         Err(e) => {
@@ -244,21 +254,19 @@ fn handle(core: &Core, seq: u64, entry: &InboxEntry) -> Option<After> {
     };
     match core
         .store
-        .transact(|tx| apply(core, tx, seq, entry, &message))
+        .transact(|tx| apply(transport, tx, seq, entry, &message))
     {
         Ok(after) => Some(after),
         Err(e) => {
             tracing::warn!(wallet = %entry.wallet_id, thid = %message.thread_id(), error = %e, "message refused by its protocol handler");
-            let reported = core.store.transact(|tx| {
-                protocols::refuse(core, tx, entry, &message, &e)?;
+            let reported = After::transact(core, |tx, after| {
+                transport
+                    .dispatch()
+                    .refuse(tx, entry, &message, &e, after)?;
                 tx.remove_inbox(seq)
             });
             match reported {
-                Ok(()) => {
-                    let mut after = After::default();
-                    after.sent();
-                    Some(after)
-                }
+                Ok(((), after)) => Some(after),
                 Err(e) => {
                     tracing::error!(error = %e, "dropping refused message failed");
                     None
@@ -292,12 +300,14 @@ mod tests {
         // No worker runs here, so the inbox only grows.
         for _ in 0..2 {
             assert_eq!(
-                receive(&t.core, packed().as_bytes()).await.unwrap(),
+                receive(&t.transport, packed().as_bytes()).await.unwrap(),
                 Receipt::Stored
             );
         }
         let before = t.core.store.record_count();
-        let refused = receive(&t.core, packed().as_bytes()).await.unwrap_err();
+        let refused = receive(&t.transport, packed().as_bytes())
+            .await
+            .unwrap_err();
         assert!(matches!(refused, Error::ResourceExhausted(_)), "{refused}");
         assert_eq!(t.core.store.record_count(), before);
     }
@@ -318,7 +328,7 @@ mod tests {
         };
         // Ten distinct messages, each sent four times at once.
         let envelopes: Vec<String> = (0..10).flat_map(|n| vec![pack(n); 4]).collect();
-        let receipts = receive_all(&t.core, &envelopes).await;
+        let receipts = receive_all(&t.transport, &envelopes).await;
         let stored = receipts.iter().filter(|r| **r == Receipt::Stored).count();
         assert_eq!(stored, 10, "{receipts:?}");
         assert_eq!(receipts.len() - stored, 30);
@@ -341,7 +351,9 @@ mod tests {
         let outbox = t.core.store.outbox_len();
 
         // Handled in the receiving transaction: nothing waits, the reply is queued.
-        let r = receive(&t.core, packed(ping).as_bytes()).await.unwrap();
+        let r = receive(&t.transport, packed(ping).as_bytes())
+            .await
+            .unwrap();
         assert_eq!(r, Receipt::Stored);
         assert_eq!(t.core.store.inbox_len(), 0);
         assert_eq!(t.core.store.outbox_len(), outbox + 1);
@@ -349,21 +361,23 @@ mod tests {
         // A message its handler refuses is stored for the worker to answer,
         // and a good one behind it waits its turn rather than overtaking.
         receive(
-            &t.core,
+            &t.transport,
             packed("https://example.org/unknown/1.0/x").as_bytes(),
         )
         .await
         .unwrap();
-        receive(&t.core, packed(ping).as_bytes()).await.unwrap();
+        receive(&t.transport, packed(ping).as_bytes())
+            .await
+            .unwrap();
         assert_eq!(t.core.store.inbox_len(), 2);
         assert_eq!(t.core.store.outbox_len(), outbox + 1);
     }
 
-    async fn receive_all(core: &Core, envelopes: &[String]) -> Vec<Receipt> {
+    async fn receive_all(transport: &Transport, envelopes: &[String]) -> Vec<Receipt> {
         let mut set = tokio::task::JoinSet::new();
         for e in envelopes {
-            let (core, e) = (core.clone(), e.clone());
-            set.spawn(async move { receive(&core, e.as_bytes()).await.unwrap() });
+            let (transport, e) = (transport.clone(), e.clone());
+            set.spawn(async move { receive(&transport, e.as_bytes()).await.unwrap() });
         }
         set.join_all().await
     }

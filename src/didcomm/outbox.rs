@@ -8,11 +8,11 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::{ENCRYPTED_MEDIA_TYPE, Message, inbox};
+use super::{ENCRYPTED_MEDIA_TYPE, Message, Transport, inbox};
 use crate::Core;
+use crate::after::After;
 use crate::did;
 use crate::error::{Error, Result};
-use crate::protocols::{After, issue_credential};
 use crate::store::{OutboxEntry, StoreTx};
 
 /// Adds `msg` from our DID `from` to `to` to the outbox inside `tx`.
@@ -20,8 +20,8 @@ pub fn enqueue(tx: &StoreTx, wallet: &str, from: &str, to: &str, msg: &Message) 
     enqueue_for(tx, None, wallet, from, to, msg)
 }
 
-/// As [`enqueue`], for a message whose delivery (or failure) moves an
-/// issue-credential record on.
+/// As [`enqueue`], for a message whose delivery (or failure) moves the
+/// record `record_id` on: its outcome reaches [`super::Dispatch`].
 pub fn enqueue_for(
     tx: &StoreTx,
     record_id: Option<&str>,
@@ -52,7 +52,8 @@ const MAX_IN_FLIGHT: usize = 64;
 const MAX_BACKOFF_MS: u64 = 5 * 60 * 1000;
 
 /// Delivers due entries until shutdown.
-pub async fn run(core: Core, shutdown: CancellationToken) {
+pub async fn run(transport: Transport, shutdown: CancellationToken) {
+    let core = &transport.core;
     loop {
         let wake = core.outbox_wake.notified();
         let now = crate::now_ms();
@@ -63,7 +64,7 @@ pub async fn run(core: Core, shutdown: CancellationToken) {
         let (due, later): (Vec<_>, Vec<_>) =
             entries.into_iter().partition(|e| e.next_attempt_ms <= now);
         let sent_some = !due.is_empty();
-        attempt(&core, due).await;
+        attempt(&transport, due).await;
         // Failed sends were rescheduled: read again to sleep until the
         // earliest of them.
         if sent_some && !shutdown.is_cancelled() {
@@ -89,7 +90,8 @@ pub async fn run(core: Core, shutdown: CancellationToken) {
 /// Delivers `entries` (at most MAX_IN_FLIGHT at a time), then records what
 /// happened to all of them in one transaction: every sled transaction
 /// writes and syncs the log, so one per round rather than one per message.
-pub(crate) async fn attempt(core: &Core, entries: Vec<OutboxEntry>) {
+pub(crate) async fn attempt(transport: &Transport, entries: Vec<OutboxEntry>) {
+    let core = &transport.core;
     if entries.is_empty() {
         return;
     }
@@ -104,10 +106,10 @@ pub(crate) async fn attempt(core: &Core, entries: Vec<OutboxEntry>) {
                     .map(|r| r.expect("delivery panicked")),
             );
         }
-        let core = core.clone();
+        let transport = transport.clone();
         sends.spawn(async move {
             let span = tracing::info_span!("outbound", wallet = %entry.wallet_id, id = %entry.id, to = %entry.to);
-            let result = deliver(&core, &entry).instrument(span).await;
+            let result = deliver(&transport, &entry).instrument(span).await;
             (entry, result)
         });
     }
@@ -121,15 +123,19 @@ pub(crate) async fn attempt(core: &Core, entries: Vec<OutboxEntry>) {
     // Removal need not be durable before going on: a crash before the next
     // flush only re-sends, and receivers deduplicate.
     let recorded = core.store.transact_each(&outcomes, |tx, o| {
-        After::gather(|after| record(core, tx, after, o))
+        After::gather(|after| record(transport, tx, after, o))
     });
+    let mut afters = Vec::with_capacity(recorded.len());
     for (o, r) in outcomes.iter().zip(recorded) {
         match r {
-            Ok(((), after)) => after.run(core),
+            Ok(((), after)) => afters.push(after),
             Err(e) => {
                 tracing::error!(id = %o.entry().id, error = %e, "recording a delivery failed")
             }
         }
+    }
+    if let Err(e) = After::publish_all(afters, core).await {
+        tracing::error!(error = %e, "flush after recording deliveries failed");
     }
 }
 
@@ -173,25 +179,22 @@ fn settle_entry(core: &Core, mut entry: OutboxEntry, result: Result<String>) -> 
 
 /// Writes one outcome: a delivered entry leaves the outbox and moves its
 /// record on; a failed one is rescheduled or buried, and its record told.
-fn record(core: &Core, tx: &StoreTx, after: &mut After, o: &Outcome) -> Result<()> {
+fn record(transport: &Transport, tx: &StoreTx, after: &mut After, o: &Outcome) -> Result<()> {
     match o {
         Outcome::Delivered(entry, msg_type) => {
             tx.remove_outbox(&entry.id)?;
-            match &entry.record_id {
-                Some(record) => {
-                    issue_credential::delivered(core, tx, after, &entry.wallet_id, record, msg_type)
-                }
-                None => Ok(()),
-            }
+            transport.dispatch().delivered(tx, entry, msg_type, after)
         }
         Outcome::Failed(entry) => {
-            let gave_up = gave_up(core, entry);
+            let gave_up = gave_up(&transport.core, entry);
             if gave_up {
                 tx.bury_outbox(entry)?;
             } else {
                 tx.put_outbox(entry)?;
             }
-            issue_credential::delivery_failed(core, tx, after, entry, gave_up)
+            transport
+                .dispatch()
+                .delivery_failed(tx, entry, gave_up, after)
         }
     }
 }
@@ -205,13 +208,14 @@ fn backoff(base_ms: u64, attempt: u32) -> u64 {
 }
 
 /// Packs and delivers one entry; returns the message type.
-async fn deliver(core: &Core, entry: &OutboxEntry) -> Result<String> {
+async fn deliver(transport: &Transport, entry: &OutboxEntry) -> Result<String> {
+    let core = &transport.core;
     let message: Message = serde_json::from_str(&entry.message)
         .map_err(|e| Error::Internal(format!("stored outbox message: {e}")))?;
     let from = core.store.did(&entry.wallet_id, &entry.from)?;
     let packed = core.envelopes.pack_authcrypt(&from, &entry.to, &message)?;
     if core.store.did_owner(&entry.to)?.is_some() {
-        inbox::receive(core, packed.as_bytes()).await?;
+        inbox::receive(transport, packed.as_bytes()).await?;
         return Ok(message.typ);
     }
     let endpoint = did::resolve(&entry.to)?
@@ -220,7 +224,8 @@ async fn deliver(core: &Core, entry: &OutboxEntry) -> Result<String> {
         .ok_or_else(|| {
             Error::FailedPrecondition(format!("{} has no DIDComm endpoint", entry.to))
         })?;
-    let response = core
+    let response = transport
+        .inner
         .http
         .post(&endpoint)
         .header(reqwest::header::CONTENT_TYPE, ENCRYPTED_MEDIA_TYPE)

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use super::trust_ping;
 use crate::Core;
+use crate::after::After;
 use crate::did;
 use crate::didcomm::{Message, outbox};
 use crate::error::{Error, Result};
@@ -112,7 +113,8 @@ pub fn parse_invitation(invitation_url: &str) -> Result<Message> {
 
 /// Accepts an invitation: a fresh did:peer:2, a connection in `Requested`,
 /// and a trust ping to the inviter with `pthid` = the invitation id.
-pub fn accept_invitation(
+/// Returns once all of it is durable.
+pub async fn accept_invitation(
     core: &Core,
     wallet_id: &str,
     invitation_url: &str,
@@ -159,12 +161,14 @@ pub fn accept_invitation(
     };
     let mut ping = trust_ping::ping(true);
     ping.pthid = Some(invitation.id.clone());
-    core.store.transact(|tx| {
+    let ((), after) = After::transact(core, |tx, after| {
         wallet::put_did(tx, &new)?;
         tx.put_connection(&connection)?;
-        outbox::enqueue(tx, wallet_id, &new.record.did, &inviter, &ping)
+        outbox::enqueue(tx, wallet_id, &new.record.did, &inviter, &ping)?;
+        after.sent();
+        Ok(())
     })?;
-    core.outbox_wake.notify_one();
+    after.publish(core).await?;
     Ok(connection)
 }
 

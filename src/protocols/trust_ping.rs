@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use super::After;
+use crate::after::After;
 use crate::didcomm::{Message, outbox};
 use crate::error::Result;
 use crate::store::{Connection, StoreTx};

@@ -75,6 +75,7 @@ impl ConnectionService for Connections {
         let r = request.into_inner();
         let wallet = wallet::resolve_wallet(&self.0, &r.wallet_id).map_err(status)?;
         let c = connections::accept_invitation(&self.0, &wallet, &r.invitation_url, &r.label)
+            .await
             .map_err(status)?;
         self.0.store.durable().await.map_err(status)?;
         Ok(Response::new(to_proto(c)))

@@ -8,7 +8,7 @@ use crate::protocols::issue_credential;
 use crate::store::{RecordState, Role};
 use crate::{Core, wallet};
 
-pub struct Holder(pub Core);
+pub struct Holder(pub Core, pub issue_credential::Issuance);
 
 impl Holder {
     fn wallet(&self, id: &str) -> Result<String, Status> {
@@ -45,7 +45,9 @@ impl HolderService for Holder {
         let r = request.into_inner();
         let wallet = self.wallet(&r.wallet_id)?;
         let subject = (!r.subject_did.is_empty()).then_some(r.subject_did.as_str());
-        let rec = issue_credential::accept_offer(&self.0, &wallet, &r.record_id, subject)
+        let rec = self
+            .1
+            .accept_offer(&wallet, &r.record_id, subject)
             .await
             .map_err(status)?;
         Ok(Response::new(record_to_proto(rec)))
@@ -57,7 +59,9 @@ impl HolderService for Holder {
     ) -> Result<Response<proto::CredentialRecord>, Status> {
         let r = request.into_inner();
         let wallet = self.wallet(&r.wallet_id)?;
-        let rec = issue_credential::reject_offer(&self.0, &wallet, &r.record_id, &r.reason)
+        let rec = self
+            .1
+            .reject_offer(&wallet, &r.record_id, &r.reason)
             .await
             .map_err(status)?;
         Ok(Response::new(record_to_proto(rec)))
@@ -103,7 +107,8 @@ impl HolderService for Holder {
     ) -> Result<Response<proto::DeleteCredentialResponse>, Status> {
         let r = request.into_inner();
         let wallet = self.wallet(&r.wallet_id)?;
-        issue_credential::delete_credential(&self.0, &wallet, &r.credential_id)
+        self.1
+            .delete_credential(&wallet, &r.credential_id)
             .await
             .map_err(status)?;
         Ok(Response::new(proto::DeleteCredentialResponse {}))

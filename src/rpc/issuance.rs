@@ -9,7 +9,7 @@ use crate::protocols::issue_credential::{self, OfferSpec};
 use crate::store::{self, RecordState, Role};
 use crate::{Core, wallet};
 
-pub struct Issuance(pub Core);
+pub struct Issuance(pub Core, pub issue_credential::Issuance);
 
 /// Longest a custodial call may wait, and its default.
 const MAX_WAIT_MS: u32 = 60_000;
@@ -122,9 +122,7 @@ impl IssuanceService for Issuance {
             expires_in_secs: r.expires_in_secs,
             comment: non_empty(r.comment),
         };
-        let rec = issue_credential::create_offer(&self.0, &wallet, &spec)
-            .await
-            .map_err(status)?;
+        let rec = self.1.create_offer(&wallet, &spec).await.map_err(status)?;
         Ok(Response::new(record_to_proto(rec)))
     }
 
@@ -169,9 +167,7 @@ impl IssuanceService for Issuance {
     ) -> Result<Response<proto::CredentialRecord>, Status> {
         let r = request.into_inner();
         let wallet = wallet::resolve_wallet(&self.0, &r.wallet_id).map_err(status)?;
-        let rec = issue_credential::issue(&self.0, &wallet, &r.record_id)
-            .await
-            .map_err(status)?;
+        let rec = self.1.issue(&wallet, &r.record_id).await.map_err(status)?;
         Ok(Response::new(record_to_proto(rec)))
     }
 
@@ -201,16 +197,17 @@ impl IssuanceService for Issuance {
             n => n.min(MAX_WAIT_MS),
         };
         let subject = non_empty(r.subject_did);
-        let done = issue_credential::custodial(
-            &self.0,
-            &issuer,
-            &holder,
-            &spec,
-            subject.as_deref(),
-            Duration::from_millis(wait_ms as u64),
-        )
-        .await
-        .map_err(status)?;
+        let done = self
+            .1
+            .custodial(
+                &issuer,
+                &holder,
+                &spec,
+                subject.as_deref(),
+                Duration::from_millis(wait_ms as u64),
+            )
+            .await
+            .map_err(status)?;
         Ok(Response::new(proto::IssueCustodialResponse {
             was_offered: done.was_offered,
             was_accepted: done.was_accepted,

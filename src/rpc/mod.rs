@@ -23,6 +23,7 @@ use tonic::{Request, Status};
 
 use crate::Core;
 use crate::error::Error;
+use crate::protocols::Protocols;
 use proto::connection_service_server::ConnectionServiceServer;
 use proto::did_service_server::DidServiceServer;
 use proto::event_service_server::EventServiceServer;
@@ -30,7 +31,12 @@ use proto::holder_service_server::HolderServiceServer;
 use proto::issuance_service_server::IssuanceServiceServer;
 use proto::wallet_service_server::WalletServiceServer;
 
-pub async fn serve(core: Core, listener: TcpListener, shutdown: CancellationToken) {
+pub async fn serve(
+    core: Core,
+    protocols: Protocols,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) {
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<WalletServiceServer<wallet::Wallets>>()
@@ -70,11 +76,11 @@ pub async fn serve(core: Core, listener: TcpListener, shutdown: CancellationToke
             auth.clone(),
         ))
         .add_service(IssuanceServiceServer::with_interceptor(
-            issuance::Issuance(core.clone()),
+            issuance::Issuance(core.clone(), protocols.issuance.clone()),
             auth.clone(),
         ))
         .add_service(HolderServiceServer::with_interceptor(
-            holder::Holder(core.clone()),
+            holder::Holder(core.clone(), protocols.issuance),
             auth.clone(),
         ))
         .add_service(EventServiceServer::with_interceptor(

@@ -4,8 +4,10 @@
 use serde_json::json;
 
 use super::*;
+use crate::didcomm::Message;
 use crate::store::RecordState::*;
 use crate::testing::{self, TestCore};
+use crate::vc;
 
 fn spec(conn: &Connection, automatic: bool) -> OfferSpec {
     OfferSpec {
@@ -40,13 +42,20 @@ async fn offered_and_requested(
 /// Offers on `ci`, accepts as "holder", lets the messages flow; returns the
 /// issuer's record.
 async fn offer_and_accept(t: &TestCore, ci: &Connection, automatic: bool) -> CredentialRecord {
-    let offer = create_offer(&t.core, "issuer", &spec(ci, automatic))
+    let offer = t
+        .protocols
+        .issuance
+        .create_offer("issuer", &spec(ci, automatic))
         .await
         .unwrap();
     t.drain().await;
     let h = holder_record(t, &offer.thid);
     assert_eq!(h.state, OfferReceived);
-    accept_offer(&t.core, "holder", &h.id, None).await.unwrap();
+    t.protocols
+        .issuance
+        .accept_offer("holder", &h.id, None)
+        .await
+        .unwrap();
     t.drain().await;
     t.core.store.record("issuer", &offer.id).unwrap()
 }
@@ -187,7 +196,11 @@ async fn a_message_from_another_peer_cannot_touch_a_thread() {
     assert_eq!(holds_credentials(&t, "holder"), 0);
 
     // The real issuer still completes the thread.
-    issue(&t.core, "issuer", &offer.id).await.unwrap();
+    t.protocols
+        .issuance
+        .issue("issuer", &offer.id)
+        .await
+        .unwrap();
     t.drain().await;
     assert_eq!(holder_record(&t, &offer.thid).state, CredentialReceived);
 }
@@ -313,8 +326,8 @@ async fn two_issue_calls_on_one_record_exactly_one_wins() {
     let (_, _, rec) = offered_and_requested(&t, false).await;
     assert_eq!(rec.state, RequestReceived);
     let (a, b) = tokio::join!(
-        issue(&t.core, "issuer", &rec.id),
-        issue(&t.core, "issuer", &rec.id)
+        t.protocols.issuance.issue("issuer", &rec.id),
+        t.protocols.issuance.issue("issuer", &rec.id)
     );
     let wins = [&a, &b].iter().filter(|r| r.is_ok()).count();
     assert_eq!(wins, 1, "{a:?} {b:?}");
@@ -335,8 +348,8 @@ async fn an_unknown_message_type_is_answered_with_a_problem_report() {
         .transact(|tx| outbox::enqueue(tx, "issuer", &ci.our_did, &their, &odd))
         .unwrap();
     // Deliver it and let the holder handle it, but keep the answer queued.
-    crate::didcomm::outbox::attempt(&t.core, t.core.store.outbox_all().unwrap()).await;
-    crate::didcomm::inbox::process(&t.core, t.core.store.inbox_batch(10).unwrap()).await;
+    crate::didcomm::outbox::attempt(&t.transport, t.core.store.outbox_all().unwrap()).await;
+    crate::didcomm::inbox::process(&t.transport, t.core.store.inbox_batch(10).unwrap()).await;
     let answers = t.core.store.outbox_all().unwrap();
     assert_eq!(answers.len(), 1);
     let report: Message = serde_json::from_str(&answers[0].message).unwrap();

@@ -1,0 +1,75 @@
+//! Expiry and idle timeouts: a record whose offer or request expired, or
+//! whose thread made no progress for `issuance.thread_timeout_secs`, is
+//! Abandoned; old events are pruned.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::machine::Event;
+use super::{Inputs, commit};
+use crate::Core;
+use crate::error::Result;
+
+impl super::Issuance {
+    /// Abandons records whose offer/request expired or whose thread went
+    /// idle past `issuance.thread_timeout_secs`; prunes old events.
+    pub async fn sweep(self, shutdown: CancellationToken) {
+        let core = self.core;
+        let mut tick = tokio::time::interval(Duration::from_millis(
+            core.config.issuance.sweep_interval_ms,
+        ));
+        let mut rounds = 0u64;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.cancelled() => return,
+            }
+            if let Err(e) = sweep_once(&core).await {
+                tracing::error!(error = %e, "sweeping expired records failed");
+            }
+            rounds += 1;
+            if rounds.is_multiple_of(60)
+                && let Err(e) = core
+                    .store
+                    .prune_events(core.config.issuance.event_retention)
+            {
+                tracing::error!(error = %e, "pruning events failed");
+            }
+        }
+    }
+}
+
+async fn sweep_once(core: &Core) -> Result<()> {
+    let now = crate::now_ms();
+    for (wallet, id) in core.store.due_records(now, 512)? {
+        let expired = commit(core, |io| {
+            let cur = io.tx.record(&wallet, &id)?;
+            if cur.state.is_final() || cur.deadline_ms.is_none_or(|d| d > now) {
+                return Ok(false);
+            }
+            let reason = match cur.expires_at_ms {
+                Some(e) if e <= now => {
+                    format!("the {:?} stage expired (expires_time passed)", cur.state)
+                }
+                _ => format!(
+                    "no progress in {:?} for {} s (issuance.thread_timeout_secs)",
+                    cur.state, core.config.issuance.thread_timeout_secs
+                ),
+            };
+            let mut rec = cur.clone();
+            io.advance(
+                Some(&cur),
+                &mut rec,
+                Event::Abandon,
+                &Inputs::because(reason),
+            )?;
+            Ok(true)
+        })
+        .await?;
+        if expired {
+            tracing::info!(%wallet, record = %id, "record abandoned");
+        }
+    }
+    Ok(())
+}
