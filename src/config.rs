@@ -90,12 +90,20 @@ pub struct Log {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Outbox {
-    /// Delivery attempts after the first before a message is given up.
+    /// How long after it was queued a message is still retried; a peer
+    /// down for less than this gets everything when it is back.
+    pub retry_budget_secs: u64,
+    /// Also give up after this many retries (0: only the time budget counts).
     pub max_retries: u32,
-    /// First retry delay; doubles each attempt (with jitter).
+    /// First retry delay; doubles each attempt (with jitter) up to `max_backoff_ms`.
     pub base_backoff_ms: u64,
-    /// Per-request HTTP timeout.
+    pub max_backoff_ms: u64,
+    /// Per-request HTTP timeout, and the part of it a connection may take.
     pub send_timeout_ms: u64,
+    pub connect_timeout_ms: u64,
+    /// Sends in flight to one destination at a time, so that one slow or
+    /// dead endpoint cannot hold up deliveries to others.
+    pub per_destination: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -169,9 +177,13 @@ impl Default for Log {
 impl Default for Outbox {
     fn default() -> Self {
         Outbox {
-            max_retries: 5,
+            retry_budget_secs: 24 * 3600,
+            max_retries: 0,
             base_backoff_ms: 500,
+            max_backoff_ms: 60_000,
             send_timeout_ms: 10_000,
+            connect_timeout_ms: 3_000,
+            per_destination: 8,
         }
     }
 }
@@ -195,8 +207,13 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("AGENTD_API_KEY", "grpc.api_key"),
     ("AGENTD_MASTER_KEY_FILE", "keys.master_key_file"),
     ("AGENTD_LOG_FORMAT", "log.format"),
+    (
+        "AGENTD_OUTBOX_RETRY_BUDGET_SECS",
+        "outbox.retry_budget_secs",
+    ),
     ("AGENTD_OUTBOX_MAX_RETRIES", "outbox.max_retries"),
     ("AGENTD_OUTBOX_BASE_BACKOFF_MS", "outbox.base_backoff_ms"),
+    ("AGENTD_OUTBOX_MAX_BACKOFF_MS", "outbox.max_backoff_ms"),
     (
         "AGENTD_ISSUANCE_THREAD_TIMEOUT_SECS",
         "issuance.thread_timeout_secs",
@@ -245,8 +262,10 @@ impl Config {
                 "grpc.api_key" => self.grpc.api_key = Some(v),
                 "keys.master_key_file" => self.keys.master_key_file = v.into(),
                 "log.format" => self.log.format = v,
+                "outbox.retry_budget_secs" => self.outbox.retry_budget_secs = number(&v)?,
                 "outbox.max_retries" => self.outbox.max_retries = number(&v)? as u32,
                 "outbox.base_backoff_ms" => self.outbox.base_backoff_ms = number(&v)?,
+                "outbox.max_backoff_ms" => self.outbox.max_backoff_ms = number(&v)?,
                 "issuance.thread_timeout_secs" => self.issuance.thread_timeout_secs = number(&v)?,
                 "issuance.sweep_interval_ms" => self.issuance.sweep_interval_ms = number(&v)?,
                 _ => unreachable!("every override has a key"),
@@ -289,11 +308,24 @@ impl Config {
         if self.grpc.api_key.as_deref().is_some_and(|k| k.len() < 16) {
             return Err(invalid("grpc.api_key", "must be at least 16 characters"));
         }
-        if self.outbox.max_retries > 100 {
-            return Err(invalid("outbox.max_retries", "must be at most 100"));
+        let o = &self.outbox;
+        if o.retry_budget_secs == 0 || o.retry_budget_secs > 30 * 24 * 3600 {
+            return Err(invalid(
+                "outbox.retry_budget_secs",
+                "must be between 1 s and 30 days",
+            ));
         }
-        if self.outbox.base_backoff_ms == 0 || self.outbox.send_timeout_ms == 0 {
-            return Err(invalid("outbox", "backoff and timeout must be positive"));
+        if o.base_backoff_ms == 0 || o.max_backoff_ms < o.base_backoff_ms {
+            return Err(invalid(
+                "outbox.max_backoff_ms",
+                "backoffs must be positive, the maximum at least base_backoff_ms",
+            ));
+        }
+        if o.send_timeout_ms == 0 || o.connect_timeout_ms == 0 || o.per_destination == 0 {
+            return Err(invalid(
+                "outbox",
+                "timeouts and per_destination must be positive",
+            ));
         }
         if self.issuance.thread_timeout_secs == 0 || self.issuance.sweep_interval_ms == 0 {
             return Err(invalid(

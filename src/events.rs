@@ -93,7 +93,9 @@ async fn emit(tx: &Sink, filter: &Filter, e: RecordEvent) -> bool {
 }
 
 /// Replays stored events with `cursor < seq <= upto`; returns the new
-/// cursor, or None when the subscriber has gone.
+/// cursor, or None when the subscriber has gone. Only durable events leave
+/// the process: the replay stops at the last event committed before a
+/// flush that it waits for.
 async fn catch_up(
     store: &Store,
     filter: &Filter,
@@ -101,6 +103,10 @@ async fn catch_up(
     mut cursor: u64,
     upto: u64,
 ) -> Result<Option<u64>> {
+    let upto = upto.min(store.last_event_seq()?);
+    if cursor < upto {
+        store.durable().await?;
+    }
     while cursor < upto {
         let wanted = (upto - cursor).min(REPLAY_BATCH as u64) as usize;
         let batch = store.events_after(cursor, wanted)?;

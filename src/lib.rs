@@ -29,6 +29,7 @@
 pub mod after;
 pub mod bench;
 pub mod config;
+pub mod crashpoint;
 pub mod crypto;
 pub mod did;
 pub mod didcomm;

@@ -166,7 +166,8 @@ async fn manual_issuance_between_two_daemons_with_events() {
         .into_inner();
     assert_eq!(offered.state, RecordState::OfferPending as i32);
     assert_eq!(offered.role, Role::Issuer as i32);
-    assert_eq!(offered.meta_retries, 5);
+    // A day of retries (outbox.retry_budget_secs), at most a minute apart.
+    assert!(offered.meta_retries > 1400, "{}", offered.meta_retries);
     assert!(offered.issuer_did.starts_with("did:key:z6Mk"));
     let thid = offered.thid.clone();
 

@@ -61,8 +61,10 @@ pub async fn receive(transport: &Transport, packed: &[u8]) -> Result<Receipt> {
             },
         )
         .await?;
+    crate::crashpoint!("intake.after_commit");
     // A duplicate is acknowledged only once its first copy is durable too.
     core.store.durable().await?;
+    crate::crashpoint!("intake.after_flush");
     match taken {
         Taken::Handled(after) => {
             after.publish(core).await?;
@@ -207,6 +209,14 @@ pub(crate) async fn process(transport: &Transport, batch: Vec<(u64, InboxEntry)>
             .filter_map(|(seq, entry)| handle(transport, *seq, entry))
             .collect()
     });
+    crate::crashpoint!("inbox.after_commit");
+    if let Err(e) = core.store.durable().await {
+        // The handlers' effects stay unpublished; the messages are handled
+        // again after a restart if the commit did not survive.
+        tracing::error!(error = %e, "flush after handling failed");
+        return;
+    }
+    crate::crashpoint!("inbox.after_flush");
     if let Err(e) = After::publish_all(afters, core).await {
         tracing::error!(error = %e, "flush after handling failed");
     }

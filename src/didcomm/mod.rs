@@ -81,15 +81,19 @@ pub struct Transport {
 struct TransportInner {
     dispatch: Arc<dyn Dispatch>,
     intake: inbox::Intake,
+    deliveries: outbox::Deliveries,
     http: reqwest::Client,
 }
 
 impl Transport {
     pub fn new(core: Core, dispatch: Arc<dyn Dispatch>) -> Result<Self> {
+        let outbox = &core.config.outbox;
         let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_millis(
-                core.config.outbox.send_timeout_ms,
-            ))
+            .timeout(std::time::Duration::from_millis(outbox.send_timeout_ms))
+            .connect_timeout(std::time::Duration::from_millis(outbox.connect_timeout_ms))
+            // A peer's endpoint answers for itself; following a redirect
+            // would post the message wherever the answer points.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| Error::Internal(format!("HTTP client: {e}")))?;
         Ok(Transport {
@@ -97,6 +101,7 @@ impl Transport {
             inner: Arc::new(TransportInner {
                 dispatch,
                 intake: Default::default(),
+                deliveries: Default::default(),
                 http,
             }),
         })

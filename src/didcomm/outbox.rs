@@ -1,7 +1,15 @@
-//! The durable outbox: messages are written in the transaction that caused
-//! them, then packed (authcrypt) and delivered with exponential backoff. A
-//! recipient held by this daemon gets the same envelope without the network.
+//! The durable outbox. A message is written in the transaction that caused
+//! it; the worker sends it only once that transaction is durable, packs it
+//! (authcrypt) and posts it, or hands it to the inbox when the recipient is
+//! held by this daemon. At most `outbox.per_destination` sends are in flight
+//! per destination, so one slow or dead endpoint holds up only its own
+//! messages. Each outcome is recorded (concurrent outcomes share one
+//! transaction) and published once durable. A failed send is retried with
+//! capped exponential backoff until `outbox.retry_budget_secs` after it was
+//! queued; a refusal (a 4xx other than 408/425/429) is final.
 
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::task::JoinSet;
@@ -9,11 +17,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::{ENCRYPTED_MEDIA_TYPE, Message, Transport, inbox};
-use crate::Core;
 use crate::after::After;
+use crate::config;
 use crate::did;
 use crate::error::{Error, Result};
-use crate::store::{OutboxEntry, StoreTx};
+use crate::store::{GroupCommit, OutboxEntry, StoreTx};
 
 /// Adds `msg` from our DID `from` to `to` to the outbox inside `tx`.
 pub fn enqueue(tx: &StoreTx, wallet: &str, from: &str, to: &str, msg: &Message) -> Result<()> {
@@ -33,6 +41,7 @@ pub fn enqueue_for(
     let mut msg = msg.clone();
     msg.from = Some(from.to_string());
     msg.to = vec![to.to_string()];
+    let now = crate::now_ms();
     tx.put_outbox(&OutboxEntry {
         // The message id keys the entry, so a handler that runs twice writes it once.
         id: msg.id.clone(),
@@ -41,189 +50,336 @@ pub fn enqueue_for(
         to: to.to_string(),
         message: msg.to_json(),
         attempts: 0,
-        next_attempt_ms: 0,
+        next_attempt_ms: now,
         last_error: None,
-        created_at_ms: crate::now_ms(),
+        created_at_ms: now,
         record_id: record_id.map(str::to_string),
     })
 }
 
-const MAX_IN_FLIGHT: usize = 64;
-const MAX_BACKOFF_MS: u64 = 5 * 60 * 1000;
+/// Retries a new entry has within `outbox`'s budget (for `meta_retries`).
+pub fn retry_allowance(outbox: &config::Outbox) -> u32 {
+    retries_left(outbox, 0, 0)
+}
 
-/// Delivers due entries until shutdown.
+/// Retries left after `attempts` failed ones, `elapsed_ms` after queueing:
+/// how many nominal backoff delays still fit in the budget, capped by
+/// `outbox.max_retries` when that is set.
+pub fn retries_left(outbox: &config::Outbox, attempts: u32, elapsed_ms: i64) -> u32 {
+    let budget = outbox.retry_budget_secs as i64 * 1000;
+    let (mut at, mut left) = (elapsed_ms, 0u32);
+    // A budget of 30 days at the smallest backoff is far below this bound.
+    while left < 1_000_000 {
+        at += nominal_backoff(outbox, attempts + left + 1) as i64;
+        if at > budget {
+            break;
+        }
+        left += 1;
+    }
+    match outbox.max_retries {
+        0 => left,
+        max => left.min(max.saturating_sub(attempts)),
+    }
+}
+
+/// How many due entries one scan reads.
+const SCAN: usize = 512;
+/// Sends in flight at once, over all destinations.
+const MAX_IN_FLIGHT: usize = 256;
+
+/// Delivers due entries until shutdown, then gives sends in flight a
+/// moment to finish (the rest are sent again after a restart).
 pub async fn run(transport: Transport, shutdown: CancellationToken) {
     let core = &transport.core;
-    loop {
+    let flight = Flight::default();
+    let mut sends = JoinSet::new();
+    while !shutdown.is_cancelled() {
         let wake = core.outbox_wake.notified();
         let now = crate::now_ms();
-        let entries = core.store.outbox_all().unwrap_or_else(|e| {
-            tracing::error!(error = %e, "reading the outbox failed");
-            Vec::new()
-        });
-        let (due, later): (Vec<_>, Vec<_>) =
-            entries.into_iter().partition(|e| e.next_attempt_ms <= now);
-        let sent_some = !due.is_empty();
-        attempt(&transport, due).await;
-        // Failed sends were rescheduled: read again to sleep until the
-        // earliest of them.
-        if sent_some && !shutdown.is_cancelled() {
-            continue;
+        let due = core
+            .store
+            .outbox_due(now, SCAN, |id| flight.has(id))
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "reading the outbox failed");
+                Vec::new()
+            });
+        // Nothing leaves before the transaction that queued it is on disk.
+        if !due.is_empty() && core.store.durable().await.is_ok() {
+            crate::crashpoint!("outbox.before_send");
+            for entry in due {
+                let dest = destination(&transport, &entry);
+                if flight.start(&entry.id, &dest, core.config.outbox.per_destination) {
+                    sends.spawn(send(transport.clone(), entry, dest, flight.clone()));
+                }
+            }
         }
-        let sleep = later
-            .iter()
-            .map(|e| e.next_attempt_ms)
-            .min()
-            .map(|t| Duration::from_millis((t - crate::now_ms()).max(1) as u64))
-            .unwrap_or(Duration::from_secs(3600));
-        if shutdown.is_cancelled() {
-            return;
+        while let Some(done) = sends.try_join_next() {
+            if let Err(e) = done {
+                tracing::error!(error = %e, "a delivery task failed");
+            }
         }
+        let sleep = match core.store.outbox_next_due_after(now) {
+            Ok(Some(at)) => Duration::from_millis((at - crate::now_ms()).max(1) as u64),
+            _ => Duration::from_secs(3600),
+        };
         tokio::select! {
             _ = wake => {}
             _ = tokio::time::sleep(sleep) => {}
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => {}
         }
+    }
+    let drained = tokio::time::timeout(Duration::from_secs(2), async {
+        while sends.join_next().await.is_some() {}
+    });
+    if drained.await.is_err() {
+        tracing::info!(
+            in_flight = sends.len(),
+            "sends still in flight at shutdown; they go again after restart"
+        );
     }
 }
 
-/// Delivers `entries` (at most MAX_IN_FLIGHT at a time), then records what
-/// happened to all of them in one transaction: every sled transaction
-/// writes and syncs the log, so one per round rather than one per message.
+/// Delivers `entries` and records their outcomes, all at once, as the
+/// worker would (tests drive the outbox with this).
+#[cfg(test)]
 pub(crate) async fn attempt(transport: &Transport, entries: Vec<OutboxEntry>) {
-    let core = &transport.core;
-    if entries.is_empty() {
-        return;
-    }
+    transport.core.store.durable().await.expect("flush");
+    let flight = Flight::default();
     let mut sends = JoinSet::new();
-    let mut outcomes = Vec::with_capacity(entries.len());
     for entry in entries {
-        if sends.len() >= MAX_IN_FLIGHT {
-            outcomes.extend(
-                sends
-                    .join_next()
-                    .await
-                    .map(|r| r.expect("delivery panicked")),
-            );
+        let dest = destination(transport, &entry);
+        flight.start(&entry.id, &dest, usize::MAX);
+        sends.spawn(send(transport.clone(), entry, dest, flight.clone()));
+    }
+    sends.join_all().await;
+}
+
+/// Which entries are being sent, and how many per destination; whether the
+/// worker left due entries waiting for a free slot.
+#[derive(Clone, Default)]
+struct Flight(Arc<Mutex<FlightState>>);
+
+#[derive(Default)]
+struct FlightState {
+    ids: HashSet<String>,
+    per_destination: HashMap<String, usize>,
+    waiting: bool,
+}
+
+impl Flight {
+    fn has(&self, id: &str) -> bool {
+        self.0.lock().expect("flight").ids.contains(id)
+    }
+
+    /// Takes a slot for `id` at `dest`, unless that destination (or the
+    /// whole outbox) is at its limit.
+    fn start(&self, id: &str, dest: &str, per_destination: usize) -> bool {
+        let mut f = self.0.lock().expect("flight");
+        let busy = f.per_destination.get(dest).copied().unwrap_or(0);
+        if busy >= per_destination || f.ids.len() >= MAX_IN_FLIGHT {
+            f.waiting = true;
+            return false;
         }
-        let transport = transport.clone();
-        sends.spawn(async move {
-            let span = tracing::info_span!("outbound", wallet = %entry.wallet_id, id = %entry.id, to = %entry.to);
-            let result = deliver(&transport, &entry).instrument(span).await;
-            (entry, result)
-        });
+        f.ids.insert(id.to_string());
+        *f.per_destination.entry(dest.to_string()).or_default() += 1;
+        true
     }
-    while let Some(r) = sends.join_next().await {
-        outcomes.push(r.expect("delivery panicked"));
-    }
-    let outcomes: Vec<_> = outcomes
-        .into_iter()
-        .map(|(entry, result)| settle_entry(core, entry, result))
-        .collect();
-    // Removal need not be durable before going on: a crash before the next
-    // flush only re-sends, and receivers deduplicate.
-    let recorded = core.store.transact_each(&outcomes, |tx, o| {
-        After::gather(|after| record(transport, tx, after, o))
-    });
-    let mut afters = Vec::with_capacity(recorded.len());
-    for (o, r) in outcomes.iter().zip(recorded) {
-        match r {
-            Ok(((), after)) => afters.push(after),
-            Err(e) => {
-                tracing::error!(id = %o.entry().id, error = %e, "recording a delivery failed")
+
+    /// Frees the slot; true when the worker left entries waiting for one.
+    fn finish(&self, id: &str, dest: &str) -> bool {
+        let mut f = self.0.lock().expect("flight");
+        f.ids.remove(id);
+        if let Some(n) = f.per_destination.get_mut(dest) {
+            *n -= 1;
+            if *n == 0 {
+                f.per_destination.remove(dest);
             }
         }
-    }
-    if let Err(e) = After::publish_all(afters, core).await {
-        tracing::error!(error = %e, "flush after recording deliveries failed");
+        std::mem::take(&mut f.waiting)
     }
 }
+
+/// The destination an entry's sends count against: this daemon, or the
+/// origin of the recipient's endpoint.
+fn destination(transport: &Transport, entry: &OutboxEntry) -> String {
+    if let Ok(Some(_)) = transport.core.store.did_owner(&entry.to) {
+        return "local".into();
+    }
+    did::resolve(&entry.to)
+        .ok()
+        .and_then(|d| d.endpoint().map(str::to_string))
+        .and_then(|e| url::Url::parse(&e).ok())
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_else(|| "unresolvable".into())
+}
+
+/// One attempt: deliver, record the outcome, publish it once durable, free
+/// the slot.
+async fn send(transport: Transport, entry: OutboxEntry, dest: String, flight: Flight) {
+    let core = &transport.core;
+    let id = entry.id.clone();
+    let span =
+        tracing::info_span!("outbound", wallet = %entry.wallet_id, id = %entry.id, to = %entry.to);
+    let result = deliver(&transport, &entry).instrument(span).await;
+    if result.is_ok() {
+        crate::crashpoint!("outbox.after_send");
+    }
+    let outcome = settle(&core.config.outbox, entry, result);
+    let recorded = transport
+        .inner
+        .deliveries
+        .run(
+            outcome,
+            |batch| record_all(&transport, batch),
+            |after| after.publish_detached(core),
+        )
+        .await;
+    crate::crashpoint!("outbox.after_record");
+    match recorded {
+        Ok(after) => {
+            if let Err(e) = after.publish(core).await {
+                tracing::error!(error = %e, "flush after recording a delivery failed");
+            }
+        }
+        Err(e) => tracing::error!(%id, error = %e, "recording a delivery failed"),
+    }
+    if flight.finish(&id, &dest) {
+        core.outbox_wake.notify_one();
+    }
+}
+
+/// Outcomes recorded together share one transaction.
+pub(super) type Deliveries = GroupCommit<Outcome, After>;
 
 /// What became of one delivery attempt.
-enum Outcome {
+pub(super) enum Outcome {
     /// Delivered; the message's type.
     Delivered(OutboxEntry, String),
-    /// Failed; the entry carries the attempt count, error and next attempt.
-    Failed(OutboxEntry),
+    /// Failed; the entry carries the attempt count, error and next
+    /// attempt; `gave_up` when there will be none.
+    Failed { entry: OutboxEntry, gave_up: bool },
 }
 
-impl Outcome {
-    fn entry(&self) -> &OutboxEntry {
-        match self {
-            Outcome::Delivered(entry, _) | Outcome::Failed(entry) => entry,
+/// Why a delivery failed, and whether trying again could help.
+#[derive(Debug)]
+struct Failure {
+    message: String,
+    permanent: bool,
+}
+
+impl Failure {
+    fn retry(message: String) -> Self {
+        Failure {
+            message,
+            permanent: false,
+        }
+    }
+
+    fn permanent(message: String) -> Self {
+        Failure {
+            message,
+            permanent: true,
         }
     }
 }
 
-/// Past the retry limit the outbox gives up on an entry.
-fn gave_up(core: &Core, entry: &OutboxEntry) -> bool {
-    entry.attempts > core.config.outbox.max_retries
-}
-
-fn settle_entry(core: &Core, mut entry: OutboxEntry, result: Result<String>) -> Outcome {
-    let e = match result {
+fn settle(
+    outbox: &config::Outbox,
+    mut entry: OutboxEntry,
+    result: Result<String, Failure>,
+) -> Outcome {
+    let failure = match result {
         Ok(msg_type) => return Outcome::Delivered(entry, msg_type),
-        Err(e) => e,
+        Err(f) => f,
     };
     entry.attempts += 1;
-    entry.last_error = Some(e.to_string());
-    if gave_up(core, &entry) {
-        tracing::warn!(id = %entry.id, error = %e, attempts = entry.attempts, "delivery failed; giving up");
+    entry.last_error = Some(failure.message.clone());
+    let now = crate::now_ms();
+    let delay = backoff(outbox, entry.attempts);
+    let over_count = outbox.max_retries > 0 && entry.attempts > outbox.max_retries;
+    let over_budget =
+        now + delay as i64 > entry.created_at_ms + outbox.retry_budget_secs as i64 * 1000;
+    let gave_up = failure.permanent || over_count || over_budget;
+    if gave_up {
+        tracing::warn!(id = %entry.id, error = %failure.message, attempts = entry.attempts, permanent = failure.permanent, "delivery failed; giving up");
     } else {
-        let delay = backoff(core.config.outbox.base_backoff_ms, entry.attempts);
-        entry.next_attempt_ms = crate::now_ms() + delay as i64;
-        tracing::info!(id = %entry.id, error = %e, attempts = entry.attempts, retry_in_ms = delay, "delivery failed; will retry");
+        entry.next_attempt_ms = now + delay as i64;
+        tracing::info!(id = %entry.id, error = %failure.message, attempts = entry.attempts, retry_in_ms = delay, "delivery failed; will retry");
     }
-    Outcome::Failed(entry)
+    Outcome::Failed { entry, gave_up }
 }
 
-/// Writes one outcome: a delivered entry leaves the outbox and moves its
-/// record on; a failed one is rescheduled or buried, and its record told.
+/// Every outcome of `batch` in one transaction (each alone if one fails).
+fn record_all(transport: &Transport, batch: &[Outcome]) -> Vec<Result<After>> {
+    transport.core.store.transact_each(batch, |tx, o| {
+        After::gather(|after| record(transport, tx, after, o)).map(|((), after)| after)
+    })
+}
+
+/// Writes one outcome: a delivered entry leaves the outbox; a failed one
+/// is rescheduled or buried. Either way its protocol hears of it.
 fn record(transport: &Transport, tx: &StoreTx, after: &mut After, o: &Outcome) -> Result<()> {
     match o {
         Outcome::Delivered(entry, msg_type) => {
             tx.remove_outbox(&entry.id)?;
             transport.dispatch().delivered(tx, entry, msg_type, after)
         }
-        Outcome::Failed(entry) => {
-            let gave_up = gave_up(&transport.core, entry);
-            if gave_up {
+        Outcome::Failed { entry, gave_up } => {
+            if *gave_up {
                 tx.bury_outbox(entry)?;
             } else {
                 tx.put_outbox(entry)?;
+                after.sent();
             }
             transport
                 .dispatch()
-                .delivery_failed(tx, entry, gave_up, after)
+                .delivery_failed(tx, entry, *gave_up, after)
         }
     }
 }
 
-/// base · 2^(attempt-1), ±25% jitter, capped.
-fn backoff(base_ms: u64, attempt: u32) -> u64 {
-    let exp = base_ms.saturating_mul(1u64 << (attempt.saturating_sub(1)).min(20));
-    let capped = exp.min(MAX_BACKOFF_MS);
+/// base · 2^(attempt-1), capped at the maximum.
+fn nominal_backoff(outbox: &config::Outbox, attempt: u32) -> u64 {
+    let exp = outbox
+        .base_backoff_ms
+        .saturating_mul(1u64 << attempt.saturating_sub(1).min(40));
+    exp.min(outbox.max_backoff_ms)
+}
+
+/// The nominal backoff ±25%, so retries from many entries spread out.
+fn backoff(outbox: &config::Outbox, attempt: u32) -> u64 {
     let jitter = rand::random_range(0.75..1.25);
-    ((capped as f64) * jitter) as u64
+    ((nominal_backoff(outbox, attempt) as f64) * jitter) as u64
 }
 
 /// Packs and delivers one entry; returns the message type.
-async fn deliver(transport: &Transport, entry: &OutboxEntry) -> Result<String> {
+async fn deliver(transport: &Transport, entry: &OutboxEntry) -> Result<String, Failure> {
     let core = &transport.core;
+    let internal = |e: Error| Failure::permanent(e.to_string());
     let message: Message = serde_json::from_str(&entry.message)
-        .map_err(|e| Error::Internal(format!("stored outbox message: {e}")))?;
-    let from = core.store.did(&entry.wallet_id, &entry.from)?;
-    let packed = core.envelopes.pack_authcrypt(&from, &entry.to, &message)?;
-    if core.store.did_owner(&entry.to)?.is_some() {
-        inbox::receive(transport, packed.as_bytes()).await?;
-        return Ok(message.typ);
+        .map_err(|e| Failure::permanent(format!("stored outbox message: {e}")))?;
+    let from = core
+        .store
+        .did(&entry.wallet_id, &entry.from)
+        .map_err(internal)?;
+    let packed = core
+        .envelopes
+        .pack_authcrypt(&from, &entry.to, &message)
+        .map_err(internal)?;
+    if core.store.did_owner(&entry.to).map_err(internal)?.is_some() {
+        return match inbox::receive(transport, packed.as_bytes()).await {
+            Ok(_) => Ok(message.typ),
+            Err(e @ (Error::ResourceExhausted(_) | Error::Storage(_))) => {
+                Err(Failure::retry(e.to_string()))
+            }
+            Err(e) => Err(internal(e)),
+        };
     }
-    let endpoint = did::resolve(&entry.to)?
+    let endpoint = did::resolve(&entry.to)
+        .map_err(|e| internal(e.into()))?
         .endpoint()
         .map(str::to_string)
-        .ok_or_else(|| {
-            Error::FailedPrecondition(format!("{} has no DIDComm endpoint", entry.to))
-        })?;
+        .ok_or_else(|| Failure::permanent(format!("{} has no DIDComm endpoint", entry.to)))?;
     let response = transport
         .inner
         .http
@@ -232,33 +388,101 @@ async fn deliver(transport: &Transport, entry: &OutboxEntry) -> Result<String> {
         .body(packed)
         .send()
         .await
-        .map_err(|e| Error::Internal(format!("POST {endpoint}: {e}")))?;
+        .map_err(|e| Failure::retry(format!("POST {endpoint}: {e}")))?;
     let status = response.status();
     if status.is_success() {
-        Ok(message.typ)
-    } else {
-        let body = response.text().await.unwrap_or_default();
-        Err(Error::Internal(format!(
-            "POST {endpoint}: {status} {}",
-            body.chars().take(200).collect::<String>()
-        )))
+        return Ok(message.typ);
     }
+    let body = response.text().await.unwrap_or_default();
+    let why = format!(
+        "POST {endpoint}: {status} {}",
+        body.chars().take(200).collect::<String>()
+    );
+    // A refusal will not change by asking again; overload and timeouts may.
+    let transient = status.is_server_error() || matches!(status.as_u16(), 408 | 425 | 429);
+    Err(if transient {
+        Failure::retry(why)
+    } else {
+        Failure::permanent(why)
+    })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::backoff;
+    use super::*;
+
+    fn outbox() -> config::Outbox {
+        config::Outbox {
+            base_backoff_ms: 500,
+            max_backoff_ms: 60_000,
+            retry_budget_secs: 24 * 3600,
+            max_retries: 0,
+            ..Default::default()
+        }
+    }
 
     #[test]
     fn backoff_doubles_with_jitter_and_is_capped() {
+        let o = outbox();
         for attempt in 1..=6u32 {
             let nominal = 500u64 << (attempt - 1);
-            let d = backoff(500, attempt);
+            let d = backoff(&o, attempt);
             assert!(
                 d >= nominal * 3 / 4 && d <= nominal * 5 / 4,
                 "{attempt}: {d}"
             );
         }
-        assert!(backoff(500, 60) <= super::MAX_BACKOFF_MS * 5 / 4);
+        assert!(backoff(&o, 60) <= 60_000 * 5 / 4);
+    }
+
+    #[test]
+    fn retries_are_counted_from_the_time_budget() {
+        let o = outbox();
+        // 0.5+1+…+32 s (7 delays, 63.5 s) then 60 s each within 24 h.
+        let expected = 7 + (24 * 3600 * 1000 - 63_500) / 60_000;
+        assert_eq!(retry_allowance(&o), expected as u32);
+        // Later, fewer are left; past the budget none.
+        assert!(retries_left(&o, 10, 3_600_000) < retry_allowance(&o));
+        assert_eq!(retries_left(&o, 10, 24 * 3_600_000), 0);
+        // A count limit caps it.
+        let capped = config::Outbox {
+            max_retries: 5,
+            ..outbox()
+        };
+        assert_eq!(retry_allowance(&capped), 5);
+        assert_eq!(retries_left(&capped, 4, 1000), 1);
+    }
+
+    #[test]
+    fn failures_reschedule_until_the_budget_or_a_refusal_ends_them() {
+        let o = outbox();
+        let entry = |created_ago_ms: i64| OutboxEntry {
+            id: "m".into(),
+            wallet_id: "w".into(),
+            from: "a".into(),
+            to: "b".into(),
+            message: "{}".into(),
+            attempts: 3,
+            next_attempt_ms: 0,
+            last_error: None,
+            created_at_ms: crate::now_ms() - created_ago_ms,
+            record_id: None,
+        };
+        let gave_up = |o: Outcome| match o {
+            Outcome::Failed { gave_up, entry } => (gave_up, entry),
+            Outcome::Delivered(..) => panic!("not a failure"),
+        };
+        let (g, e) = gave_up(settle(&o, entry(0), Err(Failure::retry("down".into()))));
+        assert!(!g);
+        assert_eq!(e.attempts, 4);
+        assert!(e.next_attempt_ms > crate::now_ms());
+        let (g, _) = gave_up(settle(
+            &o,
+            entry(24 * 3_600_000),
+            Err(Failure::retry("down".into())),
+        ));
+        assert!(g, "past the budget");
+        let (g, _) = gave_up(settle(&o, entry(0), Err(Failure::permanent("410".into()))));
+        assert!(g, "a refusal is final");
     }
 }

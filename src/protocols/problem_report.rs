@@ -29,12 +29,20 @@ pub fn about(msg: &Message, why: &Error) -> Message {
     report
 }
 
+/// Whether a report is an error (`e.…`) rather than a warning (`w.…`).
+pub fn is_error(report: &Message) -> bool {
+    code(report).split('.').next() == Some("e")
+}
+
 /// Whether a report ends its thread: an error (`e`) whose scope is not
 /// `m` (one message refused); warnings never do.
 pub fn ends_thread(report: &Message) -> bool {
-    let code = report.body["code"].as_str().unwrap_or_default();
-    let mut parts = code.split('.');
+    let mut parts = code(report).split('.');
     parts.next() == Some("e") && parts.next().is_some_and(|scope| scope != "m")
+}
+
+fn code(report: &Message) -> &str {
+    report.body["code"].as_str().unwrap_or_default()
 }
 
 /// A report's code and comment, with `{n}` placeholders filled from `args`.

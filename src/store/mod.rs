@@ -41,6 +41,7 @@ enum T {
     Inbox,
     Seen,
     Outbox,
+    OutboxDue,
     Dead,
     Records,
     ThreadIndex,
@@ -50,7 +51,7 @@ enum T {
     Events,
 }
 
-const TREE_NAMES: [&str; 17] = [
+const TREE_NAMES: [&str; 18] = [
     "meta",
     "wallets",
     "keys",
@@ -61,6 +62,7 @@ const TREE_NAMES: [&str; 17] = [
     "inbox",
     "seen",
     "outbox",
+    "outbox_due",
     "dead",
     "records",
     "thread_index",
@@ -115,7 +117,7 @@ impl Store {
             .iter()
             .map(|n| db.open_tree(n))
             .collect::<std::result::Result<Vec<_>, _>>()?;
-        Ok(Store {
+        let store = Store {
             inner: Arc::new(Inner {
                 db,
                 trees,
@@ -123,7 +125,21 @@ impl Store {
                 flushed: AtomicU64::new(0),
                 flush_lock: tokio::sync::Mutex::new(()),
             }),
-        })
+        };
+        store.index_outbox()?;
+        Ok(store)
+    }
+
+    /// A database written before the outbox had its schedule index gets one.
+    fn index_outbox(&self) -> Result<()> {
+        if !self.tree(T::OutboxDue).is_empty() || self.tree(T::Outbox).is_empty() {
+            return Ok(());
+        }
+        for v in self.tree(T::Outbox).iter().values() {
+            let e: OutboxEntry = decode(&v?)?;
+            self.tree(T::OutboxDue).insert(tx::due_key(&e), &[][..])?;
+        }
+        Ok(())
     }
 
     fn tree(&self, t: T) -> &Tree {
@@ -163,6 +179,7 @@ impl Store {
             return Ok(());
         }
         let upto = self.inner.requested.load(Ordering::SeqCst);
+        crate::crashpoint!("store.before_flush");
         self.inner.db.flush_async().await?;
         self.inner.flushed.store(upto, Ordering::SeqCst);
         Ok(())
@@ -320,6 +337,45 @@ impl Store {
             .values()
             .map(|v| decode(&v?))
             .collect()
+    }
+
+    /// Up to `limit` entries due at `now_ms`, earliest first, leaving out
+    /// those `skip` names (being sent). Reads only the schedule index and
+    /// the entries it returns.
+    pub fn outbox_due(
+        &self,
+        now_ms: i64,
+        limit: usize,
+        skip: impl Fn(&str) -> bool,
+    ) -> Result<Vec<OutboxEntry>> {
+        let end = tx::due_prefix(now_ms + 1);
+        let mut due = Vec::new();
+        for k in self.tree(T::OutboxDue).range(..end).keys() {
+            let k = k?;
+            let id = String::from_utf8_lossy(&k[8..]);
+            if skip(&id) {
+                continue;
+            }
+            if let Some(e) = self.get(T::Outbox, id.as_bytes())? {
+                due.push(e);
+                if due.len() == limit {
+                    break;
+                }
+            }
+        }
+        Ok(due)
+    }
+
+    /// When the first entry scheduled after `now_ms` is due, if any.
+    pub fn outbox_next_due_after(&self, now_ms: i64) -> Result<Option<i64>> {
+        let start = tx::due_prefix(now_ms + 1);
+        Ok(self
+            .tree(T::OutboxDue)
+            .range(start..)
+            .keys()
+            .next()
+            .transpose()?
+            .map(|k| seq_of(&k[..8]) as i64))
     }
 
     pub fn dead_letters(&self) -> Result<Vec<OutboxEntry>> {

@@ -124,12 +124,23 @@ impl<'a> StoreTx<'a> {
         Ok(())
     }
 
+    /// Writes an outbox entry and keeps its place in the schedule index.
     pub fn put_outbox(&self, e: &OutboxEntry) -> Result<()> {
-        self.put(T::Outbox, e.id.as_bytes(), e)
+        self.remove_outbox(&e.id)?;
+        self.put(T::Outbox, e.id.as_bytes(), e)?;
+        self.tree(T::OutboxDue)
+            .insert(due_key(e), &[][..])
+            .map_err(tx_err)?;
+        Ok(())
     }
 
     pub fn remove_outbox(&self, id: &str) -> Result<()> {
-        self.tree(T::Outbox).remove(id.as_bytes()).map_err(tx_err)?;
+        if let Some(old) = self.tree(T::Outbox).remove(id.as_bytes()).map_err(tx_err)? {
+            let old: OutboxEntry = decode(&old)?;
+            self.tree(T::OutboxDue)
+                .remove(due_key(&old))
+                .map_err(tx_err)?;
+        }
         Ok(())
     }
 
@@ -227,6 +238,17 @@ impl<'a> StoreTx<'a> {
         self.put(T::Events, &e.seq.to_be_bytes(), &e)?;
         Ok(e)
     }
+}
+
+/// The schedule index key of an outbox entry: when it is due, then its id.
+pub(super) fn due_key(e: &OutboxEntry) -> Vec<u8> {
+    let mut k = due_prefix(e.next_attempt_ms);
+    k.extend(e.id.as_bytes());
+    k
+}
+
+pub(super) fn due_prefix(at_ms: i64) -> Vec<u8> {
+    (at_ms.max(0) as u64).to_be_bytes().to_vec()
 }
 
 fn deadline_key(at_ms: i64, r: &CredentialRecord) -> Vec<u8> {

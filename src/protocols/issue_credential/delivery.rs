@@ -7,6 +7,7 @@ use super::messages::{ISSUE, OFFER, REQUEST};
 use super::{Inputs, Io, problem_report};
 use crate::Core;
 use crate::after::After;
+use crate::didcomm::outbox;
 use crate::error::Result;
 use crate::store::{OutboxEntry, RecordState, StoreTx};
 
@@ -53,11 +54,14 @@ pub fn delivery_failed(
     let cur = tx.record(&entry.wallet_id, record_id)?;
     let mut rec = cur.clone();
     let error = entry.last_error.clone().unwrap_or_default();
-    rec.meta_retries = core
-        .config
-        .outbox
-        .max_retries
-        .saturating_sub(entry.attempts);
+    rec.meta_retries = match gave_up {
+        true => 0,
+        false => outbox::retries_left(
+            &core.config.outbox,
+            entry.attempts,
+            crate::now_ms() - entry.created_at_ms,
+        ),
+    };
     rec.meta_last_failure = Some(error.clone());
     rec.meta_next_retry_ms = (!gave_up).then_some(entry.next_attempt_ms);
     if gave_up && !cur.state.is_final() {

@@ -198,10 +198,15 @@ fn verify_credential(
     })
 }
 
-/// A problem report that ends an issue-credential thread (found by
-/// `pthid`, or `thid` as some peers send it) moves the record to
-/// ProblemReportReceived. Returns false when it is not about a record of
-/// the connection's wallet, or only refused one message.
+/// A problem report in an issue-credential thread (found by `pthid`, or
+/// `thid` as some peers send it) moves an unfinished record to
+/// ProblemReportReceived: an error that ends the thread (`e.p.…`) always,
+/// and one that refused a single message (`e.m.…`, such as
+/// `unknown-thread`) too, since the record would otherwise wait for an
+/// answer the peer will not send. A finished record is ended only by a
+/// thread-ending error (a holder refusing the credential). Returns false
+/// when the report is not about a record of the connection's wallet, is
+/// a warning, or leaves the record as it is.
 pub fn on_problem(
     core: &Core,
     tx: &StoreTx,
@@ -209,7 +214,7 @@ pub fn on_problem(
     msg: &Message,
     after: &mut After,
 ) -> Result<bool> {
-    if !problem_report::ends_thread(msg) {
+    if !problem_report::is_error(msg) {
         return Ok(false);
     }
     let io = &mut Io { core, tx, after };
@@ -224,6 +229,9 @@ pub fn on_problem(
             return Err(Error::PermissionDenied(format!(
                 "thread {thid} belongs to another peer"
             )));
+        }
+        if cur.state.is_final() && !problem_report::ends_thread(msg) {
+            return Ok(false);
         }
         let reason = problem_report::describe(msg);
         let mut rec = cur.clone();

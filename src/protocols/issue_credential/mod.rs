@@ -142,7 +142,7 @@ impl Io<'_, '_> {
             rec.problem = reason.clone();
         }
         if effects.iter().any(|e| e.is_tracked()) {
-            rec.meta_retries = core.config.outbox.max_retries;
+            rec.meta_retries = outbox::retry_allowance(&core.config.outbox);
             rec.meta_next_retry_ms = None;
         }
         rec.deadline_ms = (!next.is_final()).then(|| {
@@ -254,6 +254,9 @@ impl Issuance {
                 |(_, after)| after.publish_detached(core),
             )
             .await?;
+        crate::crashpoint!("action.after_commit");
+        core.store.durable().await?;
+        crate::crashpoint!("action.after_flush");
         after.publish(core).await?;
         Ok(rec)
     }
@@ -327,7 +330,7 @@ fn new_record(
         comment: terms.comment,
         expires_at_ms,
         deadline_ms: None,
-        meta_retries: core.config.outbox.max_retries,
+        meta_retries: outbox::retry_allowance(&core.config.outbox),
         meta_next_retry_ms: None,
         meta_last_failure: None,
         created_at_ms: now,
