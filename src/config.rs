@@ -62,6 +62,10 @@ pub struct DidComm {
     pub rate_limit_burst: u32,
     /// Most messages waiting in the inbox; past it: 429, nothing stored.
     pub max_inbox: usize,
+    /// Handle a message in the request that takes it in when nothing older
+    /// waits (one transaction and flush per message); false stores every
+    /// message for the inbox worker first.
+    pub handle_inline: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -145,6 +149,7 @@ impl Default for DidComm {
             rate_limit_per_sec: 5000,
             rate_limit_burst: 10_000,
             max_inbox: 100_000,
+            handle_inline: true,
         }
     }
 }
@@ -203,6 +208,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
         "didcomm.rate_limit_burst",
     ),
     ("AGENTD_DIDCOMM_MAX_INBOX", "didcomm.max_inbox"),
+    ("AGENTD_DIDCOMM_HANDLE_INLINE", "didcomm.handle_inline"),
     ("AGENTD_GRPC_LISTEN", "grpc.listen"),
     ("AGENTD_API_KEY", "grpc.api_key"),
     ("AGENTD_MASTER_KEY_FILE", "keys.master_key_file"),
@@ -258,6 +264,11 @@ impl Config {
                 }
                 "didcomm.rate_limit_burst" => self.didcomm.rate_limit_burst = number(&v)? as u32,
                 "didcomm.max_inbox" => self.didcomm.max_inbox = number(&v)? as usize,
+                "didcomm.handle_inline" => {
+                    self.didcomm.handle_inline = v
+                        .parse()
+                        .map_err(|_| invalid(key, format!("{var}={v:?} is not true or false")))?
+                }
                 "grpc.listen" => self.grpc.listen = v,
                 "grpc.api_key" => self.grpc.api_key = Some(v),
                 "keys.master_key_file" => self.keys.master_key_file = v.into(),

@@ -205,6 +205,32 @@ mod tests {
         }
     }
 
+    /// A subscriber replaying stored events sees one only once it is durable.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn replay_waits_for_the_flush_of_what_it_shows() {
+        use tokio_stream::StreamExt;
+        let t = crate::testing::core();
+        let store = t.core.store.clone();
+        let held = store.hold_flushes().await;
+        store
+            .transact(|tx| tx.push_event(event("w", Role::Issuer, RecordState::OfferPending)))
+            .unwrap();
+        let stop = CancellationToken::new();
+        let mut stream =
+            Events::default().subscribe(store.clone(), Filter::default(), Some(0), stop.clone());
+        let early =
+            tokio::time::timeout(std::time::Duration::from_millis(300), stream.next()).await;
+        assert!(early.is_err(), "an event left before its flush: {early:?}");
+        drop(held);
+        let e = tokio::time::timeout(std::time::Duration::from_secs(5), stream.next())
+            .await
+            .expect("the event once durable")
+            .unwrap()
+            .unwrap();
+        assert_eq!(e.seq, 1);
+        stop.cancel();
+    }
+
     #[tokio::test]
     async fn out_of_order_publication_yields_each_event_once_in_order() {
         use tokio_stream::StreamExt;

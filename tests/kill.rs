@@ -1,5 +1,6 @@
-//! Nothing lost, nothing twice: 200 concurrent issuance flows between two
-//! daemon processes while each is `kill -9`ed and restarted several times.
+//! Nothing lost, nothing twice: 1,000 issuance flows between two daemon
+//! processes while they are `kill -9`ed and restarted 100 times, and 2,000
+//! flows while the issuer is down half the time.
 
 mod common;
 
@@ -7,14 +8,12 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use agentd::harness::Clients;
+use agentd::harness::{Clients, ProcessAgent};
 use agentd::rpc::proto::{
     AcceptOfferRequest, CreateOfferRequest, CredentialRecord, ListCredentialsRequest,
-    ListRecordsRequest, PageRequest, RecordState, Role,
+    ListOffersRequest, ListRecordsRequest, PageRequest, RecordState, Role,
 };
 use common::{connect, start};
-
-const FLOWS: usize = 200;
 
 /// Clients for the agent at `addr`, or None while it is down.
 async fn clients(addr: SocketAddr) -> Option<Clients> {
@@ -51,17 +50,24 @@ async fn records(addr: SocketAddr, role: Role) -> Option<Vec<CredentialRecord>> 
 /// Errors (the daemon is down, a record moved on) are retried next round.
 async fn accept_offers(holder: SocketAddr, stop: tokio_util::sync::CancellationToken) {
     while !stop.is_cancelled() {
-        if let (Some(offers), Some(c)) =
-            (records(holder, Role::Holder).await, clients(holder).await)
-        {
-            let mut c = c.holder;
-            for r in offers
-                .iter()
-                .filter(|r| r.state == RecordState::OfferReceived as i32)
-            {
+        if let Some(mut c) = clients(holder).await {
+            let offers = c
+                .holder
+                .list_offers(ListOffersRequest {
+                    page: Some(PageRequest {
+                        page_size: 100,
+                        page_token: String::new(),
+                    }),
+                    ..Default::default()
+                })
+                .await
+                .map(|r| r.into_inner().records)
+                .unwrap_or_default();
+            for r in offers {
                 let _ = c
+                    .holder
                     .accept_offer(AcceptOfferRequest {
-                        record_id: r.id.clone(),
+                        record_id: r.id,
                         ..Default::default()
                     })
                     .await;
@@ -71,9 +77,10 @@ async fn accept_offers(holder: SocketAddr, stop: tokio_util::sync::CancellationT
     }
 }
 
-/// Creates offer `i` (idempotency key `flow-i`), retrying while the issuer is down.
+/// Creates offer `i` (idempotency key `flow-i`), retrying while the issuer
+/// is down, until the call is answered.
 async fn offer(issuer: SocketAddr, connection_id: &str, i: usize) {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         if let Some(mut c) = clients(issuer).await {
             let r = c
@@ -99,46 +106,31 @@ async fn offer(issuer: SocketAddr, connection_id: &str, i: usize) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_during_200_concurrent_flows_loses_nothing_and_issues_once() {
-    let started = Instant::now();
-    let env = [("AGENTD_OUTBOX_MAX_RETRIES", "30")];
-    let mut issuer = start("issuer", &env).await;
-    let mut holder = start("holder", &env).await;
-    let (_, _, ci) = connect(&issuer, &holder).await;
-
-    let stop = tokio_util::sync::CancellationToken::new();
-    let acceptor = tokio::spawn(accept_offers(holder.grpc, stop.clone()));
-    let offers = {
-        let (addr, conn) = (issuer.grpc, ci.clone());
-        tokio::spawn(async move {
-            let all = (0..FLOWS).map(|i| {
-                let conn = conn.clone();
-                tokio::spawn(async move { offer(addr, &conn, i).await })
-            });
-            for t in all.collect::<Vec<_>>() {
-                t.await.unwrap();
-            }
-        })
-    };
-
-    // Three crashes each, alternating, at random moments while flows run.
-    let mut kills = 0;
-    for round in 0..6 {
-        tokio::time::sleep(Duration::from_millis(rand::random_range(150..600))).await;
-        let agent = if round % 2 == 0 {
-            &mut issuer
-        } else {
-            &mut holder
-        };
-        agent.kill().await.unwrap();
-        agent.restart().await.unwrap();
-        kills += 1;
+/// Offers flows `range` concurrently, each until answered.
+fn offer_wave(
+    issuer: SocketAddr,
+    connection: &str,
+    range: std::ops::Range<usize>,
+) -> tokio::task::JoinSet<()> {
+    let mut wave = tokio::task::JoinSet::new();
+    for i in range {
+        let conn = connection.to_string();
+        wave.spawn(async move { offer(issuer, &conn, i).await });
     }
-    offers.await.unwrap();
+    wave
+}
 
-    // Every flow ends with the holder's credential, however long the retries take.
-    let deadline = Instant::now() + Duration::from_secs(120);
+/// Waits until `flows` flows are finished on both sides, then checks that
+/// each happened exactly once: one issuer record per idempotency key, one
+/// holder record and one credential per thread, and the issuer's record
+/// names the credential the holder holds. Returns (issuer, holder) records.
+async fn all_finished_once(
+    issuer: &ProcessAgent,
+    holder: &ProcessAgent,
+    flows: usize,
+    within: Duration,
+) -> (Vec<CredentialRecord>, Vec<CredentialRecord>) {
+    let deadline = Instant::now() + within;
     let (issued, held) = loop {
         let i = records(issuer.grpc, Role::Issuer).await.unwrap_or_default();
         let h = records(holder.grpc, Role::Holder).await.unwrap_or_default();
@@ -150,18 +142,10 @@ async fn kill_9_during_200_concurrent_flows_loses_nothing_and_issues_once() {
             .iter()
             .filter(|r| r.state == RecordState::CredentialReceived as i32)
             .count();
-        if sent == FLOWS && received == FLOWS {
+        if sent >= flows && received >= flows {
             break (i, h);
         }
         if Instant::now() > deadline {
-            let states = |rs: &[CredentialRecord]| {
-                let mut m = std::collections::BTreeMap::new();
-                for r in rs {
-                    *m.entry(RecordState::try_from(r.state).unwrap().as_str_name())
-                        .or_insert(0) += 1;
-                }
-                m
-            };
             panic!(
                 "not finished after the deadline: issuer {:?}, holder {:?}",
                 states(&i),
@@ -170,57 +154,176 @@ async fn kill_9_during_200_concurrent_flows_loses_nothing_and_issues_once() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    stop.cancel();
-    acceptor.await.unwrap();
-
     assert_eq!(
         issued.len(),
-        FLOWS,
-        "one issuer record per flow (idempotency keys)"
+        flows,
+        "one issuer record per flow (idempotency keys): {:?}",
+        states(&issued)
     );
-    assert_eq!(held.len(), FLOWS, "one holder record per flow");
-    let credentials = {
-        let mut c = holder.clients().await.unwrap().holder;
-        let mut all = Vec::new();
-        let mut token = String::new();
-        loop {
-            let page = c
-                .list_credentials(ListCredentialsRequest {
-                    page: Some(PageRequest {
-                        page_size: 100,
-                        page_token: token,
-                    }),
-                    ..Default::default()
-                })
-                .await
-                .unwrap()
-                .into_inner();
-            all.extend(page.credentials);
-            if page.next_page_token.is_empty() {
-                break all;
-            }
-            token = page.next_page_token;
-        }
-    };
-    let flows: HashSet<String> = credentials.iter().map(|c| c.claims_json.clone()).collect();
+    assert_eq!(
+        held.len(),
+        flows,
+        "one holder record per flow: {:?}",
+        states(&held)
+    );
+    let credentials = all_credentials(holder).await;
+    let flows_held: HashSet<String> = credentials.iter().map(|c| c.claims_json.clone()).collect();
     let threads: HashSet<&str> = credentials.iter().map(|c| c.thid.as_str()).collect();
     assert_eq!(
         credentials.len(),
-        FLOWS,
+        flows,
         "no duplicate and no missing credential"
     );
-    assert_eq!(flows.len(), FLOWS);
-    assert_eq!(threads.len(), FLOWS);
+    assert_eq!(flows_held.len(), flows);
+    assert_eq!(threads.len(), flows);
+    let issued_ids: HashSet<&str> = issued.iter().map(|r| r.credential_id.as_str()).collect();
+    for c in &credentials {
+        assert!(
+            issued_ids.contains(c.id.as_str()),
+            "the issuer does not know it issued {} (thread {})",
+            c.id,
+            c.thid
+        );
+    }
+    (issued, held)
+}
+
+fn states(rs: &[CredentialRecord]) -> std::collections::BTreeMap<&'static str, usize> {
+    let mut m = std::collections::BTreeMap::new();
+    for r in rs {
+        *m.entry(RecordState::try_from(r.state).unwrap().as_str_name())
+            .or_insert(0) += 1;
+    }
+    m
+}
+
+async fn all_credentials(holder: &ProcessAgent) -> Vec<agentd::rpc::proto::Credential> {
+    let mut c = holder.clients().await.unwrap().holder;
+    let mut all = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = c
+            .list_credentials(ListCredentialsRequest {
+                page: Some(PageRequest {
+                    page_size: 100,
+                    page_token: token,
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        all.extend(page.credentials);
+        if page.next_page_token.is_empty() {
+            return all;
+        }
+        token = page.next_page_token;
+    }
+}
+
+const FLOWS: usize = 1000;
+const WAVES: usize = 10;
+const KILLS: usize = 100;
+
+/// Retries come quickly, so the test measures crashes, not backoff.
+const QUICK_RETRIES: [(&str, &str); 1] = [("AGENTD_OUTBOX_MAX_BACKOFF_MS", "1000")];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_1000_concurrent_flows_loses_nothing_and_does_nothing_twice() {
+    let started = Instant::now();
+    let mut issuer = start("issuer", &QUICK_RETRIES).await;
+    let mut holder = start("holder", &QUICK_RETRIES).await;
+    let (_, _, ci) = connect(&issuer, &holder).await;
+
+    let stop = tokio_util::sync::CancellationToken::new();
+    let acceptor = tokio::spawn(accept_offers(holder.grpc, stop.clone()));
+    let per_wave = FLOWS / WAVES;
+    let (mut kills, mut issuer_kills) = (0, 0);
+    for wave in 0..WAVES {
+        let mut offers = offer_wave(issuer.grpc, &ci, wave * per_wave..(wave + 1) * per_wave);
+        // The first kill of a wave lands right after its offers start,
+        // the rest at random moments while its flows run.
+        for k in 0..KILLS / WAVES {
+            let pause = if k == 0 { 0..30 } else { 20..300 };
+            tokio::time::sleep(Duration::from_millis(rand::random_range(pause))).await;
+            let aim_issuer = k == 0 || rand::random_bool(0.5);
+            let agent = if aim_issuer { &mut issuer } else { &mut holder };
+            agent.kill().await.unwrap();
+            agent.restart().await.unwrap();
+            kills += 1;
+            issuer_kills += aim_issuer as usize;
+        }
+        while let Some(r) = offers.join_next().await {
+            r.unwrap();
+        }
+    }
+    let (issued, held) = all_finished_once(&issuer, &holder, FLOWS, Duration::from_secs(300)).await;
+    stop.cancel();
+    acceptor.await.unwrap();
     let retried = issued
         .iter()
         .chain(&held)
         .filter(|r| !r.meta_last_failure.is_empty())
         .count();
     println!(
-        "kill test: {FLOWS} flows, {kills} kill -9 + restart, {} issuer / {} holder records finished, {} credentials, {retried} records saw a failed delivery, {:.1} s",
+        "kill test: {FLOWS} flows in {WAVES} waves, {kills} kill -9 + restart ({issuer_kills} of the issuer), \
+         {} issuer / {} holder records finished, {FLOWS} credentials, {retried} records saw a failed delivery, {:.1} s",
         issued.len(),
         held.len(),
-        credentials.len(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_issuer_down_half_the_time_finishes_2000_flows() {
+    const OUTAGE_FLOWS: usize = 2000;
+    let started = Instant::now();
+    let mut issuer = start("issuer", &QUICK_RETRIES).await;
+    let holder = start("holder", &QUICK_RETRIES).await;
+    let (_, _, ci) = connect(&issuer, &holder).await;
+
+    let stop = tokio_util::sync::CancellationToken::new();
+    let acceptor = tokio::spawn(accept_offers(holder.grpc, stop.clone()));
+    let mut offers = offer_wave(issuer.grpc, &ci, 0..OUTAGE_FLOWS);
+    // Up 1.5 s, down 1.5 s, until every flow is finished on the holder.
+    let mut outages = 0;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let received = records(holder.grpc, Role::Holder)
+            .await
+            .unwrap_or_default()
+            .iter()
+            .filter(|r| r.state == RecordState::CredentialReceived as i32)
+            .count();
+        if received == OUTAGE_FLOWS {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{received} of {OUTAGE_FLOWS} flows after 10 minutes"
+        );
+        issuer.stop().await.unwrap();
+        outages += 1;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        issuer.restart().await.unwrap();
+    }
+    while let Some(r) = offers.join_next().await {
+        r.unwrap();
+    }
+    let (issued, held) =
+        all_finished_once(&issuer, &holder, OUTAGE_FLOWS, Duration::from_secs(120)).await;
+    stop.cancel();
+    acceptor.await.unwrap();
+    assert!(outages >= 2, "the issuer was down only {outages} times");
+    let abandoned = issued
+        .iter()
+        .chain(&held)
+        .filter(|r| r.state == RecordState::Abandoned as i32)
+        .count();
+    assert_eq!(abandoned, 0);
+    println!(
+        "outage test: {OUTAGE_FLOWS} flows, issuer down 1.5 s of every 3 s ({outages} outages), all finished once, {:.1} s",
         started.elapsed().as_secs_f64()
     );
 }

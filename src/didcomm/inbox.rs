@@ -109,10 +109,8 @@ pub(crate) enum Taken {
 /// Marks each message seen and, unless seen before, handles or stores it.
 /// Not yet durable.
 fn take_in(transport: &Transport, batch: &[Arrival]) -> Vec<Result<Taken>> {
-    let handled = transport
-        .core
-        .store
-        .inbox_is_empty()
+    let core = &transport.core;
+    let handled = (core.config.didcomm.handle_inline && core.store.inbox_is_empty())
         .then(|| {
             take_each(transport, batch, |tx, a| {
                 Ok(Taken::Handled(dispatch(

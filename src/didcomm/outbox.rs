@@ -453,6 +453,60 @@ mod tests {
         assert_eq!(retries_left(&capped, 4, 1000), 1);
     }
 
+    /// A message committed but not yet flushed stays in the process: the
+    /// worker sends it only once the flush that makes it durable is done.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nothing_is_sent_before_its_transaction_is_durable() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let posts = Arc::new(AtomicUsize::new(0));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/didcomm", listener.local_addr().unwrap());
+        let counter = posts.clone();
+        let app = axum::Router::new().route(
+            "/didcomm",
+            axum::routing::post(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+                async { axum::http::StatusCode::ACCEPTED }
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let t = crate::testing::core();
+        let elsewhere = crate::testing::core();
+        let peer = crate::wallet::new_did(
+            &elsewhere.core.keys,
+            &url,
+            "default",
+            crate::store::DidMethod::Peer2,
+            "test",
+        );
+        let ours = t.did("default", crate::store::DidMethod::Peer2);
+        let shutdown = CancellationToken::new();
+        tokio::spawn(run(t.transport.clone(), shutdown.clone()));
+
+        let held = t.core.store.hold_flushes().await;
+        let ping = Message::new(
+            "https://didcomm.org/trust-ping/2.0/ping",
+            serde_json::json!({}),
+        );
+        t.core
+            .store
+            .transact(|tx| enqueue(tx, "default", &ours.did, &peer.record.did, &ping))
+            .unwrap();
+        t.core.outbox_wake.notify_one();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(posts.load(Ordering::SeqCst), 0, "sent before the flush");
+        drop(held);
+        for _ in 0..100 {
+            if posts.load(Ordering::SeqCst) == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(posts.load(Ordering::SeqCst), 1, "sent once durable");
+        shutdown.cancel();
+    }
+
     #[test]
     fn failures_reschedule_until_the_budget_or_a_refusal_ends_them() {
         let o = outbox();

@@ -111,6 +111,33 @@ impl ProcessAgent {
         Ok(())
     }
 
+    /// If the process has exited on its own (a crash point, a panic),
+    /// forgets it and returns how it ended; None while it runs.
+    pub fn exited(&mut self) -> Result<Option<std::process::ExitStatus>> {
+        let Some(child) = self.child.as_mut() else {
+            return Ok(None);
+        };
+        let status = child.try_wait()?;
+        if status.is_some() {
+            self.child = None;
+        }
+        Ok(status)
+    }
+
+    /// Sets (`Some`) or removes (`None`) an environment variable for the
+    /// next start.
+    pub fn set_env(&mut self, key: &str, value: Option<&str>) {
+        self.env.retain(|(k, _)| k != key);
+        if let Some(v) = value {
+            self.env.push((key.to_string(), v.to_string()));
+        }
+    }
+
+    /// Everything the agent has written to stderr, over all its starts.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
     /// Stops the agent if it runs, then starts it again on the same ports
     /// and data.
     pub async fn restart(&mut self) -> Result<()> {

@@ -251,3 +251,37 @@ fn page(p: &Option<proto::PageRequest>) -> Result<(u32, &str), Status> {
     }
     Ok((size, token))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::wallet_service_client::WalletServiceClient;
+
+    /// A read that sees a commit not yet flushed answers only after the flush.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_answer_waits_for_the_flush_of_what_it_shows() {
+        let t = crate::testing::core();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        tokio::spawn(serve(
+            t.core.clone(),
+            t.protocols.clone(),
+            listener,
+            shutdown.clone(),
+        ));
+        let mut client = WalletServiceClient::connect(format!("http://{addr}"))
+            .await
+            .unwrap();
+        let held = t.core.store.hold_flushes().await;
+        crate::wallet::create_wallet(&t.core, "fresh", "not yet durable").unwrap();
+        let get = client.get_wallet(proto::GetWalletRequest { id: "fresh".into() });
+        tokio::pin!(get);
+        let early = tokio::time::timeout(std::time::Duration::from_millis(300), &mut get).await;
+        assert!(early.is_err(), "answered before the flush: {early:?}");
+        drop(held);
+        let wallet = get.await.unwrap().into_inner();
+        assert_eq!(wallet.label, "not yet durable");
+        shutdown.cancel();
+    }
+}

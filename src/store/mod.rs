@@ -185,6 +185,13 @@ impl Store {
         Ok(())
     }
 
+    /// Holds every flush back until the guard is dropped, so a test can
+    /// look at what happens while commits are not yet durable.
+    #[cfg(test)]
+    pub(crate) async fn hold_flushes(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.inner.flush_lock.lock().await
+    }
+
     /// Flushes synchronously; used at shutdown.
     pub fn flush(&self) -> Result<()> {
         self.inner.db.flush()?;

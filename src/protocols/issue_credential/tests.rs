@@ -360,3 +360,32 @@ async fn an_unknown_message_type_is_answered_with_a_problem_report() {
     assert!(all_records(&t, "holder").is_empty());
     t.drain().await;
 }
+
+/// An issuer that lost a thread answers the holder's next message with
+/// `unknown-thread`: the waiting holder record ends at once instead of
+/// waiting for the idle timeout. A warning changes nothing.
+#[tokio::test]
+async fn an_error_report_about_a_waiting_thread_ends_the_record() {
+    let t = testing::core();
+    let (ci, _) = t.connect("issuer", "holder").await;
+    let offer = offer_and_accept(&t, &ci, false).await;
+    assert_eq!(holder_record(&t, &offer.thid).state, RequestSent);
+
+    send_as(
+        &t,
+        &ci,
+        &problem_report::in_thread(&offer.thid, "w.m.slow", "busy"),
+    )
+    .await;
+    assert_eq!(holder_record(&t, &offer.thid).state, RequestSent);
+
+    send_as(
+        &t,
+        &ci,
+        &problem_report::in_thread(&offer.thid, "e.m.msg.unknown-thread", "what thread?"),
+    )
+    .await;
+    let h = holder_record(&t, &offer.thid);
+    assert_eq!(h.state, ProblemReportReceived);
+    assert!(h.problem.unwrap().contains("unknown-thread"));
+}
