@@ -7,7 +7,7 @@
 use crate::Core;
 use crate::didcomm::Message;
 use crate::error::Result;
-use crate::store::{RecordEvent, StoreTx};
+use crate::store::{Flushed, RecordEvent, StoreTx};
 
 /// Effects to run once the transaction that produced them is durable.
 #[derive(Default)]
@@ -54,16 +54,15 @@ impl After {
 
     /// Waits until the (committed) transaction is durable, then runs the effects.
     pub async fn publish(self, core: &Core) -> Result<()> {
-        After::publish_all([self], core).await
+        let flushed = core.store.durable().await?;
+        self.publish_flushed(&flushed, core);
+        Ok(())
     }
 
-    /// [`After::publish`] for several committed transactions: one flush for all.
-    pub async fn publish_all(afters: impl IntoIterator<Item = After>, core: &Core) -> Result<()> {
-        core.store.durable().await?;
-        for after in afters {
-            after.run(core);
-        }
-        Ok(())
+    /// Runs the effects of a transaction that committed before `flushed`
+    /// was asked for, so is durable now.
+    pub fn publish_flushed(self, _flushed: &Flushed, core: &Core) {
+        self.run(core);
     }
 
     /// Publishes in the background, for a commit whose caller went away (a

@@ -188,7 +188,7 @@ impl Default for Outbox {
             max_backoff_ms: 60_000,
             send_timeout_ms: 10_000,
             connect_timeout_ms: 3_000,
-            per_destination: 8,
+            per_destination: 32,
         }
     }
 }

@@ -50,6 +50,10 @@ enum Command {
         /// under the same driver); default: this binary.
         #[arg(long)]
         agents: Option<PathBuf>,
+        /// Only these levels, `CONCURRENCY:FLOWS` (repeatable), and no
+        /// growth runs: for A/B comparisons of one level.
+        #[arg(long = "level", value_parser = parse_level)]
+        levels: Vec<(usize, usize)>,
     },
     #[command(flatten)]
     Client(Box<cli::Client>),
@@ -95,9 +99,10 @@ async fn main() -> std::process::ExitCode {
             quick,
             json,
             agents,
+            levels,
         } => {
             init_logging_with("warn");
-            bench(quick, json, agents).await
+            bench(quick, json, agents, levels).await
         }
         Command::Client(c) => c.run().await,
     };
@@ -140,12 +145,34 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn bench(quick: bool, json: PathBuf, agents: Option<PathBuf>) -> anyhow::Result<()> {
-    let opts = if quick {
+fn parse_level(s: &str) -> Result<(usize, usize), String> {
+    let (c, n) = s
+        .split_once(':')
+        .ok_or_else(|| format!("{s:?}: expected CONCURRENCY:FLOWS, e.g. 100:4000"))?;
+    let number = |x: &str| {
+        x.parse::<usize>()
+            .ok()
+            .filter(|v| *v > 0)
+            .ok_or_else(|| format!("{x:?} is not a positive number"))
+    };
+    Ok((number(c)?, number(n)?))
+}
+
+async fn bench(
+    quick: bool,
+    json: PathBuf,
+    agents: Option<PathBuf>,
+    levels: Vec<(usize, usize)>,
+) -> anyhow::Result<()> {
+    let mut opts = if quick {
         agentd::bench::Options::quick()
     } else {
         agentd::bench::Options::full()
     };
+    if !levels.is_empty() {
+        opts.levels = levels;
+        opts.growth.clear();
+    }
     let binary = match agents {
         Some(b) => b,
         None => std::env::current_exe().context("finding the agentd binary")?,

@@ -215,18 +215,16 @@ crash_points! {
     issuer_outbox_offer_after_record: "outbox.after_record:1" on Issuer, inline true;
     issuer_outbox_credential_before_send: "outbox.before_send:2" on Issuer, inline true;
     issuer_outbox_credential_after_send: "outbox.after_send:2" on Issuer, inline true;
-    issuer_outbox_credential_after_record: "outbox.after_record:2" on Issuer, inline true;
     holder_outbox_request_before_send: "outbox.before_send:1" on Holder, inline true;
     holder_outbox_request_after_send: "outbox.after_send:1" on Holder, inline true;
     holder_outbox_request_after_record: "outbox.after_record:1" on Holder, inline true;
     holder_outbox_ack_before_send: "outbox.before_send:2" on Holder, inline true;
     holder_outbox_ack_after_send: "outbox.after_send:2" on Holder, inline true;
-    holder_outbox_ack_after_record: "outbox.after_record:2" on Holder, inline true;
 
     issuer_flush_1: "store.before_flush:1" on Issuer, inline true;
-    issuer_flush_4: "store.before_flush:4" on Issuer, inline true;
-    issuer_flush_9: "store.before_flush:9" on Issuer, inline true;
+    issuer_flush_3: "store.before_flush:3" on Issuer, inline true;
+    issuer_flush_5: "store.before_flush:5" on Issuer, inline true;
     holder_flush_1: "store.before_flush:1" on Holder, inline true;
-    holder_flush_4: "store.before_flush:4" on Holder, inline true;
-    holder_flush_9: "store.before_flush:9" on Holder, inline true;
+    holder_flush_3: "store.before_flush:3" on Holder, inline true;
+    holder_flush_5: "store.before_flush:5" on Holder, inline true;
 }

@@ -63,11 +63,11 @@ pub async fn receive(transport: &Transport, packed: &[u8]) -> Result<Receipt> {
         .await?;
     crate::crashpoint!("intake.after_commit");
     // A duplicate is acknowledged only once its first copy is durable too.
-    core.store.durable().await?;
+    let flushed = core.store.durable().await?;
     crate::crashpoint!("intake.after_flush");
     match taken {
         Taken::Handled(after) => {
-            after.publish(core).await?;
+            after.publish_flushed(&flushed, core);
             Ok(Receipt::Stored)
         }
         Taken::Stored => {
@@ -208,15 +208,16 @@ pub(crate) async fn process(transport: &Transport, batch: Vec<(u64, InboxEntry)>
             .collect()
     });
     crate::crashpoint!("inbox.after_commit");
-    if let Err(e) = core.store.durable().await {
+    match core.store.durable().await {
+        Ok(flushed) => {
+            crate::crashpoint!("inbox.after_flush");
+            for after in afters {
+                after.publish_flushed(&flushed, core);
+            }
+        }
         // The handlers' effects stay unpublished; the messages are handled
         // again after a restart if the commit did not survive.
-        tracing::error!(error = %e, "flush after handling failed");
-        return;
-    }
-    crate::crashpoint!("inbox.after_flush");
-    if let Err(e) = After::publish_all(afters, core).await {
-        tracing::error!(error = %e, "flush after handling failed");
+        Err(e) => tracing::error!(error = %e, "flush after handling failed"),
     }
 }
 

@@ -81,7 +81,6 @@ pub struct Transport {
 struct TransportInner {
     dispatch: Arc<dyn Dispatch>,
     intake: inbox::Intake,
-    deliveries: outbox::Deliveries,
     http: reqwest::Client,
 }
 
@@ -101,7 +100,6 @@ impl Transport {
             inner: Arc::new(TransportInner {
                 dispatch,
                 intake: Default::default(),
-                deliveries: Default::default(),
                 http,
             }),
         })

@@ -21,7 +21,7 @@ use crate::after::After;
 use crate::config;
 use crate::did;
 use crate::error::{Error, Result};
-use crate::store::{GroupCommit, OutboxEntry, StoreTx};
+use crate::store::{OutboxEntry, StoreTx};
 
 /// Adds `msg` from our DID `from` to `to` to the outbox inside `tx`.
 pub fn enqueue(tx: &StoreTx, wallet: &str, from: &str, to: &str, msg: &Message) -> Result<()> {
@@ -86,30 +86,37 @@ pub fn retries_left(outbox: &config::Outbox, attempts: u32, elapsed_ms: i64) -> 
 const SCAN: usize = 512;
 /// Sends in flight at once, over all destinations.
 const MAX_IN_FLIGHT: usize = 256;
+/// Outcomes are recorded together: once this many wait, or the oldest has
+/// waited `LINGER`. Recording is not on a flow's path (a peer's answer may
+/// overtake the note that our message left), so waiting costs nothing.
+const RECORD_BATCH: usize = 64;
+const LINGER: Duration = Duration::from_millis(20);
 
 /// Delivers due entries until shutdown, then gives sends in flight a
 /// moment to finish (the rest are sent again after a restart).
 pub async fn run(transport: Transport, shutdown: CancellationToken) {
     let core = &transport.core;
-    let flight = Flight::default();
+    let worker = Worker::default();
+    let recorder = tokio::spawn(record_outcomes(transport.clone(), worker.clone()));
     let mut sends = JoinSet::new();
     while !shutdown.is_cancelled() {
         let wake = core.outbox_wake.notified();
         let now = crate::now_ms();
         let due = core
             .store
-            .outbox_due(now, SCAN, |id| flight.has(id))
+            .outbox_due(now, SCAN, |id| worker.sending(id))
             .unwrap_or_else(|e| {
                 tracing::error!(error = %e, "reading the outbox failed");
                 Vec::new()
             });
-        // Nothing leaves before the transaction that queued it is on disk.
-        if !due.is_empty() && core.store.durable().await.is_ok() {
+        // `outbox_due` returns only entries a flush has made durable:
+        // nothing leaves before the transaction that queued it is on disk.
+        if !due.is_empty() {
             crate::crashpoint!("outbox.before_send");
             for entry in due {
                 let dest = destination(&transport, &entry);
-                if flight.start(&entry.id, &dest, core.config.outbox.per_destination) {
-                    sends.spawn(send(transport.clone(), entry, dest, flight.clone()));
+                if worker.start(&entry.id, &dest, core.config.outbox.per_destination) {
+                    sends.spawn(send(transport.clone(), entry, dest, worker.clone()));
                 }
             }
         }
@@ -124,6 +131,7 @@ pub async fn run(transport: Transport, shutdown: CancellationToken) {
         };
         tokio::select! {
             _ = wake => {}
+            _ = worker.2.notified() => {}
             _ = tokio::time::sleep(sleep) => {}
             _ = shutdown.cancelled() => {}
         }
@@ -137,6 +145,9 @@ pub async fn run(transport: Transport, shutdown: CancellationToken) {
             "sends still in flight at shutdown; they go again after restart"
         );
     }
+    worker.0.lock().expect("outbox worker").closing = true;
+    worker.1.notify_one();
+    let _ = recorder.await;
 }
 
 /// Delivers `entries` and records their outcomes, all at once, as the
@@ -144,58 +155,108 @@ pub async fn run(transport: Transport, shutdown: CancellationToken) {
 #[cfg(test)]
 pub(crate) async fn attempt(transport: &Transport, entries: Vec<OutboxEntry>) {
     transport.core.store.durable().await.expect("flush");
-    let flight = Flight::default();
+    let worker = Worker::default();
     let mut sends = JoinSet::new();
     for entry in entries {
         let dest = destination(transport, &entry);
-        flight.start(&entry.id, &dest, usize::MAX);
-        sends.spawn(send(transport.clone(), entry, dest, flight.clone()));
+        worker.start(&entry.id, &dest, usize::MAX);
+        sends.spawn(send(transport.clone(), entry, dest, worker.clone()));
     }
     sends.join_all().await;
+    let batch = std::mem::take(&mut worker.0.lock().unwrap().reported);
+    record_batch(transport, &worker, batch).await;
 }
 
-/// Which entries are being sent, and how many per destination; whether the
-/// worker left due entries waiting for a free slot.
+/// The worker's memory: which entries are being sent (their slots, per
+/// destination), the outcomes waiting to be recorded, and the recorder's
+/// wake-up. An entry keeps its slot until its outcome is recorded, so a
+/// scan never sends it twice.
 #[derive(Clone, Default)]
-struct Flight(Arc<Mutex<FlightState>>);
+struct Worker(
+    Arc<Mutex<WorkerState>>,
+    /// Wakes the recorder.
+    Arc<tokio::sync::Notify>,
+    /// Tells the scan a slot it wanted is free.
+    Arc<tokio::sync::Notify>,
+);
 
 #[derive(Default)]
-struct FlightState {
+struct WorkerState {
+    /// Entries being sent or waiting for their outcome to be recorded.
     ids: HashSet<String>,
+    /// Sends in flight, per destination and in all.
     per_destination: HashMap<String, usize>,
+    sending: usize,
+    /// A scan left due entries for want of a slot.
     waiting: bool,
+    reported: Vec<Outcome>,
+    first_reported: Option<std::time::Instant>,
+    closing: bool,
 }
 
-impl Flight {
-    fn has(&self, id: &str) -> bool {
-        self.0.lock().expect("flight").ids.contains(id)
+impl Worker {
+    fn sending(&self, id: &str) -> bool {
+        self.0.lock().expect("outbox worker").ids.contains(id)
     }
 
     /// Takes a slot for `id` at `dest`, unless that destination (or the
     /// whole outbox) is at its limit.
     fn start(&self, id: &str, dest: &str, per_destination: usize) -> bool {
-        let mut f = self.0.lock().expect("flight");
-        let busy = f.per_destination.get(dest).copied().unwrap_or(0);
-        if busy >= per_destination || f.ids.len() >= MAX_IN_FLIGHT {
-            f.waiting = true;
+        let mut w = self.0.lock().expect("outbox worker");
+        let busy = w.per_destination.get(dest).copied().unwrap_or(0);
+        if busy >= per_destination || w.sending >= MAX_IN_FLIGHT {
+            w.waiting = true;
             return false;
         }
-        f.ids.insert(id.to_string());
-        *f.per_destination.entry(dest.to_string()).or_default() += 1;
+        w.ids.insert(id.to_string());
+        w.sending += 1;
+        *w.per_destination.entry(dest.to_string()).or_default() += 1;
         true
     }
 
-    /// Frees the slot; true when the worker left entries waiting for one.
-    fn finish(&self, id: &str, dest: &str) -> bool {
-        let mut f = self.0.lock().expect("flight");
-        f.ids.remove(id);
-        if let Some(n) = f.per_destination.get_mut(dest) {
+    /// A send's outcome, for the recorder. The destination's slot is free
+    /// again; the entry stays out of scans until its outcome is recorded.
+    fn report(&self, outcome: Outcome, dest: String) {
+        let mut w = self.0.lock().expect("outbox worker");
+        if let Some(n) = w.per_destination.get_mut(&dest) {
             *n -= 1;
             if *n == 0 {
-                f.per_destination.remove(dest);
+                w.per_destination.remove(&dest);
             }
         }
-        std::mem::take(&mut f.waiting)
+        w.sending -= 1;
+        let freed_waited_for = std::mem::take(&mut w.waiting);
+        w.first_reported.get_or_insert_with(std::time::Instant::now);
+        w.reported.push(outcome);
+        drop(w);
+        self.1.notify_one();
+        if freed_waited_for {
+            self.2.notify_one();
+        }
+    }
+
+    /// The reported outcomes when it is time to record them (see
+    /// `RECORD_BATCH`), else how long to wait at most.
+    fn take_batch(&self) -> Result<Vec<Outcome>, Duration> {
+        let mut w = self.0.lock().expect("outbox worker");
+        let Some(first) = w.first_reported else {
+            return Err(Duration::from_secs(3600));
+        };
+        let waited = first.elapsed();
+        if w.closing || w.reported.len() >= RECORD_BATCH || waited >= LINGER {
+            w.first_reported = None;
+            Ok(std::mem::take(&mut w.reported))
+        } else {
+            Err(LINGER - waited)
+        }
+    }
+
+    /// Recorded entries may be scanned again (rescheduled, or gone).
+    fn finish(&self, recorded: &[Outcome]) {
+        let mut w = self.0.lock().expect("outbox worker");
+        for o in recorded {
+            w.ids.remove(&o.entry().id);
+        }
     }
 }
 
@@ -213,51 +274,84 @@ fn destination(transport: &Transport, entry: &OutboxEntry) -> String {
         .unwrap_or_else(|| "unresolvable".into())
 }
 
-/// One attempt: deliver, record the outcome, publish it once durable, free
-/// the slot.
-async fn send(transport: Transport, entry: OutboxEntry, dest: String, flight: Flight) {
-    let core = &transport.core;
-    let id = entry.id.clone();
+/// One attempt: deliver, and report the outcome to the recorder.
+async fn send(transport: Transport, entry: OutboxEntry, dest: String, worker: Worker) {
     let span =
         tracing::info_span!("outbound", wallet = %entry.wallet_id, id = %entry.id, to = %entry.to);
     let result = deliver(&transport, &entry).instrument(span).await;
     if result.is_ok() {
         crate::crashpoint!("outbox.after_send");
     }
-    let outcome = settle(&core.config.outbox, entry, result);
-    let recorded = transport
-        .inner
-        .deliveries
-        .run(
-            outcome,
-            |batch| record_all(&transport, batch),
-            |after| after.publish_detached(core),
-        )
-        .await;
-    crate::crashpoint!("outbox.after_record");
-    match recorded {
-        Ok(after) => {
-            if let Err(e) = after.publish(core).await {
-                tracing::error!(error = %e, "flush after recording a delivery failed");
+    worker.report(settle(&transport.core.config.outbox, entry, result), dest);
+}
+
+/// Records reported outcomes in batches until the worker closes. Every
+/// sled transaction costs a log write, so outcomes that arrive close
+/// together share one; the recorder waits at most `LINGER` for more.
+async fn record_outcomes(transport: Transport, worker: Worker) {
+    loop {
+        let batch = loop {
+            match worker.take_batch() {
+                Ok(batch) => break batch,
+                Err(wait) => {
+                    if worker.0.lock().expect("outbox worker").closing {
+                        return;
+                    }
+                    let _ = tokio::time::timeout(wait, worker.1.notified()).await;
+                }
             }
-        }
-        Err(e) => tracing::error!(%id, error = %e, "recording a delivery failed"),
-    }
-    if flight.finish(&id, &dest) {
-        core.outbox_wake.notify_one();
+        };
+        record_batch(&transport, &worker, batch).await;
     }
 }
 
-/// Outcomes recorded together share one transaction.
-pub(super) type Deliveries = GroupCommit<Outcome, After>;
+/// One transaction for the batch (each alone if one fails); the slots are
+/// free once it has committed (a scan sees the entries rescheduled or
+/// gone, and flushes before it sends), and its effects are published with
+/// the next flush, whoever makes it.
+async fn record_batch(transport: &Transport, worker: &Worker, batch: Vec<Outcome>) {
+    if batch.is_empty() {
+        return;
+    }
+    let core = &transport.core;
+    let outcomes: Vec<Outcome> = batch;
+    let recorded = core.store.transact_each(&outcomes, |tx, o| {
+        After::gather(|after| record(transport, tx, after, o)).map(|((), after)| after)
+    });
+    crate::crashpoint!("outbox.after_record");
+    let mut afters = Vec::with_capacity(recorded.len());
+    for (o, r) in outcomes.iter().zip(recorded) {
+        match r {
+            Ok(after) => afters.push(after),
+            Err(e) => {
+                tracing::error!(id = %o.entry().id, error = %e, "recording a delivery failed")
+            }
+        }
+    }
+    worker.finish(&outcomes);
+    match core.store.durable_within(LINGER).await {
+        Ok(flushed) => afters
+            .into_iter()
+            .for_each(|a| a.publish_flushed(&flushed, core)),
+        Err(e) => tracing::error!(error = %e, "flush after recording deliveries failed"),
+    }
+}
 
 /// What became of one delivery attempt.
-pub(super) enum Outcome {
+enum Outcome {
     /// Delivered; the message's type.
     Delivered(OutboxEntry, String),
     /// Failed; the entry carries the attempt count, error and next
     /// attempt; `gave_up` when there will be none.
     Failed { entry: OutboxEntry, gave_up: bool },
+}
+
+impl Outcome {
+    fn entry(&self) -> &OutboxEntry {
+        match self {
+            Outcome::Delivered(entry, _) | Outcome::Failed { entry, .. } => entry,
+        }
+    }
 }
 
 /// Why a delivery failed, and whether trying again could help.
@@ -307,13 +401,6 @@ fn settle(
         tracing::info!(id = %entry.id, error = %failure.message, attempts = entry.attempts, retry_in_ms = delay, "delivery failed; will retry");
     }
     Outcome::Failed { entry, gave_up }
-}
-
-/// Every outcome of `batch` in one transaction (each alone if one fails).
-fn record_all(transport: &Transport, batch: &[Outcome]) -> Vec<Result<After>> {
-    transport.core.store.transact_each(batch, |tx, o| {
-        After::gather(|after| record(transport, tx, after, o)).map(|((), after)| after)
-    })
 }
 
 /// Writes one outcome: a delivered entry leaves the outbox; a failed one
@@ -489,10 +576,16 @@ mod tests {
             "https://didcomm.org/trust-ping/2.0/ping",
             serde_json::json!({}),
         );
-        t.core
-            .store
-            .transact(|tx| enqueue(tx, "default", &ours.did, &peer.record.did, &ping))
-            .unwrap();
+        let ((), after) = After::transact(&t.core, |tx, after| {
+            enqueue(tx, "default", &ours.did, &peer.record.did, &ping)?;
+            after.sent();
+            Ok(())
+        })
+        .unwrap();
+        // The writer publishes (wakes the outbox) once its flush is done;
+        // meanwhile the worker is woken anyway (by another writer, say).
+        let core = t.core.clone();
+        tokio::spawn(async move { after.publish(&core).await });
         t.core.outbox_wake.notify_one();
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(posts.load(Ordering::SeqCst), 0, "sent before the flush");

@@ -60,7 +60,6 @@ impl ConnectionService for Connections {
         let wallet = wallet::resolve_wallet(&self.0, &r.wallet_id).map_err(status)?;
         let inv = connections::create_invitation(&self.0, &wallet, &r.label, &r.goal_code, &r.goal)
             .map_err(status)?;
-        self.0.store.durable().await.map_err(status)?;
         Ok(Response::new(proto::CreateInvitationResponse {
             connection: Some(to_proto(inv.connection)),
             invitation_url: inv.url,
@@ -77,7 +76,6 @@ impl ConnectionService for Connections {
         let c = connections::accept_invitation(&self.0, &wallet, &r.invitation_url, &r.label)
             .await
             .map_err(status)?;
-        self.0.store.durable().await.map_err(status)?;
         Ok(Response::new(to_proto(c)))
     }
 

@@ -39,7 +39,6 @@ impl DidService for Dids {
             }
         };
         let d = wallet::create_did(&self.0, &wallet, method, "user").map_err(status)?;
-        self.0.store.durable().await.map_err(status)?;
         Ok(Response::new(to_proto(d)))
     }
 

@@ -155,7 +155,7 @@ where
         Box::pin(async move {
             let response = answer.await?;
             match store.durable().await {
-                Ok(()) => Ok(response),
+                Ok(_) => Ok(response),
                 Err(e) => Ok(status(e).into_http()),
             }
         })

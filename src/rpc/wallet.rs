@@ -22,7 +22,6 @@ impl WalletService for Wallets {
     ) -> Result<Response<proto::Wallet>, Status> {
         let r = request.into_inner();
         let w = wallet::create_wallet(&self.0, &r.id, &r.label).map_err(status)?;
-        self.0.store.durable().await.map_err(status)?;
         Ok(Response::new(to_proto(w)))
     }
 

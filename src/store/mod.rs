@@ -6,17 +6,20 @@
 //! same time share one `flush_async`, and [`GroupCommit`] lets concurrent
 //! callers share one transaction.
 
+mod flush;
 mod group;
 mod model;
 mod tx;
 
+pub use flush::Flushed;
+use flush::Flusher;
 pub use group::GroupCommit;
 pub use model::*;
 pub use tx::StoreTx;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -87,9 +90,7 @@ pub struct Store {
 struct Inner {
     db: sled::Db,
     trees: Vec<Tree>,
-    requested: AtomicU64,
-    flushed: AtomicU64,
-    flush_lock: tokio::sync::Mutex<()>,
+    flusher: Flusher,
 }
 
 /// A page of results and the token for the next one (empty at the end).
@@ -119,11 +120,9 @@ impl Store {
             .collect::<std::result::Result<Vec<_>, _>>()?;
         let store = Store {
             inner: Arc::new(Inner {
+                flusher: Flusher::new(db.clone()),
                 db,
                 trees,
-                requested: AtomicU64::new(0),
-                flushed: AtomicU64::new(0),
-                flush_lock: tokio::sync::Mutex::new(()),
             }),
         };
         store.index_outbox()?;
@@ -135,11 +134,13 @@ impl Store {
         if !self.tree(T::OutboxDue).is_empty() || self.tree(T::Outbox).is_empty() {
             return Ok(());
         }
-        for v in self.tree(T::Outbox).iter().values() {
-            let e: OutboxEntry = decode(&v?)?;
-            self.tree(T::OutboxDue).insert(tx::due_key(&e), &[][..])?;
-        }
-        Ok(())
+        self.writing(|_| {
+            for v in self.tree(T::Outbox).iter().values() {
+                let e: OutboxEntry = decode(&v?)?;
+                self.tree(T::OutboxDue).insert(tx::due_key(&e), &[][..])?;
+            }
+            Ok(())
+        })
     }
 
     fn tree(&self, t: T) -> &Tree {
@@ -149,12 +150,24 @@ impl Store {
     /// Runs `f` as one atomic sled transaction over all trees. `f` may run
     /// more than once on conflict, so it must only touch the transaction.
     pub fn transact<R>(&self, f: impl Fn(&StoreTx) -> Result<R>) -> Result<R> {
-        let r = self.inner.trees.as_slice().transaction(
-            |trees: &Vec<TransactionalTree>| -> std::result::Result<R, ConflictableTransactionError<Error>> {
-                f(&StoreTx::new(trees)).map_err(ConflictableTransactionError::Abort)
-            },
-        )?;
+        let r = self.writing(|n| {
+            self.inner.trees.as_slice().transaction(
+                |trees: &Vec<TransactionalTree>| -> std::result::Result<R, ConflictableTransactionError<Error>> {
+                    f(&StoreTx::new(trees, n, &self.inner.flusher))
+                        .map_err(ConflictableTransactionError::Abort)
+                },
+            )
+        })?;
         Ok(r)
+    }
+
+    /// Every write runs inside this, numbered, so [`Store::durable`] knows
+    /// which writes a flush has covered.
+    fn writing<R>(&self, write: impl FnOnce(u64) -> R) -> R {
+        let n = self.inner.flusher.begin();
+        let r = write(n);
+        self.inner.flusher.end(n);
+        r
     }
 
     /// Runs `f` for every item in one transaction; if any item fails, runs
@@ -170,26 +183,27 @@ impl Store {
         }
     }
 
-    /// Returns once everything written before the call is on disk. Concurrent
-    /// callers share a flush: the one holding the lock flushes for all.
-    pub async fn durable(&self) -> Result<()> {
-        let me = self.inner.requested.fetch_add(1, Ordering::SeqCst) + 1;
-        let _guard = self.inner.flush_lock.lock().await;
-        if self.inner.flushed.load(Ordering::SeqCst) >= me {
-            return Ok(());
-        }
-        let upto = self.inner.requested.load(Ordering::SeqCst);
-        crate::crashpoint!("store.before_flush");
-        self.inner.db.flush_async().await?;
-        self.inner.flushed.store(upto, Ordering::SeqCst);
-        Ok(())
+    /// Returns once everything committed before the call, and so
+    /// everything the caller has read, is on disk. Concurrent callers share
+    /// a flush: the one holding the lock flushes for all. When every write
+    /// begun so far is covered by a completed flush, it returns at once.
+    pub async fn durable(&self) -> Result<Flushed> {
+        self.durable_within(Duration::ZERO).await
+    }
+
+    /// As [`Store::durable`], but waits up to `patience` for a flush that
+    /// someone else starts before flushing itself: for work that is not in
+    /// a hurry (delivery bookkeeping), so that it adds no flush of its own
+    /// while others flush anyway.
+    pub async fn durable_within(&self, patience: Duration) -> Result<Flushed> {
+        self.inner.flusher.durable_within(patience).await
     }
 
     /// Holds every flush back until the guard is dropped, so a test can
     /// look at what happens while commits are not yet durable.
     #[cfg(test)]
     pub(crate) async fn hold_flushes(&self) -> tokio::sync::MutexGuard<'_, ()> {
-        self.inner.flush_lock.lock().await
+        self.inner.flusher.hold().await
     }
 
     /// Flushes synchronously; used at shutdown.
@@ -347,8 +361,9 @@ impl Store {
     }
 
     /// Up to `limit` entries due at `now_ms`, earliest first, leaving out
-    /// those `skip` names (being sent). Reads only the schedule index and
-    /// the entries it returns.
+    /// those `skip` names (being sent) and those whose write no flush has
+    /// covered yet (the writer wakes the outbox once it has flushed). Reads
+    /// only the schedule index and the entries it returns.
     pub fn outbox_due(
         &self,
         now_ms: i64,
@@ -360,7 +375,7 @@ impl Store {
         for k in self.tree(T::OutboxDue).range(..end).keys() {
             let k = k?;
             let id = String::from_utf8_lossy(&k[8..]);
-            if skip(&id) {
+            if skip(&id) || self.inner.flusher.outbox_unflushed(&id) {
                 continue;
             }
             if let Some(e) = self.get(T::Outbox, id.as_bytes())? {
@@ -492,12 +507,14 @@ impl Store {
     pub fn prune_events(&self, keep: usize) -> Result<usize> {
         let tree = self.tree(T::Events);
         let excess = tree.len().saturating_sub(keep);
-        let mut removed = 0;
-        for k in tree.iter().keys().take(excess) {
-            tree.remove(k?)?;
-            removed += 1;
-        }
-        Ok(removed)
+        self.writing(|_| {
+            let mut removed = 0;
+            for k in tree.iter().keys().take(excess) {
+                tree.remove(k?)?;
+                removed += 1;
+            }
+            Ok(removed)
+        })
     }
 
     /// Counts by walking the tree: O(waiting messages).

@@ -2,11 +2,15 @@
 
 use sled::transaction::{TransactionalTree, UnabortableTransactionError};
 
+use super::flush::Flusher;
 use super::{EVENT_SEQ, T, decode, encode, key, model::*};
 use crate::error::{Error, Result};
 
 pub struct StoreTx<'a> {
     trees: &'a [TransactionalTree],
+    /// The number of the write this transaction is (see `flush.rs`).
+    write: u64,
+    flusher: &'a Flusher,
 }
 
 fn tx_err(e: UnabortableTransactionError) -> Error {
@@ -15,8 +19,12 @@ fn tx_err(e: UnabortableTransactionError) -> Error {
 }
 
 impl<'a> StoreTx<'a> {
-    pub(super) fn new(trees: &'a [TransactionalTree]) -> Self {
-        StoreTx { trees }
+    pub(super) fn new(trees: &'a [TransactionalTree], write: u64, flusher: &'a Flusher) -> Self {
+        StoreTx {
+            trees,
+            write,
+            flusher,
+        }
     }
 
     fn tree(&self, t: T) -> &TransactionalTree {
@@ -131,6 +139,7 @@ impl<'a> StoreTx<'a> {
         self.tree(T::OutboxDue)
             .insert(due_key(e), &[][..])
             .map_err(tx_err)?;
+        self.flusher.note_outbox(&e.id, self.write);
         Ok(())
     }
 

@@ -219,7 +219,7 @@ impl Issuance {
         let core = &self.core;
         core.store
             .transact(|tx| tx.remove_credential(wallet, id).map(|_| ()))?;
-        core.store.durable().await
+        core.store.durable().await.map(|_| ())
     }
 }
 

@@ -255,9 +255,9 @@ impl Issuance {
             )
             .await?;
         crate::crashpoint!("action.after_commit");
-        core.store.durable().await?;
+        let flushed = core.store.durable().await?;
         crate::crashpoint!("action.after_flush");
-        after.publish(core).await?;
+        after.publish_flushed(&flushed, core);
         Ok(rec)
     }
 }
