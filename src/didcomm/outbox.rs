@@ -84,6 +84,8 @@ pub fn retries_left(outbox: &config::Outbox, attempts: u32, elapsed_ms: i64) -> 
 
 /// How many due entries one scan reads.
 const SCAN: usize = 512;
+/// How soon a scan looks again at due entries that waited for a flush.
+const UNFLUSHED_RECHECK: Duration = Duration::from_millis(50);
 /// Sends in flight at once, over all destinations.
 const MAX_IN_FLIGHT: usize = 256;
 /// Outcomes are recorded together: once this many wait, or the oldest has
@@ -107,13 +109,13 @@ pub async fn run(transport: Transport, shutdown: CancellationToken) {
             .outbox_due(now, SCAN, |id| worker.sending(id))
             .unwrap_or_else(|e| {
                 tracing::error!(error = %e, "reading the outbox failed");
-                Vec::new()
+                Default::default()
             });
         // `outbox_due` returns only entries a flush has made durable:
         // nothing leaves before the transaction that queued it is on disk.
-        if !due.is_empty() {
+        if !due.entries.is_empty() {
             crate::crashpoint!("outbox.before_send");
-            for entry in due {
+            for entry in due.entries {
                 let dest = destination(&transport, &entry);
                 if worker.start(&entry.id, &dest, core.config.outbox.per_destination) {
                     sends.spawn(send(transport.clone(), entry, dest, worker.clone()));
@@ -125,10 +127,14 @@ pub async fn run(transport: Transport, shutdown: CancellationToken) {
                 tracing::error!(error = %e, "a delivery task failed");
             }
         }
-        let sleep = match core.store.outbox_next_due_after(now) {
+        let mut sleep = match core.store.outbox_next_due_after(now) {
             Ok(Some(at)) => Duration::from_millis((at - crate::now_ms()).max(1) as u64),
             _ => Duration::from_secs(3600),
         };
+        // Their writers wake us after their flush; look again soon anyway.
+        if due.unflushed > 0 {
+            sleep = sleep.min(UNFLUSHED_RECHECK);
+        }
         tokio::select! {
             _ = wake => {}
             _ = worker.2.notified() => {}

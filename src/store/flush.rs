@@ -120,13 +120,15 @@ impl Flusher {
         let finished = self.finished_below();
         crate::crashpoint!("store.before_flush");
         self.db.flush_async().await?;
-        self.flushed.store(upto, Ordering::SeqCst);
-        self.covered.fetch_max(finished, Ordering::SeqCst);
-        let covered = self.covered.load(Ordering::SeqCst);
+        // Forget the covered outbox entries before anyone can see `covered`
+        // move: a caller that returns early on it wakes the outbox, whose
+        // scan must then find them sendable.
         self.unflushed_outbox
             .lock()
             .expect("unflushed outbox")
-            .retain(|_, n| *n > covered);
+            .retain(|_, n| *n > finished);
+        self.flushed.store(upto, Ordering::SeqCst);
+        self.covered.fetch_max(finished, Ordering::SeqCst);
         self.flushes.send_replace(upto);
         Ok(Flushed(()))
     }

@@ -93,6 +93,13 @@ struct Inner {
     flusher: Flusher,
 }
 
+/// Outbox entries due now, and how many more are due but wait for a flush.
+#[derive(Default)]
+pub struct Due {
+    pub entries: Vec<OutboxEntry>,
+    pub unflushed: usize,
+}
+
 /// A page of results and the token for the next one (empty at the end).
 pub struct Page<V> {
     pub items: Vec<V>,
@@ -369,18 +376,22 @@ impl Store {
         now_ms: i64,
         limit: usize,
         skip: impl Fn(&str) -> bool,
-    ) -> Result<Vec<OutboxEntry>> {
+    ) -> Result<Due> {
         let end = tx::due_prefix(now_ms + 1);
-        let mut due = Vec::new();
+        let mut due = Due::default();
         for k in self.tree(T::OutboxDue).range(..end).keys() {
             let k = k?;
             let id = String::from_utf8_lossy(&k[8..]);
-            if skip(&id) || self.inner.flusher.outbox_unflushed(&id) {
+            if skip(&id) {
+                continue;
+            }
+            if self.inner.flusher.outbox_unflushed(&id) {
+                due.unflushed += 1;
                 continue;
             }
             if let Some(e) = self.get(T::Outbox, id.as_bytes())? {
-                due.push(e);
-                if due.len() == limit {
+                due.entries.push(e);
+                if due.entries.len() == limit {
                     break;
                 }
             }
