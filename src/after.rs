@@ -1,20 +1,20 @@
 //! What a transaction leaves to do once it is durable: publish its record
-//! events, hand replies to control-plane calls waiting on them, wake the
-//! outbox. Nothing here can run before a flush has made the transaction
+//! events, hand replies to control-plane calls waiting on them, hand its
+//! outbox entries to the outbox worker. Nothing here can run before a flush has made the transaction
 //! durable ([`After::publish`]), so nothing a `kill -9` could undo is ever
 //! seen outside the process.
 
 use crate::Core;
 use crate::didcomm::Message;
 use crate::error::Result;
-use crate::store::{Flushed, RecordEvent, StoreTx};
+use crate::store::{Flushed, OutboxEntry, RecordEvent, StoreTx};
 
 /// Effects to run once the transaction that produced them is durable.
 #[derive(Default)]
 #[must_use = "an After must be published once its transaction is durable"]
 pub struct After {
     wake: Vec<Message>,
-    sent: bool,
+    outgoing: Vec<OutboxEntry>,
     events: Vec<RecordEvent>,
 }
 
@@ -24,9 +24,9 @@ impl After {
         self.wake.push(reply.clone());
     }
 
-    /// Records that the transaction queued outbound messages.
-    pub fn sent(&mut self) {
-        self.sent = true;
+    /// Hands an outbox entry the transaction wrote to the outbox worker.
+    pub fn outgoing(&mut self, entry: OutboxEntry) {
+        self.outgoing.push(entry);
     }
 
     /// Publishes a record event.
@@ -81,8 +81,6 @@ impl After {
         for m in self.wake {
             core.waiters.wake(m.thread_id(), m.clone());
         }
-        if self.sent {
-            core.outbox_wake.notify_one();
-        }
+        core.outbox.hand_over(self.outgoing);
     }
 }

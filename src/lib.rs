@@ -84,7 +84,8 @@ pub struct Core {
     /// Our public DIDComm endpoint, as written into our did:peer:2 DIDs.
     pub(crate) endpoint: String,
     pub(crate) inbox_wake: Arc<tokio::sync::Notify>,
-    pub(crate) outbox_wake: Arc<tokio::sync::Notify>,
+    /// New outbox entries, handed to the outbox worker once durable.
+    pub(crate) outbox: Arc<didcomm::outbox::Handoff>,
     pub(crate) waiters: Waiters,
     pub(crate) events: events::Events,
 }
@@ -134,7 +135,7 @@ impl Agent {
             config: Arc::new(config),
             endpoint: endpoint.clone(),
             inbox_wake: Default::default(),
-            outbox_wake: Default::default(),
+            outbox: Default::default(),
             waiters: Default::default(),
             events: Default::default(),
         };

@@ -36,7 +36,7 @@ pub fn core_with(configure: impl FnOnce(&mut Config)) -> TestCore {
         config: Arc::new(config),
         endpoint: "http://127.0.0.1:9/didcomm".into(),
         inbox_wake: Default::default(),
-        outbox_wake: Default::default(),
+        outbox: Default::default(),
         waiters: Waiters::default(),
         events: Default::default(),
     };

@@ -222,9 +222,9 @@ crash_points! {
     holder_outbox_ack_after_send: "outbox.after_send:2" on Holder, inline true;
 
     issuer_flush_1: "store.before_flush:1" on Issuer, inline true;
+    issuer_flush_2: "store.before_flush:2" on Issuer, inline true;
     issuer_flush_3: "store.before_flush:3" on Issuer, inline true;
-    issuer_flush_5: "store.before_flush:5" on Issuer, inline true;
     holder_flush_1: "store.before_flush:1" on Holder, inline true;
+    holder_flush_2: "store.before_flush:2" on Holder, inline true;
     holder_flush_3: "store.before_flush:3" on Holder, inline true;
-    holder_flush_5: "store.before_flush:5" on Holder, inline true;
 }

@@ -164,9 +164,7 @@ pub async fn accept_invitation(
     let ((), after) = After::transact(core, |tx, after| {
         wallet::put_did(tx, &new)?;
         tx.put_connection(&connection)?;
-        outbox::enqueue(tx, wallet_id, &new.record.did, &inviter, &ping)?;
-        after.sent();
-        Ok(())
+        outbox::enqueue(tx, after, wallet_id, &new.record.did, &inviter, &ping)
     })?;
     after.publish(core).await?;
     Ok(connection)

@@ -51,9 +51,7 @@ pub fn on_queries(tx: &StoreTx, conn: &Connection, msg: &Message, after: &mut Af
         .collect();
     let reply = msg.reply(DISCLOSE, json!({ "disclosures": disclosures }));
     let their = conn.their_did.as_deref().unwrap_or_default();
-    outbox::enqueue(tx, &conn.wallet_id, &conn.our_did, their, &reply)?;
-    after.sent();
-    Ok(())
+    outbox::enqueue(tx, after, &conn.wallet_id, &conn.our_did, their, &reply)
 }
 
 /// The protocol ids in a disclose message.

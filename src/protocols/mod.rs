@@ -87,9 +87,14 @@ impl Dispatch for Protocols {
             return Ok(());
         }
         let report = problem_report::about(msg, why);
-        outbox::enqueue(tx, &entry.wallet_id, &entry.recipient, sender, &report)?;
-        after.sent();
-        Ok(())
+        outbox::enqueue(
+            tx,
+            after,
+            &entry.wallet_id,
+            &entry.recipient,
+            sender,
+            &report,
+        )
     }
 
     /// Only issue-credential tracks its messages' delivery (`record_id`).
@@ -141,9 +146,7 @@ pub async fn send_and_wait(
     let reply = (!wait.is_zero()).then(|| core.waiters.register(&msg.id));
     let started = Instant::now();
     let ((), after) = After::transact(core, |tx, after| {
-        outbox::enqueue(tx, &conn.wallet_id, &conn.our_did, their, msg)?;
-        after.sent();
-        Ok(())
+        outbox::enqueue(tx, after, &conn.wallet_id, &conn.our_did, their, msg)
     })?;
     after.publish(core).await?;
     let Some(reply) = reply else { return Ok(None) };

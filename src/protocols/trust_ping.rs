@@ -20,7 +20,5 @@ pub fn on_ping(tx: &StoreTx, conn: &Connection, msg: &Message, after: &mut After
     }
     let their = conn.their_did.as_deref().unwrap_or_default();
     let response = msg.reply(PING_RESPONSE, json!({}));
-    outbox::enqueue(tx, &conn.wallet_id, &conn.our_did, their, &response)?;
-    after.sent();
-    Ok(())
+    outbox::enqueue(tx, after, &conn.wallet_id, &conn.our_did, their, &response)
 }

@@ -3,14 +3,11 @@
 //! flush covers every write that had finished when it started, so after it
 //! "covered" is the highest number below which nothing is unfinished.
 //!
-//! - [`Flusher::durable_within`] is group commit: concurrent callers share
-//!   one flush, and a caller for whom every write begun so far is covered
-//!   does not flush at all.
-//! - Outbox entries written by writes not yet covered are known by id, so
-//!   the outbox can send what is durable without flushing itself: whoever
-//!   wrote the rest flushes before it wakes the outbox.
+//! [`Flusher::durable_within`] is group commit: concurrent callers share one
+//! flush, and a caller for whom every write begun so far is covered does
+//! not flush at all.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -33,8 +30,6 @@ pub(super) struct Flusher {
     writes: Mutex<Writes>,
     /// Every write numbered up to this is durable.
     covered: AtomicU64,
-    /// Outbox entries by id, with the write that put them, until covered.
-    unflushed_outbox: Mutex<HashMap<String, u64>>,
 }
 
 #[derive(Default)]
@@ -53,7 +48,6 @@ impl Flusher {
             flushes: tokio::sync::watch::Sender::new(0),
             writes: Mutex::new(Writes::default()),
             covered: AtomicU64::new(0),
-            unflushed_outbox: Mutex::new(HashMap::new()),
         }
     }
 
@@ -81,22 +75,6 @@ impl Flusher {
         self.writes.lock().expect("writes").begun
     }
 
-    /// Notes an outbox entry put by write `n`, which may not be durable yet.
-    pub(super) fn note_outbox(&self, id: &str, n: u64) {
-        self.unflushed_outbox
-            .lock()
-            .expect("unflushed outbox")
-            .insert(id.to_string(), n);
-    }
-
-    /// Whether the entry `id` was put by a write no flush has covered yet.
-    pub(super) fn outbox_unflushed(&self, id: &str) -> bool {
-        self.unflushed_outbox
-            .lock()
-            .expect("unflushed outbox")
-            .contains_key(id)
-    }
-
     /// See [`super::Store::durable_within`].
     pub(super) async fn durable_within(&self, patience: Duration) -> Result<Flushed> {
         let me = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
@@ -120,13 +98,6 @@ impl Flusher {
         let finished = self.finished_below();
         crate::crashpoint!("store.before_flush");
         self.db.flush_async().await?;
-        // Forget the covered outbox entries before anyone can see `covered`
-        // move: a caller that returns early on it wakes the outbox, whose
-        // scan must then find them sendable.
-        self.unflushed_outbox
-            .lock()
-            .expect("unflushed outbox")
-            .retain(|_, n| *n > finished);
         self.flushed.store(upto, Ordering::SeqCst);
         self.covered.fetch_max(finished, Ordering::SeqCst);
         self.flushes.send_replace(upto);

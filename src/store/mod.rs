@@ -93,13 +93,6 @@ struct Inner {
     flusher: Flusher,
 }
 
-/// Outbox entries due now, and how many more are due but wait for a flush.
-#[derive(Default)]
-pub struct Due {
-    pub entries: Vec<OutboxEntry>,
-    pub unflushed: usize,
-}
-
 /// A page of results and the token for the next one (empty at the end).
 pub struct Page<V> {
     pub items: Vec<V>,
@@ -141,7 +134,7 @@ impl Store {
         if !self.tree(T::OutboxDue).is_empty() || self.tree(T::Outbox).is_empty() {
             return Ok(());
         }
-        self.writing(|_| {
+        self.writing(|| {
             for v in self.tree(T::Outbox).iter().values() {
                 let e: OutboxEntry = decode(&v?)?;
                 self.tree(T::OutboxDue).insert(tx::due_key(&e), &[][..])?;
@@ -157,11 +150,10 @@ impl Store {
     /// Runs `f` as one atomic sled transaction over all trees. `f` may run
     /// more than once on conflict, so it must only touch the transaction.
     pub fn transact<R>(&self, f: impl Fn(&StoreTx) -> Result<R>) -> Result<R> {
-        let r = self.writing(|n| {
+        let r = self.writing(|| {
             self.inner.trees.as_slice().transaction(
                 |trees: &Vec<TransactionalTree>| -> std::result::Result<R, ConflictableTransactionError<Error>> {
-                    f(&StoreTx::new(trees, n, &self.inner.flusher))
-                        .map_err(ConflictableTransactionError::Abort)
+                    f(&StoreTx::new(trees)).map_err(ConflictableTransactionError::Abort)
                 },
             )
         })?;
@@ -170,9 +162,9 @@ impl Store {
 
     /// Every write runs inside this, numbered, so [`Store::durable`] knows
     /// which writes a flush has covered.
-    fn writing<R>(&self, write: impl FnOnce(u64) -> R) -> R {
+    fn writing<R>(&self, write: impl FnOnce() -> R) -> R {
         let n = self.inner.flusher.begin();
-        let r = write(n);
+        let r = write();
         self.inner.flusher.end(n);
         r
     }
@@ -368,30 +360,25 @@ impl Store {
     }
 
     /// Up to `limit` entries due at `now_ms`, earliest first, leaving out
-    /// those `skip` names (being sent) and those whose write no flush has
-    /// covered yet (the writer wakes the outbox once it has flushed). Reads
-    /// only the schedule index and the entries it returns.
+    /// those `skip` names (being sent). Reads only the schedule index and
+    /// the entries it returns.
     pub fn outbox_due(
         &self,
         now_ms: i64,
         limit: usize,
         skip: impl Fn(&str) -> bool,
-    ) -> Result<Due> {
+    ) -> Result<Vec<OutboxEntry>> {
         let end = tx::due_prefix(now_ms + 1);
-        let mut due = Due::default();
+        let mut due = Vec::new();
         for k in self.tree(T::OutboxDue).range(..end).keys() {
             let k = k?;
             let id = String::from_utf8_lossy(&k[8..]);
             if skip(&id) {
                 continue;
             }
-            if self.inner.flusher.outbox_unflushed(&id) {
-                due.unflushed += 1;
-                continue;
-            }
             if let Some(e) = self.get(T::Outbox, id.as_bytes())? {
-                due.entries.push(e);
-                if due.entries.len() == limit {
+                due.push(e);
+                if due.len() == limit {
                     break;
                 }
             }
@@ -518,7 +505,7 @@ impl Store {
     pub fn prune_events(&self, keep: usize) -> Result<usize> {
         let tree = self.tree(T::Events);
         let excess = tree.len().saturating_sub(keep);
-        self.writing(|_| {
+        self.writing(|| {
             let mut removed = 0;
             for k in tree.iter().keys().take(excess) {
                 tree.remove(k?)?;

@@ -2,15 +2,11 @@
 
 use sled::transaction::{TransactionalTree, UnabortableTransactionError};
 
-use super::flush::Flusher;
 use super::{EVENT_SEQ, T, decode, encode, key, model::*};
 use crate::error::{Error, Result};
 
 pub struct StoreTx<'a> {
     trees: &'a [TransactionalTree],
-    /// The number of the write this transaction is (see `flush.rs`).
-    write: u64,
-    flusher: &'a Flusher,
 }
 
 fn tx_err(e: UnabortableTransactionError) -> Error {
@@ -19,12 +15,8 @@ fn tx_err(e: UnabortableTransactionError) -> Error {
 }
 
 impl<'a> StoreTx<'a> {
-    pub(super) fn new(trees: &'a [TransactionalTree], write: u64, flusher: &'a Flusher) -> Self {
-        StoreTx {
-            trees,
-            write,
-            flusher,
-        }
+    pub(super) fn new(trees: &'a [TransactionalTree]) -> Self {
+        StoreTx { trees }
     }
 
     fn tree(&self, t: T) -> &TransactionalTree {
@@ -139,7 +131,6 @@ impl<'a> StoreTx<'a> {
         self.tree(T::OutboxDue)
             .insert(due_key(e), &[][..])
             .map_err(tx_err)?;
-        self.flusher.note_outbox(&e.id, self.write);
         Ok(())
     }
 

@@ -215,13 +215,13 @@ fn perform(
     let record = effect.is_tracked().then_some(rec.id.as_str());
     outbox::enqueue_for(
         tx,
+        after,
         record,
         &rec.wallet_id,
         &rec.our_did,
         &rec.their_did,
         &msg,
     )?;
-    after.sent();
     Ok(())
 }
 

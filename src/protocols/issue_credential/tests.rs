@@ -80,10 +80,11 @@ async fn automatic_issuance_runs_to_the_end() {
 /// Sends `msg` from our side of `conn` to its peer and lets it be handled.
 async fn send_as(t: &TestCore, conn: &Connection, msg: &Message) {
     let their = conn.their_did.clone().unwrap();
-    t.core
-        .store
-        .transact(|tx| outbox::enqueue(tx, &conn.wallet_id, &conn.our_did, &their, msg))
-        .unwrap();
+    // Sent by `drain`, which reads the outbox itself.
+    let _sent = After::transact(&t.core, |tx, after| {
+        outbox::enqueue(tx, after, &conn.wallet_id, &conn.our_did, &their, msg)
+    })
+    .unwrap();
     t.drain().await;
 }
 
@@ -345,7 +346,16 @@ async fn an_unknown_message_type_is_answered_with_a_problem_report() {
     let their = ci.their_did.clone().unwrap();
     t.core
         .store
-        .transact(|tx| outbox::enqueue(tx, "issuer", &ci.our_did, &their, &odd))
+        .transact(|tx| {
+            outbox::enqueue(
+                tx,
+                &mut After::default(),
+                "issuer",
+                &ci.our_did,
+                &their,
+                &odd,
+            )
+        })
         .unwrap();
     // Deliver it and let the holder handle it, but keep the answer queued.
     crate::didcomm::outbox::attempt(&t.transport, t.core.store.outbox_all().unwrap()).await;
