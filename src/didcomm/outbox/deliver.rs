@@ -8,24 +8,61 @@ use crate::did;
 use crate::error::Error;
 use crate::store::OutboxEntry;
 
-/// The destination an entry's sends count against: this daemon, or the
-/// origin of the recipient's endpoint.
-pub(super) fn destination(transport: &Transport, entry: &OutboxEntry) -> String {
-    if let Ok(Some(_)) = transport.core.store.did_owner(&entry.to) {
-        return "local".into();
-    }
-    did::resolve(&entry.to)
-        .ok()
-        .and_then(|d| d.endpoint().map(str::to_string))
-        .and_then(|e| url::Url::parse(&e).ok())
-        .map(|u| u.origin().ascii_serialization())
-        .unwrap_or_else(|| "unresolvable".into())
+/// Where an entry goes: to this daemon's own inbox, or to the endpoint of
+/// the recipient's DID, or nowhere (why).
+pub(super) enum Route {
+    Local,
+    Remote(String),
+    Nowhere(String),
 }
 
-/// Packs and delivers one entry; returns the message type.
-pub(super) async fn deliver(transport: &Transport, entry: &OutboxEntry) -> Result<String, Failure> {
+impl Route {
+    /// The destination whose send slots this route uses: this daemon, or
+    /// the scheme and authority of the endpoint.
+    pub(super) fn lane(&self) -> String {
+        match self {
+            Route::Local => "local".into(),
+            // scheme://authority, without a URL parse per send.
+            Route::Remote(endpoint) => {
+                let authority = endpoint.find("://").map_or(0, |i| i + 3);
+                let end = endpoint[authority..]
+                    .find(['/', '?', '#'])
+                    .map_or(endpoint.len(), |i| authority + i);
+                endpoint[..end].to_ascii_lowercase()
+            }
+            Route::Nowhere(_) => "nowhere".into(),
+        }
+    }
+}
+
+pub(super) fn route(transport: &Transport, entry: &OutboxEntry) -> Route {
+    match transport.core.store.did_owner(&entry.to) {
+        Ok(Some(_)) => return Route::Local,
+        Ok(None) => {}
+        Err(e) => return Route::Nowhere(e.to_string()),
+    }
+    match did::resolve(&entry.to) {
+        Ok(d) => match d.endpoint() {
+            Some(endpoint) => Route::Remote(endpoint.to_string()),
+            None => Route::Nowhere(format!("{} has no DIDComm endpoint", entry.to)),
+        },
+        Err(e) => Route::Nowhere(e.to_string()),
+    }
+}
+
+/// Packs and delivers one entry along `route`; returns the message type.
+pub(super) async fn deliver(
+    transport: &Transport,
+    entry: &OutboxEntry,
+    route: &Route,
+) -> Result<String, Failure> {
     let core = &transport.core;
     let internal = |e: Error| Failure::permanent(e.to_string());
+    let endpoint = match route {
+        Route::Nowhere(why) => return Err(Failure::permanent(why.clone())),
+        Route::Local => None,
+        Route::Remote(endpoint) => Some(endpoint),
+    };
     let message: Message = serde_json::from_str(&entry.message)
         .map_err(|e| Failure::permanent(format!("stored outbox message: {e}")))?;
     let from = core
@@ -36,7 +73,7 @@ pub(super) async fn deliver(transport: &Transport, entry: &OutboxEntry) -> Resul
         .envelopes
         .pack_authcrypt(&from, &entry.to, &message)
         .map_err(internal)?;
-    if core.store.did_owner(&entry.to).map_err(internal)?.is_some() {
+    let Some(endpoint) = endpoint else {
         return match inbox::receive(transport, packed.as_bytes()).await {
             Ok(_) => Ok(message.typ),
             Err(e @ (Error::ResourceExhausted(_) | Error::Storage(_))) => {
@@ -44,16 +81,11 @@ pub(super) async fn deliver(transport: &Transport, entry: &OutboxEntry) -> Resul
             }
             Err(e) => Err(internal(e)),
         };
-    }
-    let endpoint = did::resolve(&entry.to)
-        .map_err(|e| internal(e.into()))?
-        .endpoint()
-        .map(str::to_string)
-        .ok_or_else(|| Failure::permanent(format!("{} has no DIDComm endpoint", entry.to)))?;
+    };
     let response = transport
         .inner
         .http
-        .post(&endpoint)
+        .post(endpoint)
         .header(reqwest::header::CONTENT_TYPE, ENCRYPTED_MEDIA_TYPE)
         .body(packed)
         .send()
@@ -75,4 +107,22 @@ pub(super) async fn deliver(transport: &Transport, entry: &OutboxEntry) -> Resul
     } else {
         Failure::permanent(why)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Route;
+
+    #[test]
+    fn lanes_are_per_origin() {
+        let lane = |e: &str| Route::Remote(e.into()).lane();
+        assert_eq!(
+            lane("http://Peer.example:8080/didcomm"),
+            "http://peer.example:8080"
+        );
+        assert_eq!(lane("https://a.example/x?y=1"), "https://a.example");
+        assert_eq!(lane("https://a.example"), "https://a.example");
+        assert_eq!(lane("https://a.example#frag"), "https://a.example");
+        assert_eq!(Route::Local.lane(), "local");
+    }
 }

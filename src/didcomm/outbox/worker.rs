@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::super::Transport;
-use super::deliver::{deliver, destination};
+use super::deliver::{Route, deliver, route};
 use super::{Outcome, settle};
 use crate::after::After;
 use crate::error::Result;
@@ -63,10 +63,11 @@ pub async fn run(transport: Transport, shutdown: CancellationToken) {
         let per_destination = core.config.outbox.per_destination;
         let mut waiting = VecDeque::new();
         for entry in backlog.drain(..) {
-            let dest = destination(&transport, &entry);
-            match worker.start(&entry.id, &dest, per_destination) {
+            let route = route(&transport, &entry);
+            let lane = route.lane();
+            match worker.start(&entry.id, &lane, per_destination) {
                 Start::Started => {
-                    sends.spawn(send(transport.clone(), entry, dest, worker.clone()));
+                    sends.spawn(send(transport.clone(), entry, route, lane, worker.clone()));
                 }
                 Start::Claimed => {}
                 Start::Full if waiting.len() < MAX_BACKLOG => waiting.push_back(entry),
@@ -123,9 +124,10 @@ pub(crate) async fn attempt(transport: &Transport, entries: Vec<OutboxEntry>) {
     let worker = Worker::default();
     let mut sends = JoinSet::new();
     for entry in entries {
-        let dest = destination(transport, &entry);
-        worker.start(&entry.id, &dest, usize::MAX);
-        sends.spawn(send(transport.clone(), entry, dest, worker.clone()));
+        let route = route(transport, &entry);
+        let lane = route.lane();
+        worker.start(&entry.id, &lane, usize::MAX);
+        sends.spawn(send(transport.clone(), entry, route, lane, worker.clone()));
     }
     sends.join_all().await;
     let batch = std::mem::take(&mut worker.state.lock().unwrap().reported);
@@ -234,14 +236,20 @@ impl Worker {
 }
 
 /// One attempt: deliver, and report the outcome to the recorder.
-async fn send(transport: Transport, entry: OutboxEntry, dest: String, worker: Worker) {
+async fn send(
+    transport: Transport,
+    entry: OutboxEntry,
+    route: Route,
+    lane: String,
+    worker: Worker,
+) {
     let span =
         tracing::info_span!("outbound", wallet = %entry.wallet_id, id = %entry.id, to = %entry.to);
-    let result = deliver(&transport, &entry).instrument(span).await;
+    let result = deliver(&transport, &entry, &route).instrument(span).await;
     if result.is_ok() {
         crate::crashpoint!("outbox.after_send");
     }
-    worker.report(settle(&transport.core.config.outbox, entry, result), &dest);
+    worker.report(settle(&transport.core.config.outbox, entry, result), &lane);
 }
 
 /// Records reported outcomes in batches until the worker closes. Every
