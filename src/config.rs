@@ -66,6 +66,56 @@ pub struct DidComm {
     /// waits (one transaction and flush per message); false stores every
     /// message for the inbox worker first.
     pub handle_inline: bool,
+    /// What one request may cost before it is refused (`[didcomm.limits]`).
+    pub limits: Limits,
+}
+
+/// Bounds on what `POST /didcomm` reads and keeps: every size and count is
+/// checked before the part it bounds is decoded, resolved or decrypted.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Recipients in one JWE.
+    pub max_recipients: usize,
+    /// A DID or key id (DID URL) in an envelope: recipients, sender, signer.
+    pub max_did_bytes: usize,
+    /// A message's id, thid, pthid and type.
+    pub max_id_bytes: usize,
+    /// Attachments in one message.
+    pub max_attachments: usize,
+    /// Messages whose `created_time` is older than this are refused, and
+    /// the replay guard keeps a message id this long (48 h by default: at
+    /// least a peer's retry budget).
+    pub replay_window_secs: u64,
+    /// How far in the future a `created_time` may be.
+    pub clock_skew_secs: u64,
+    /// Envelopes decrypted at once (off the async workers); more wait.
+    pub max_concurrent_unpacks: usize,
+    /// Requests from one address being processed at once; past it, 429.
+    pub max_in_flight_per_address: usize,
+    /// Request headers: how many and how large, and how long a client may
+    /// take to send them.
+    pub max_header_count: usize,
+    pub max_header_bytes: usize,
+    pub header_read_timeout_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_recipients: 16,
+            max_did_bytes: 4096,
+            max_id_bytes: 256,
+            max_attachments: 32,
+            replay_window_secs: 48 * 3600,
+            clock_skew_secs: 300,
+            max_concurrent_unpacks: 8,
+            max_in_flight_per_address: 16,
+            max_header_count: 64,
+            max_header_bytes: 16 * 1024,
+            header_read_timeout_ms: 10_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -108,6 +158,14 @@ pub struct Outbox {
     /// Sends in flight to one destination at a time, so that one slow or
     /// dead endpoint cannot hold up deliveries to others.
     pub per_destination: usize,
+    /// Whether peers' endpoints may be loopback, private or link-local
+    /// addresses. Unset: allowed only when `didcomm.listen` is loopback
+    /// itself (a local test setup); a daemon facing the internet must not
+    /// post where a stranger's DID points inside its network.
+    pub allow_private_destinations: Option<bool>,
+    /// Messages given up on are kept this long, and at most this many.
+    pub dead_letter_retention_secs: u64,
+    pub max_dead_letters: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -120,6 +178,11 @@ pub struct Issuance {
     pub sweep_interval_ms: u64,
     /// How many record events are kept for subscribers that reconnect.
     pub event_retention: usize,
+    /// Unfinished records one connection may have; past it, a peer's offer
+    /// is refused with a problem report.
+    pub max_open_records_per_connection: u64,
+    /// The claims of one offer, as JSON.
+    pub max_claims_bytes: usize,
 }
 
 impl Default for Issuance {
@@ -128,6 +191,8 @@ impl Default for Issuance {
             thread_timeout_secs: 7 * 24 * 3600,
             sweep_interval_ms: 1000,
             event_retention: 100_000,
+            max_open_records_per_connection: 1000,
+            max_claims_bytes: 64 * 1024,
         }
     }
 }
@@ -150,6 +215,7 @@ impl Default for DidComm {
             rate_limit_burst: 10_000,
             max_inbox: 100_000,
             handle_inline: true,
+            limits: Limits::default(),
         }
     }
 }
@@ -189,6 +255,9 @@ impl Default for Outbox {
             send_timeout_ms: 10_000,
             connect_timeout_ms: 3_000,
             per_destination: 32,
+            allow_private_destinations: None,
+            dead_letter_retention_secs: 7 * 24 * 3600,
+            max_dead_letters: 10_000,
         }
     }
 }
@@ -209,6 +278,10 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ),
     ("AGENTD_DIDCOMM_MAX_INBOX", "didcomm.max_inbox"),
     ("AGENTD_DIDCOMM_HANDLE_INLINE", "didcomm.handle_inline"),
+    (
+        "AGENTD_OUTBOX_ALLOW_PRIVATE_DESTINATIONS",
+        "outbox.allow_private_destinations",
+    ),
     ("AGENTD_GRPC_LISTEN", "grpc.listen"),
     ("AGENTD_API_KEY", "grpc.api_key"),
     ("AGENTD_MASTER_KEY_FILE", "keys.master_key_file"),
@@ -254,6 +327,10 @@ impl Config {
                 v.parse::<u64>()
                     .map_err(|_| invalid(key, format!("{var}={v:?} is not a number")))
             };
+            let boolean = |v: &str| {
+                v.parse::<bool>()
+                    .map_err(|_| invalid(key, format!("{var}={v:?} is not true or false")))
+            };
             match *key {
                 "storage.path" => self.storage.path = v.into(),
                 "didcomm.listen" => self.didcomm.listen = v,
@@ -264,10 +341,9 @@ impl Config {
                 }
                 "didcomm.rate_limit_burst" => self.didcomm.rate_limit_burst = number(&v)? as u32,
                 "didcomm.max_inbox" => self.didcomm.max_inbox = number(&v)? as usize,
-                "didcomm.handle_inline" => {
-                    self.didcomm.handle_inline = v
-                        .parse()
-                        .map_err(|_| invalid(key, format!("{var}={v:?} is not true or false")))?
+                "didcomm.handle_inline" => self.didcomm.handle_inline = boolean(&v)?,
+                "outbox.allow_private_destinations" => {
+                    self.outbox.allow_private_destinations = Some(boolean(&v)?)
                 }
                 "grpc.listen" => self.grpc.listen = v,
                 "grpc.api_key" => self.grpc.api_key = Some(v),
@@ -338,6 +414,38 @@ impl Config {
                 "timeouts and per_destination must be positive",
             ));
         }
+        let l = &self.didcomm.limits;
+        if [
+            l.max_recipients,
+            l.max_did_bytes,
+            l.max_id_bytes,
+            l.max_concurrent_unpacks,
+            l.max_in_flight_per_address,
+            l.max_header_count,
+            l.max_header_bytes,
+        ]
+        .contains(&0)
+            || l.replay_window_secs == 0
+            || l.header_read_timeout_ms == 0
+        {
+            return Err(invalid(
+                "didcomm.limits",
+                "every limit must be positive (max_attachments and clock_skew_secs may be 0)",
+            ));
+        }
+        if l.max_did_bytes > crate::did::MAX_DID_BYTES {
+            return Err(invalid(
+                "didcomm.limits.max_did_bytes",
+                format!("must be at most {}", crate::did::MAX_DID_BYTES),
+            ));
+        }
+        if self.issuance.max_open_records_per_connection == 0 || self.issuance.max_claims_bytes == 0
+        {
+            return Err(invalid(
+                "issuance",
+                "max_open_records_per_connection and max_claims_bytes must be positive",
+            ));
+        }
         if self.issuance.thread_timeout_secs == 0 || self.issuance.sweep_interval_ms == 0 {
             return Err(invalid(
                 "issuance",
@@ -345,6 +453,13 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// Whether the outbox may post to loopback and private addresses.
+    pub fn private_destinations_allowed(&self) -> bool {
+        self.outbox
+            .allow_private_destinations
+            .unwrap_or_else(|| self.didcomm_listen().is_ok_and(|a| a.ip().is_loopback()))
     }
 
     pub fn didcomm_listen(&self) -> Result<SocketAddr, ConfigError> {

@@ -59,3 +59,27 @@ impl From<sled::transaction::TransactionError<Error>> for Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// `text` cut to at most `max` bytes (on a character boundary) with `…`
+/// marking the cut: for anything a peer sent that goes into an error, a
+/// log line or a response, so that its size is ours to bound, not theirs.
+pub fn clip(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn clip_cuts_on_a_character_boundary() {
+        assert_eq!(super::clip("abc", 5), "abc");
+        assert_eq!(super::clip("abcdef", 3), "abc…");
+        assert_eq!(super::clip("aéé", 2), "a…");
+    }
+}

@@ -129,7 +129,7 @@ impl Agent {
         // rustls needs one process-wide crypto provider; a second install is a no-op.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let core = Core {
-            envelopes: Envelopes::new(keys.clone(), store.clone()),
+            envelopes: Envelopes::new(keys.clone(), store.clone(), config.didcomm.limits.clone()),
             store: store.clone(),
             keys,
             config: Arc::new(config),

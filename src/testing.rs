@@ -30,7 +30,7 @@ pub fn core_with(configure: impl FnOnce(&mut Config)) -> TestCore {
     let store = Store::open(&dir.path().join("db")).expect("store");
     let keys = KeyStore::open(MasterKey::from_bytes([7; 32]), store.clone()).expect("keys");
     let core = Core {
-        envelopes: Envelopes::new(keys.clone(), store.clone()),
+        envelopes: Envelopes::new(keys.clone(), store.clone(), config.didcomm.limits.clone()),
         store,
         keys,
         config: Arc::new(config),

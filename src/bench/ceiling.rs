@@ -8,10 +8,13 @@ use std::time::Instant;
 
 use serde_json::{Map, Value, json};
 
+use crate::config::Limits;
 use crate::crypto::{KeyStore, MasterKey};
 use crate::didcomm::{Envelopes, Message};
 use crate::error::{Error, Result};
-use crate::store::{DidMethod, DidRecord, Store, StoredKey};
+use crate::store::{
+    Connection, ConnectionRole, ConnectionState, DidMethod, DidRecord, Store, StoredKey,
+};
 use crate::vc::{self, CredentialSpec};
 use crate::wallet;
 
@@ -39,6 +42,23 @@ impl Parties {
         };
         let issuer = did("issuer", DidMethod::Peer2)?;
         let holder = did("holder", DidMethod::Peer2)?;
+        // A real agent hears only a connection's peer: connect the two.
+        for (ours, theirs) in [(&issuer, &holder), (&holder, &issuer)] {
+            store.transact(|tx| {
+                tx.put_connection(&Connection {
+                    id: uuid::Uuid::new_v4().to_string(),
+                    wallet_id: ours.wallet_id.clone(),
+                    state: ConnectionState::Active,
+                    role: ConnectionRole::Inviter,
+                    our_did: ours.did.clone(),
+                    their_did: Some(theirs.did.clone()),
+                    invitation_id: String::new(),
+                    label: "bench".into(),
+                    created_at_ms: 0,
+                    updated_at_ms: 0,
+                })
+            })?;
+        }
         let signer = did("issuer", DidMethod::Key)?;
         let signer_key = store.key("issuer", &signer.signing_key_id)?;
         let claims: Map<String, Value> = serde_json::from_value(json!({
@@ -46,7 +66,7 @@ impl Parties {
         }))
         .expect("an object");
         Ok(Parties {
-            envelopes: Envelopes::new(keys.clone(), store),
+            envelopes: Envelopes::new(keys.clone(), store, Limits::default()),
             keys,
             issuer,
             holder,

@@ -39,7 +39,7 @@ pub fn seed(path: &std::path::Path, role: Role, flows: usize) -> Result<()> {
                     ack_received: rec.ack_received,
                 })?;
                 for m in 0..2 {
-                    tx.mark_seen(DEFAULT_WALLET, &format!("seed-{i}-{m}"))?;
+                    tx.mark_seen(DEFAULT_WALLET, &format!("seed-{i}-{m}"), i64::MAX)?;
                 }
                 if role == Role::Holder {
                     tx.put_credential(&credential(&rec))?;

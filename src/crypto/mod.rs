@@ -82,15 +82,6 @@ impl KeyStore {
         }
     }
 
-    fn open_secret(
-        &self,
-        wallet: &str,
-        key_id: &str,
-        kind: KeyKind,
-    ) -> Result<Zeroizing<[u8; 32]>> {
-        self.open_stored(wallet, &self.store.key(wallet, key_id)?, kind)
-    }
-
     fn open_stored(
         &self,
         wallet: &str,
@@ -148,9 +139,11 @@ impl KeyStore {
             .map_err(|e| Error::Crypto(e.to_string()))
     }
 
-    /// The Ed25519 private key for JWS signing inside the didcomm module.
+    /// The Ed25519 private key, for tests that sign DIDComm messages
+    /// (a JWS) to see how they are received.
+    #[cfg(test)]
     pub(crate) fn signing_secret(&self, wallet: &str, key_id: &str) -> Result<Zeroizing<[u8; 32]>> {
-        self.open_secret(wallet, key_id, KeyKind::Ed25519)
+        self.open_stored(wallet, &self.store.key(wallet, key_id)?, KeyKind::Ed25519)
     }
 }
 

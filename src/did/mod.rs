@@ -26,14 +26,31 @@ pub enum DidError {
     UnknownKey { did: String, kid: String },
 }
 
+/// How much of a DID an error repeats: DIDs come from peers, and an error
+/// must not echo an arbitrarily long one.
+const SHOWN: usize = 96;
+
 impl DidError {
     fn malformed(did: &str, reason: impl Into<String>) -> Self {
         DidError::Malformed {
-            did: did.to_string(),
+            did: crate::error::clip(did, SHOWN),
             reason: reason.into(),
         }
     }
+
+    fn unknown_key(did: &str, kid: &str) -> Self {
+        DidError::UnknownKey {
+            did: crate::error::clip(did, SHOWN),
+            kid: crate::error::clip(kid, SHOWN),
+        }
+    }
 }
+
+/// Hard bounds on what the resolver will look at. The DIDComm endpoint
+/// applies tighter, configurable ones (`didcomm.max_did_bytes`) before a
+/// peer's DID gets here; these protect every other caller.
+pub const MAX_DID_BYTES: usize = 8192;
+const MAX_ELEMENTS: usize = 32;
 
 /// A verification method: its full DID URL and raw 32-byte public key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,10 +148,7 @@ fn find_key<'a>(
     keys: &'a [VerificationKey],
     kid: &str,
 ) -> Result<&'a VerificationKey, DidError> {
-    let unknown = || DidError::UnknownKey {
-        did: did.to_string(),
-        kid: kid.to_string(),
-    };
+    let unknown = || DidError::unknown_key(did, kid);
     let (kid_did, fragment) = kid.split_once('#').ok_or_else(unknown)?;
     if !kid_did.is_empty() && kid_did != did {
         return Err(unknown());
@@ -147,11 +161,28 @@ fn find_key<'a>(
         .ok_or_else(unknown)
 }
 
-/// How many resolved DIDs are kept; past it the cache starts over.
-const CACHE_SIZE: usize = 10_000;
+/// How many bytes of resolved DIDs are kept; past it the cache starts over.
+/// A did:peer:2 document repeats its DID in every key id, so its size is
+/// counted, not the number of entries.
+const CACHE_BYTES: usize = 16 << 20;
 
-static CACHE: std::sync::LazyLock<std::sync::Mutex<HashMap<String, Arc<ResolvedDid>>>> =
+#[derive(Default)]
+struct Cache {
+    entries: HashMap<String, Arc<ResolvedDid>>,
+    bytes: usize,
+}
+
+static CACHE: std::sync::LazyLock<std::sync::Mutex<Cache>> =
     std::sync::LazyLock::new(Default::default);
+
+impl ResolvedDid {
+    /// About how much memory this takes.
+    fn weight(&self) -> usize {
+        let keys = self.signing.len() + self.agreement.len();
+        let services: usize = self.services.iter().map(|s| s.uri.len() + 64).sum();
+        self.did.len() * (2 + keys) + 64 * keys + services
+    }
+}
 
 /// Resolves a did:key or did:peer:2 (a DID URL's fragment and query are ignored).
 /// Both methods derive the document from the DID itself, so a resolved DID
@@ -159,16 +190,33 @@ static CACHE: std::sync::LazyLock<std::sync::Mutex<HashMap<String, Arc<ResolvedD
 /// shared rather than copied.
 pub fn resolve(did_url: &str) -> Result<Arc<ResolvedDid>, DidError> {
     let did = did_of(did_url);
+    if did.len() > MAX_DID_BYTES {
+        return Err(DidError::malformed(
+            did,
+            format!(
+                "{} bytes, over the {MAX_DID_BYTES} this resolver reads",
+                did.len()
+            ),
+        ));
+    }
     let cache = || CACHE.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(hit) = cache().get(did) {
+    if let Some(hit) = cache().entries.get(did) {
         return Ok(hit.clone());
     }
     let resolved = Arc::new(resolve_uncached(did)?);
+    let weight = resolved.weight();
     let mut cache = cache();
-    if cache.len() >= CACHE_SIZE {
-        cache.clear();
+    if cache.bytes + weight > CACHE_BYTES {
+        cache.entries.clear();
+        cache.bytes = 0;
     }
-    cache.insert(did.to_string(), resolved.clone());
+    if cache
+        .entries
+        .insert(did.to_string(), resolved.clone())
+        .is_none()
+    {
+        cache.bytes += weight;
+    }
     Ok(resolved)
 }
 
@@ -178,7 +226,7 @@ fn resolve_uncached(did: &str) -> Result<ResolvedDid, DidError> {
     } else if did.starts_with("did:peer:2") {
         peer::resolve(did)
     } else {
-        Err(DidError::UnsupportedMethod(did.to_string()))
+        Err(DidError::UnsupportedMethod(crate::error::clip(did, SHOWN)))
     }
 }
 

@@ -25,7 +25,14 @@ pub fn encode(codec: Codec, public: &[u8; 32]) -> String {
     format!("z{}", bs58::encode(bytes).into_string())
 }
 
+/// Longest multibase key read: base58 decoding is quadratic in the length,
+/// and a 34-byte key is 48 characters.
+const MAX_MULTIBASE: usize = 64;
+
 pub fn decode(did: &str, codec: Codec, multibase: &str) -> Result<[u8; 32], DidError> {
+    if multibase.len() > MAX_MULTIBASE {
+        return Err(DidError::malformed(did, "key is too long"));
+    }
     let b58 = multibase
         .strip_prefix('z')
         .ok_or_else(|| DidError::malformed(did, "key is not base58btc multibase ('z')"))?;

@@ -40,6 +40,12 @@ pub(super) fn resolve(did: &str) -> Result<ResolvedDid, DidError> {
         agreement: vec![],
         services: vec![],
     };
+    if elements.split('.').count() > super::MAX_ELEMENTS {
+        return Err(DidError::malformed(
+            did,
+            format!("more than {} elements", super::MAX_ELEMENTS),
+        ));
+    }
     let mut key_index = 0;
     for element in elements.split('.') {
         let mut chars = element.chars();
@@ -63,7 +69,10 @@ pub(super) fn resolve(did: &str) -> Result<ResolvedDid, DidError> {
             Some('S') => resolved.services.extend(decode_services(did, value)?),
             // A, I and D purposes carry keys we have no use for; other letters are errors.
             Some('A') | Some('I') | Some('D') => key_index += 1,
-            _ => return Err(DidError::malformed(did, format!("bad element `{element}`"))),
+            _ => {
+                let element = crate::error::clip(element, 16);
+                return Err(DidError::malformed(did, format!("bad element `{element}`")));
+            }
         }
     }
     if resolved.signing.is_empty() && resolved.agreement.is_empty() {

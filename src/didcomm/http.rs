@@ -1,81 +1,144 @@
 //! The DIDComm HTTP transport: `POST /didcomm` answers 202 once the message
-//! is durably in the inbox, a 4xx naming the problem otherwise.
+//! is durably taken in, a JSON 4xx naming the problem otherwise. The
+//! endpoint faces the internet: every limit that needs no decoding (rate,
+//! requests in flight per address, header count and size, body size, media
+//! type) is checked before the body is read, and the connection loop is our
+//! own so that header limits answer in JSON too.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
-use std::net::SocketAddr;
-use std::sync::Arc;
-
-use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower::Service;
 
 use super::limits::RateLimiter;
 use super::{ENCRYPTED_MEDIA_TYPE, EnvelopeError, Transport, inbox};
-use crate::error::Error;
+use crate::error::{Error, clip};
+
+/// The HTTP layer refuses (with hyper's own, empty 431) only past this
+/// many times our header limits; up to there we answer in JSON.
+const HARD_HEADER_FACTOR: usize = 4;
+/// Most of a refusal's message repeated in an answer.
+const SHOWN: usize = 300;
+
+struct Front {
+    transport: Transport,
+    limiter: RateLimiter,
+    in_flight: InFlight,
+}
 
 pub async fn serve(transport: Transport, listener: TcpListener, shutdown: CancellationToken) {
-    let core = &transport.core;
-    let limit = core.config.didcomm.max_body_bytes;
-    let limiter = Arc::new(RateLimiter::new(
-        core.config.didcomm.rate_limit_per_sec,
-        core.config.didcomm.rate_limit_burst,
-    ));
+    let config = &transport.core.config.didcomm;
+    let limits = config.limits.clone();
+    let front = Arc::new(Front {
+        limiter: RateLimiter::new(config.rate_limit_per_sec, config.rate_limit_burst),
+        in_flight: InFlight::new(limits.max_in_flight_per_address),
+        transport: transport.clone(),
+    });
     let app = Router::new()
-        .route("/didcomm", post(receive))
-        .layer(DefaultBodyLimit::max(limit))
-        .with_state((transport.clone(), limiter))
-        .into_make_service_with_connect_info::<SocketAddr>();
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-    {
-        tracing::error!(error = %e, "DIDComm HTTP server failed");
+        .route("/didcomm", post(receive).fallback(wrong_method))
+        .fallback(not_found)
+        .with_state(front);
+    let mut http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    http.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_millis(limits.header_read_timeout_ms))
+        .max_headers(limits.max_header_count * HARD_HEADER_FACTOR)
+        .max_buf_size((limits.max_header_bytes * HARD_HEADER_FACTOR).max(8192));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors, say: wait rather than spin.
+                    tracing::warn!(error = %e, "accepting a DIDComm connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut request: Request<_>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            app.clone().call(request.map(Body::new))
+        });
+        let connection = graceful.watch(
+            http.serve_connection(TokioIo::new(stream), service)
+                .into_owned(),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(%peer, error = %e, "DIDComm connection ended");
+            }
+        });
+    }
+    // In-flight requests finish; connections idle past this are dropped.
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(Duration::from_secs(5)) => {}
     }
 }
 
 async fn receive(
-    State((transport, limiter)): State<(Transport, Arc<RateLimiter>)>,
+    State(front): State<Arc<Front>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
-    let core = &transport.core;
+    let transport = &front.transport;
+    let config = &transport.core.config.didcomm;
     // Limits first: a refused request costs no decryption and stores nothing.
-    if !limiter.admit(peer.ip()) {
-        return too_many(
-            "rate_limited",
-            &format!(
-                "more than {} messages per second from {}",
-                core.config.didcomm.rate_limit_per_sec,
-                peer.ip()
-            ),
+    if !front.limiter.admit(peer.ip()) {
+        let why = format!(
+            "more than {} messages per second from {}",
+            config.rate_limit_per_sec,
+            peer.ip()
         );
+        return too_many("rate_limited", &why);
     }
-
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
+    let Some(_slot) = front.in_flight.enter(peer.ip()) else {
+        let why = format!(
+            "more than {} requests from {} at once",
+            config.limits.max_in_flight_per_address,
+            peer.ip()
+        );
+        return too_many("too_many_in_flight", &why);
+    };
+    if let Some(refusal) = check_headers(&headers, &config.limits) {
+        return refusal;
+    }
+    let max = config.max_body_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(str::trim)
-        .unwrap_or("");
-    if !content_type.eq_ignore_ascii_case(ENCRYPTED_MEDIA_TYPE) {
-        return problem(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            &format!("content type must be {ENCRYPTED_MEDIA_TYPE}, got {content_type:?}"),
-        );
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return body_too_large(max);
     }
-    match inbox::receive(&transport, &body).await {
+    let Ok(body) = axum::body::to_bytes(body, max).await else {
+        return body_too_large(max);
+    };
+    match inbox::receive(transport, body).await {
         Ok(_) => StatusCode::ACCEPTED.into_response(),
         Err(Error::ResourceExhausted(why)) => too_many("inbox_full", &why),
         Err(Error::Envelope(e)) => {
-            tracing::info!(error = %e, "refused inbound message");
+            let message = clip(&e.to_string(), SHOWN);
+            tracing::info!(%peer, error = %message, "refused inbound message");
             let (status, code) = envelope_status(&e);
-            problem(status, code, &e.to_string())
+            problem(status, code, &message)
         }
         Err(e) => {
             tracing::error!(error = %e, "storing inbound message failed");
@@ -88,18 +151,85 @@ async fn receive(
     }
 }
 
+/// Header count and size, then media type: 431 and 415 in JSON.
+fn check_headers(headers: &HeaderMap, limits: &crate::config::Limits) -> Option<Response> {
+    let bytes: usize = headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len())
+        .sum();
+    if headers.len() > limits.max_header_count || bytes > limits.max_header_bytes {
+        return Some(problem(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            &format!(
+                "{} headers of {bytes} bytes; at most {} headers of {} bytes",
+                headers.len(),
+                limits.max_header_count,
+                limits.max_header_bytes
+            ),
+        ));
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::trim)
+        .unwrap_or("");
+    (!content_type.eq_ignore_ascii_case(ENCRYPTED_MEDIA_TYPE)).then(|| {
+        problem(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            &format!(
+                "content type must be {ENCRYPTED_MEDIA_TYPE}, got {:?}",
+                clip(content_type, 64)
+            ),
+        )
+    })
+}
+
+fn body_too_large(max: usize) -> Response {
+    problem(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        &format!("the body is over didcomm.max_body_bytes ({max} bytes)"),
+    )
+}
+
+async fn wrong_method() -> Response {
+    problem(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "POST a DIDComm message here",
+    )
+}
+
+async fn not_found() -> Response {
+    problem(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "nothing here; DIDComm messages go to POST /didcomm",
+    )
+}
+
 fn envelope_status(e: &EnvelopeError) -> (StatusCode, &'static str) {
+    use EnvelopeError as E;
     match e {
-        EnvelopeError::NotJson(_) => (StatusCode::BAD_REQUEST, "not_json"),
-        EnvelopeError::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed_envelope"),
-        EnvelopeError::UnknownRecipient => (StatusCode::NOT_FOUND, "unknown_recipient"),
-        EnvelopeError::UnknownSender(_) => (StatusCode::BAD_REQUEST, "unknown_sender"),
-        EnvelopeError::Decryption(_) => (StatusCode::BAD_REQUEST, "decryption_failed"),
-        EnvelopeError::BadSignature(_) => (StatusCode::BAD_REQUEST, "bad_signature"),
-        EnvelopeError::SenderMismatch(_) => (StatusCode::BAD_REQUEST, "sender_mismatch"),
-        EnvelopeError::RecipientMismatch(_) => (StatusCode::BAD_REQUEST, "recipient_mismatch"),
-        EnvelopeError::Expired(_) => (StatusCode::BAD_REQUEST, "expired"),
-        EnvelopeError::BadPlaintext(_) => (StatusCode::BAD_REQUEST, "bad_plaintext"),
+        E::NotJson(_) => (StatusCode::BAD_REQUEST, "not_json"),
+        E::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed_envelope"),
+        E::NotEncrypted => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "not_encrypted"),
+        E::Anonymous => (StatusCode::FORBIDDEN, "anonymous"),
+        E::NotAPeer(_) => (StatusCode::FORBIDDEN, "not_a_peer"),
+        E::Limit(_) => (StatusCode::BAD_REQUEST, "over_limit"),
+        E::UnknownRecipient => (StatusCode::NOT_FOUND, "unknown_recipient"),
+        E::UnknownSender(_) => (StatusCode::BAD_REQUEST, "unknown_sender"),
+        E::Decryption(_) => (StatusCode::BAD_REQUEST, "decryption_failed"),
+        E::BadSignature(_) => (StatusCode::BAD_REQUEST, "bad_signature"),
+        E::SenderMismatch(_) => (StatusCode::BAD_REQUEST, "sender_mismatch"),
+        E::RecipientMismatch(_) => (StatusCode::BAD_REQUEST, "recipient_mismatch"),
+        E::Expired(_) => (StatusCode::BAD_REQUEST, "expired"),
+        E::Stale(_) => (StatusCode::BAD_REQUEST, "stale"),
+        E::FromTheFuture(_) => (StatusCode::BAD_REQUEST, "from_the_future"),
+        E::BadPlaintext(_) => (StatusCode::BAD_REQUEST, "bad_plaintext"),
     }
 }
 
@@ -113,4 +243,50 @@ fn too_many(code: &str, message: &str) -> Response {
 fn problem(status: StatusCode, code: &str, message: &str) -> Response {
     let body = serde_json::json!({ "error": code, "message": message });
     (status, axum::Json(body)).into_response()
+}
+
+/// Requests being processed, per remote address.
+struct InFlight {
+    max: usize,
+    by_address: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// A request's place in [`InFlight`], given back when dropped.
+struct Slot<'a> {
+    in_flight: &'a InFlight,
+    address: IpAddr,
+}
+
+impl InFlight {
+    fn new(max: usize) -> Self {
+        InFlight {
+            max,
+            by_address: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn enter(&self, address: IpAddr) -> Option<Slot<'_>> {
+        let mut by = self.by_address.lock().expect("in flight");
+        let n = by.entry(address).or_default();
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(Slot {
+            in_flight: self,
+            address,
+        })
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let mut by = self.in_flight.by_address.lock().expect("in flight");
+        if let Some(n) = by.get_mut(&self.address) {
+            *n -= 1;
+            if *n == 0 {
+                by.remove(&self.address);
+            }
+        }
+    }
 }

@@ -5,6 +5,8 @@
 
 use tokio_util::sync::CancellationToken;
 
+use axum::body::Bytes;
+
 use super::{Message, Transport};
 use crate::after::After;
 use crate::error::{Error, Result};
@@ -23,7 +25,7 @@ pub enum Receipt {
 /// (`didcomm.max_inbox` waiting) refuses it with ResourceExhausted; the
 /// bound is checked before each store, so concurrent requests can pass it
 /// by at most their number.
-pub async fn receive(transport: &Transport, packed: &[u8]) -> Result<Receipt> {
+pub async fn receive(transport: &Transport, packed: Bytes) -> Result<Receipt> {
     let core = &transport.core;
     let max = core.config.didcomm.max_inbox;
     // Counting walks the inbox, so only when something waits.
@@ -32,8 +34,16 @@ pub async fn receive(transport: &Transport, packed: &[u8]) -> Result<Receipt> {
             "the inbox holds {max} unprocessed messages; retry later"
         )));
     }
-    let unpacked = core.envelopes.unpack(packed)?;
+    let unpacked = transport.unpack(packed).await?;
     let wallet = unpacked.recipient.wallet_id.clone();
+    // The id is kept until its replay window ends (`check_plaintext`
+    // refused it if created before the window).
+    let window_ms = core.config.didcomm.limits.replay_window_secs as i64 * 1000;
+    let created_ms = unpacked
+        .message
+        .created_time
+        .map_or(0, |t| t.min(i64::MAX as u64 / 1000) as i64 * 1000);
+    let keep_until_ms = created_ms.max(crate::now_ms()).saturating_add(window_ms);
     let entry = InboxEntry {
         wallet_id: wallet.clone(),
         recipient: unpacked.recipient.did,
@@ -47,6 +57,7 @@ pub async fn receive(transport: &Transport, packed: &[u8]) -> Result<Receipt> {
         seq,
         entry,
         message: unpacked.message,
+        keep_until_ms,
     };
     let taken = transport
         .inner
@@ -95,6 +106,7 @@ pub(crate) struct Arrival {
     seq: u64,
     entry: InboxEntry,
     message: Message,
+    keep_until_ms: i64,
 }
 
 /// What the intake transaction did with a message.
@@ -149,7 +161,7 @@ fn take_each(
         batch
             .iter()
             .map(|a| {
-                if tx.mark_seen(&a.entry.wallet_id, &a.message.id)? {
+                if tx.mark_seen(&a.entry.wallet_id, &a.message.id, a.keep_until_ms)? {
                     fresh(tx, a)
                 } else {
                     Ok(Taken::Duplicate)
@@ -288,33 +300,42 @@ fn handle(transport: &Transport, seq: u64, entry: &InboxEntry) -> Option<After> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::DidMethod;
-    use crate::testing;
+    use crate::store::DidRecord;
+    use crate::testing::{self, TestCore};
+
+    /// Our DID of a connection between wallets "a" and "b", and its peer's.
+    async fn connected(t: &TestCore) -> (DidRecord, String) {
+        let (ours, _) = t.connect("a", "b").await;
+        let from = t.core.store.did_owner(&ours.our_did).unwrap().unwrap();
+        (from, ours.their_did.unwrap())
+    }
+
+    fn pack(t: &TestCore, from: &DidRecord, to: &str, typ: &str, n: usize) -> String {
+        let mut m = Message::new(typ, serde_json::json!({"response_requested": true, "n": n}));
+        m.from = Some(from.did.clone());
+        m.to = vec![to.to_string()];
+        t.core.envelopes.pack_authcrypt(from, to, &m).unwrap()
+    }
+
+    const PING: &str = "https://didcomm.org/trust-ping/2.0/ping";
 
     #[tokio::test]
     async fn a_full_inbox_refuses_and_stores_nothing() {
-        let t = testing::core_with(|c| c.didcomm.max_inbox = 2);
-        let a = t.did("a", DidMethod::Peer2);
-        let b = t.did("b", DidMethod::Peer2);
-        // Each call packs a new message (a fresh id).
-        let packed = || {
-            let mut m = Message::new(
-                "https://didcomm.org/trust-ping/2.0/ping",
-                serde_json::json!({}),
-            );
-            m.from = Some(a.did.clone());
-            m.to = vec![b.did.clone()];
-            t.core.envelopes.pack_authcrypt(&a, &b.did, &m).unwrap()
-        };
-        // No worker runs here, so the inbox only grows.
-        for _ in 0..2 {
+        // Every message is queued for the worker, and no worker runs here.
+        let t = testing::core_with(|c| {
+            c.didcomm.max_inbox = 2;
+            c.didcomm.handle_inline = false;
+        });
+        let (from, to) = connected(&t).await;
+        for n in 0..2 {
+            let packed = pack(&t, &from, &to, PING, n);
             assert_eq!(
-                receive(&t.transport, packed().as_bytes()).await.unwrap(),
+                receive(&t.transport, packed.into()).await.unwrap(),
                 Receipt::Stored
             );
         }
         let before = t.core.store.record_count();
-        let refused = receive(&t.transport, packed().as_bytes())
+        let refused = receive(&t.transport, pack(&t, &from, &to, PING, 3).into())
             .await
             .unwrap_err();
         assert!(matches!(refused, Error::ResourceExhausted(_)), "{refused}");
@@ -323,20 +344,12 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_receives_share_transactions_and_store_a_message_once() {
-        let t = testing::core();
-        let a = t.did("a", DidMethod::Peer2);
-        let b = t.did("b", DidMethod::Peer2);
-        let pack = |n: usize| {
-            let mut m = Message::new(
-                "https://didcomm.org/trust-ping/2.0/ping",
-                serde_json::json!({ "n": n }),
-            );
-            m.from = Some(a.did.clone());
-            m.to = vec![b.did.clone()];
-            t.core.envelopes.pack_authcrypt(&a, &b.did, &m).unwrap()
-        };
+        let t = testing::core_with(|c| c.didcomm.handle_inline = false);
+        let (from, to) = connected(&t).await;
         // Ten distinct messages, each sent four times at once.
-        let envelopes: Vec<String> = (0..10).flat_map(|n| vec![pack(n); 4]).collect();
+        let envelopes: Vec<String> = (0..10)
+            .flat_map(|n| vec![pack(&t, &from, &to, PING, n); 4])
+            .collect();
         let receipts = receive_all(&t.transport, &envelopes).await;
         let stored = receipts.iter().filter(|r| **r == Receipt::Stored).count();
         assert_eq!(stored, 10, "{receipts:?}");
@@ -347,20 +360,11 @@ mod tests {
     #[tokio::test]
     async fn a_message_is_handled_at_once_unless_older_ones_wait() {
         let t = testing::core();
-        let (ours, _) = t.connect("a", "b").await;
-        let from = t.core.store.did_owner(&ours.our_did).unwrap().unwrap();
-        let to = ours.their_did.clone().unwrap();
-        let packed = |typ: &str| {
-            let mut m = Message::new(typ, serde_json::json!({"response_requested": true}));
-            m.from = Some(from.did.clone());
-            m.to = vec![to.clone()];
-            t.core.envelopes.pack_authcrypt(&from, &to, &m).unwrap()
-        };
-        let ping = "https://didcomm.org/trust-ping/2.0/ping";
+        let (from, to) = connected(&t).await;
         let outbox = t.core.store.outbox_len();
 
         // Handled in the receiving transaction: nothing waits, the reply is queued.
-        let r = receive(&t.transport, packed(ping).as_bytes())
+        let r = receive(&t.transport, pack(&t, &from, &to, PING, 0).into())
             .await
             .unwrap();
         assert_eq!(r, Receipt::Stored);
@@ -369,24 +373,42 @@ mod tests {
 
         // A message its handler refuses is stored for the worker to answer,
         // and a good one behind it waits its turn rather than overtaking.
-        receive(
-            &t.transport,
-            packed("https://example.org/unknown/1.0/x").as_bytes(),
-        )
-        .await
-        .unwrap();
-        receive(&t.transport, packed(ping).as_bytes())
+        let odd = pack(&t, &from, &to, "https://example.org/unknown/1.0/x", 1);
+        receive(&t.transport, odd.into()).await.unwrap();
+        receive(&t.transport, pack(&t, &from, &to, PING, 2).into())
             .await
             .unwrap();
         assert_eq!(t.core.store.inbox_len(), 2);
         assert_eq!(t.core.store.outbox_len(), outbox + 1);
     }
 
+    /// A message id is kept until its replay window ends, then forgotten.
+    #[tokio::test]
+    async fn the_replay_guard_forgets_an_id_when_its_window_ends() {
+        let t = testing::core();
+        let (from, to) = connected(&t).await;
+        let packed = pack(&t, &from, &to, PING, 0);
+        let first = receive(&t.transport, packed.clone().into()).await.unwrap();
+        assert_eq!(first, Receipt::Stored);
+        let again = receive(&t.transport, packed.into()).await.unwrap();
+        assert_eq!(again, Receipt::Duplicate);
+        let window = t.core.config.didcomm.limits.replay_window_secs as i64 * 1000;
+        let store = &t.core.store;
+        assert_eq!(store.prune_seen(crate::now_ms(), 100).unwrap(), 0);
+        // The connection's own handshake ping was seen too.
+        assert!(
+            store
+                .prune_seen(crate::now_ms() + window + 1000, 100)
+                .unwrap()
+                >= 1
+        );
+    }
+
     async fn receive_all(transport: &Transport, envelopes: &[String]) -> Vec<Receipt> {
         let mut set = tokio::task::JoinSet::new();
         for e in envelopes {
             let (transport, e) = (transport.clone(), e.clone());
-            set.spawn(async move { receive(&transport, e.as_bytes()).await.unwrap() });
+            set.spawn(async move { receive(&transport, e.into()).await.unwrap() });
         }
         set.join_all().await
     }

@@ -4,6 +4,7 @@
 //! delivery outcomes reach the protocols through [`Dispatch`], which the
 //! agent registers when it starts.
 
+pub mod addresses;
 mod envelope;
 pub mod http;
 pub mod inbox;
@@ -81,32 +82,63 @@ pub struct Transport {
 struct TransportInner {
     dispatch: Arc<dyn Dispatch>,
     intake: inbox::Intake,
+    /// Envelopes being opened at once (`didcomm.limits.max_concurrent_unpacks`).
+    unpacks: tokio::sync::Semaphore,
     http: reqwest::Client,
+    /// Whether peers' endpoints may be private addresses (see `addresses`).
+    private_allowed: bool,
 }
 
 impl Transport {
     pub fn new(core: Core, dispatch: Arc<dyn Dispatch>) -> Result<Self> {
         let outbox = &core.config.outbox;
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_millis(outbox.send_timeout_ms))
             .connect_timeout(std::time::Duration::from_millis(outbox.connect_timeout_ms))
             // A peer's endpoint answers for itself; following a redirect
             // would post the message wherever the answer points.
-            .redirect(reqwest::redirect::Policy::none())
+            .redirect(reqwest::redirect::Policy::none());
+        let private_allowed = core.config.private_destinations_allowed();
+        if !private_allowed {
+            http = http.dns_resolver(Arc::new(addresses::PublicOnly));
+        }
+        let http = http
             .build()
             .map_err(|e| Error::Internal(format!("HTTP client: {e}")))?;
+        let unpacks =
+            tokio::sync::Semaphore::new(core.config.didcomm.limits.max_concurrent_unpacks);
         Ok(Transport {
             core,
             inner: Arc::new(TransportInner {
                 dispatch,
                 intake: Default::default(),
+                unpacks,
                 http,
+                private_allowed,
             }),
         })
     }
 
     fn dispatch(&self) -> &dyn Dispatch {
         self.inner.dispatch.as_ref()
+    }
+
+    /// Opens an envelope off the async workers, at most
+    /// `max_concurrent_unpacks` at a time: decryption is CPU work, and the
+    /// control plane and other peers must be served while someone floods
+    /// the endpoint.
+    async fn unpack(&self, packed: axum::body::Bytes) -> Result<Unpacked> {
+        let _permit = self
+            .inner
+            .unpacks
+            .acquire()
+            .await
+            .map_err(|_| Error::Internal("the unpack semaphore closed".into()))?;
+        let envelopes = self.core.envelopes.clone();
+        let opened = tokio::task::spawn_blocking(move || envelopes.unpack(&packed))
+            .await
+            .map_err(|e| Error::Internal(format!("unpacking panicked: {e}")))?;
+        Ok(opened?)
     }
 }
 

@@ -45,24 +45,43 @@ fn code(report: &Message) -> &str {
     report.body["code"].as_str().unwrap_or_default()
 }
 
-/// A report's code and comment, with `{n}` placeholders filled from `args`.
+/// Longest description of a peer's report, in bytes.
+const DESCRIBED: usize = 500;
+
+/// A report's code and comment, with `{n}` placeholders filled from `args`
+/// in one pass (a filled-in argument is never expanded again), at most
+/// `DESCRIBED` bytes: the report comes from a peer.
 pub fn describe(report: &Message) -> String {
-    let code = report.body["code"].as_str().unwrap_or("e.p");
-    let mut comment = report.body["comment"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    if let Some(args) = report.body["args"].as_array() {
-        for (i, a) in args.iter().enumerate() {
-            let text = match a {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            comment = comment.replace(&format!("{{{}}}", i + 1), &text);
+    let code = crate::error::clip(report.body["code"].as_str().unwrap_or("e.p"), 64);
+    let comment = report.body["comment"].as_str().unwrap_or_default();
+    let args = report.body["args"].as_array();
+    let mut out = format!("{code}: ");
+    let mut rest = comment;
+    while out.len() < DESCRIBED && !rest.is_empty() {
+        let Some(open) = rest.find('{') else {
+            out.push_str(rest);
+            break;
+        };
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let placeholder = after
+            .find('}')
+            .and_then(|close| Some((after[..close].parse::<usize>().ok()?, close)));
+        match placeholder.and_then(|(n, close)| Some((args?.get(n.checked_sub(1)?)?, close))) {
+            Some((arg, close)) => {
+                match arg {
+                    Value::String(s) => out.push_str(&crate::error::clip(s, DESCRIBED)),
+                    other => out.push_str(&crate::error::clip(&other.to_string(), DESCRIBED)),
+                }
+                rest = &after[close + 1..];
+            }
+            None => {
+                out.push('{');
+                rest = after;
+            }
         }
     }
-    let comment: String = comment.chars().take(500).collect();
-    format!("{code}: {comment}")
+    crate::error::clip(&out, DESCRIBED)
 }
 
 #[cfg(test)]
@@ -83,5 +102,19 @@ mod tests {
         assert!(ends_thread(&in_thread("t", "e.p.req.rejected", "no")));
         assert!(!ends_thread(&in_thread("t", "w.p.x", "careful")));
         assert_eq!(m.body["args"][0], "https://example.org/x");
+    }
+
+    /// A comment of placeholders whose arguments are placeholders again
+    /// expands once, and the result is bounded.
+    #[test]
+    fn describe_expands_once_and_is_bounded() {
+        let mut m = in_thread("t", "e.p.x", &"{1}".repeat(1000));
+        m.body["args"] = json!(["{1}{1}{1}{1}{1}{1}{1}{1}"]);
+        let d = describe(&m);
+        assert!(d.len() <= DESCRIBED + "…".len(), "{}", d.len());
+        assert!(d.starts_with("e.p.x: {1}{1}"));
+        let mut m = in_thread("t", "e.p.x", "{0} {2} {x} {1");
+        m.body["args"] = json!(["a"]);
+        assert_eq!(describe(&m), "e.p.x: {0} {2} {x} {1");
     }
 }

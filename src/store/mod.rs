@@ -43,6 +43,7 @@ enum T {
     ConnByDid,
     Inbox,
     Seen,
+    SeenExpiry,
     Outbox,
     OutboxDue,
     Dead,
@@ -54,7 +55,7 @@ enum T {
     Events,
 }
 
-const TREE_NAMES: [&str; 18] = [
+const TREE_NAMES: [&str; 19] = [
     "meta",
     "wallets",
     "keys",
@@ -64,6 +65,7 @@ const TREE_NAMES: [&str; 18] = [
     "conn_by_did",
     "inbox",
     "seen",
+    "seen_expiry",
     "outbox",
     "outbox_due",
     "dead",
@@ -126,7 +128,26 @@ impl Store {
             }),
         };
         store.index_outbox()?;
+        store.index_seen()?;
         Ok(store)
+    }
+
+    /// A database written before the replay guard expired its entries: they
+    /// are kept for one more replay window from now.
+    fn index_seen(&self) -> Result<()> {
+        if !self.tree(T::SeenExpiry).is_empty() || self.tree(T::Seen).is_empty() {
+            return Ok(());
+        }
+        let until = crate::now_ms() + 48 * 3600 * 1000;
+        self.writing(|| {
+            for k in self.tree(T::Seen).iter().keys() {
+                let k = k?;
+                self.tree(T::Seen).insert(&k, &until.to_be_bytes())?;
+                self.tree(T::SeenExpiry)
+                    .insert(tx::expiry_key(until, &k), &[][..])?;
+            }
+            Ok(())
+        })
     }
 
     /// A database written before the outbox had its schedule index gets one.
@@ -499,6 +520,48 @@ impl Store {
             .take(limit)
             .map(|v| decode(&v?))
             .collect()
+    }
+
+    /// Forgets message ids whose replay window ended before `now_ms`, at
+    /// most `limit` of them; returns how many.
+    pub fn prune_seen(&self, now_ms: i64, limit: usize) -> Result<usize> {
+        let end = tx::due_prefix(now_ms + 1);
+        let expired: Vec<sled::IVec> = self
+            .tree(T::SeenExpiry)
+            .range(..end)
+            .keys()
+            .take(limit)
+            .collect::<std::result::Result<_, _>>()?;
+        self.writing(|| {
+            for k in &expired {
+                self.tree(T::Seen).remove(&k[8..])?;
+                self.tree(T::SeenExpiry).remove(k)?;
+            }
+            Ok(expired.len())
+        })
+    }
+
+    /// Drops dead letters older than `max_age_ms`, then the oldest until at
+    /// most `keep` remain; returns how many went.
+    pub fn prune_dead(&self, now_ms: i64, max_age_ms: i64, keep: usize) -> Result<usize> {
+        let mut all: Vec<(i64, sled::IVec)> = Vec::new();
+        for kv in self.tree(T::Dead).iter() {
+            let (k, v) = kv?;
+            let e: OutboxEntry = decode(&v)?;
+            all.push((e.created_at_ms, k));
+        }
+        all.sort();
+        let old = all
+            .iter()
+            .filter(|(at, _)| *at < now_ms - max_age_ms)
+            .count();
+        let drop = old.max(all.len().saturating_sub(keep));
+        self.writing(|| {
+            for (_, k) in &all[..drop] {
+                self.tree(T::Dead).remove(k)?;
+            }
+            Ok(drop)
+        })
     }
 
     /// Drops the oldest events so at most `keep` remain.

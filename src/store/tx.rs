@@ -104,13 +104,20 @@ impl<'a> StoreTx<'a> {
         Ok(())
     }
 
-    /// Records `message_id` as seen for `wallet`; false if it was seen before.
-    pub fn mark_seen(&self, wallet: &str, message_id: &str) -> Result<bool> {
-        let prev = self
-            .tree(T::Seen)
-            .insert(key(&[wallet, message_id]), &[][..])
+    /// Records `message_id` as seen for `wallet` until `keep_until_ms` (the
+    /// end of its replay window); false if it was seen before.
+    pub fn mark_seen(&self, wallet: &str, message_id: &str, keep_until_ms: i64) -> Result<bool> {
+        let k = key(&[wallet, message_id]);
+        let seen = self.tree(T::Seen);
+        if seen.get(&k).map_err(tx_err)?.is_some() {
+            return Ok(false);
+        }
+        seen.insert(k.clone(), &keep_until_ms.to_be_bytes()[..])
             .map_err(tx_err)?;
-        Ok(prev.is_none())
+        self.tree(T::SeenExpiry)
+            .insert(expiry_key(keep_until_ms, &k), &[][..])
+            .map_err(tx_err)?;
+        Ok(true)
     }
 
     pub fn push_inbox(&self, seq: u64, e: &InboxEntry) -> Result<()> {
@@ -244,6 +251,13 @@ impl<'a> StoreTx<'a> {
 pub(super) fn due_key(e: &OutboxEntry) -> Vec<u8> {
     let mut k = due_prefix(e.next_attempt_ms);
     k.extend(e.id.as_bytes());
+    k
+}
+
+/// The replay guard's expiry index key: when the entry may go, then its key.
+pub(super) fn expiry_key(at_ms: i64, seen_key: &[u8]) -> Vec<u8> {
+    let mut k = due_prefix(at_ms);
+    k.extend_from_slice(seen_key);
     k
 }
 

@@ -73,8 +73,13 @@ pub(super) async fn deliver(
         .envelopes
         .pack_authcrypt(&from, &entry.to, &message)
         .map_err(internal)?;
+    if let Some(endpoint) = endpoint
+        && !transport.inner.private_allowed
+    {
+        super::super::addresses::check_literal(endpoint).map_err(Failure::permanent)?;
+    }
     let Some(endpoint) = endpoint else {
-        return match inbox::receive(transport, packed.as_bytes()).await {
+        return match inbox::receive(transport, packed.into()).await {
             Ok(_) => Ok(message.typ),
             Err(e @ (Error::ResourceExhausted(_) | Error::Storage(_))) => {
                 Err(Failure::retry(e.to_string()))

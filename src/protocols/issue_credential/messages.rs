@@ -169,8 +169,10 @@ pub fn attached_jwt(m: &Message) -> Result<String> {
         .iter()
         .find(|a| a.format.as_deref() == Some(FORMAT))
         .ok_or_else(|| bad("no prism/jwt attachment"))?;
-    let b64 = a.data["base64"]
-        .as_str()
+    let b64 = a
+        .data
+        .get("base64")
+        .and_then(Value::as_str)
         .ok_or_else(|| bad("the attachment has no base64 data"))?;
     let bytes = URL_SAFE_NO_PAD
         .decode(b64.trim_end_matches('='))

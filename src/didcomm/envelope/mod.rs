@@ -1,0 +1,420 @@
+//! DIDComm v2.1 envelopes: we pack authcrypt (ECDH-1PU+A256KW,
+//! A256CBC-HS512) with the keys of our wallets; `open.rs` opens what the
+//! network sends, cheapest checks first.
+
+mod open;
+
+use affinidi_crypto::jose::key_agreement::{Curve, PublicKeyAgreement};
+use affinidi_messaging_didcomm::DIDCommError;
+use affinidi_messaging_didcomm::jwe::encrypt;
+
+use super::Message;
+use crate::config::Limits;
+use crate::crypto::KeyStore;
+use crate::did::{self, DidError};
+use crate::error::{Error, Result};
+use crate::store::{DidRecord, Store};
+
+/// Why an envelope was refused. Each maps to a 4xx on `POST /didcomm`.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvelopeError {
+    #[error("body is not JSON: {0}")]
+    NotJson(String),
+    #[error("a signed message must be encrypted as well (authcrypt) to be accepted here")]
+    NotEncrypted,
+    #[error("anonymous (anoncrypt) messages are not accepted: no protocol here takes them")]
+    Anonymous,
+    #[error("not a peer of ours: {0}")]
+    NotAPeer(String),
+    #[error("over a limit: {0}")]
+    Limit(String),
+    #[error("message created at {0}, before the replay window (didcomm.limits.replay_window_secs)")]
+    Stale(u64),
+    #[error("message created at {0}, in the future (didcomm.limits.clock_skew_secs)")]
+    FromTheFuture(u64),
+    #[error("not a DIDComm envelope: {0}")]
+    Malformed(String),
+    #[error("no recipient of this message is a DID held here")]
+    UnknownRecipient,
+    #[error("sender cannot be resolved: {0}")]
+    UnknownSender(DidError),
+    #[error("decryption failed (tampered or not for this key): {0}")]
+    Decryption(String),
+    #[error("signature verification failed: {0}")]
+    BadSignature(String),
+    #[error("sender mismatch: {0}")]
+    SenderMismatch(String),
+    #[error("message is addressed to {0:?}, not to the DID it was encrypted for")]
+    RecipientMismatch(Vec<String>),
+    #[error("message expired at {0}")]
+    Expired(u64),
+    #[error("plaintext is not a DIDComm message: {0}")]
+    BadPlaintext(String),
+}
+
+/// An unpacked, checked message.
+#[derive(Debug)]
+pub struct Unpacked {
+    pub message: Message,
+    /// Our DID it was encrypted to (and the wallet holding it).
+    pub recipient: DidRecord,
+    /// The sender DID, proven by authcrypt (and signature, if signed).
+    pub sender: Option<String>,
+}
+
+/// Packs and unpacks with the keys in our key store.
+#[derive(Clone)]
+pub struct Envelopes {
+    keys: KeyStore,
+    store: Store,
+    limits: Limits,
+}
+
+fn x25519(public: &[u8; 32]) -> PublicKeyAgreement {
+    PublicKeyAgreement::from_raw_bytes(Curve::X25519, public).expect("32 bytes is an X25519 key")
+}
+
+/// The first key-agreement key of the recipient DID `to`.
+fn recipient_key(to: &str) -> Result<(String, PublicKeyAgreement)> {
+    let theirs = did::resolve(to)?;
+    let key = theirs
+        .agreement
+        .first()
+        .ok_or_else(|| Error::InvalidArgument(format!("{to} has no key-agreement key")))?;
+    Ok((key.kid.clone(), x25519(&key.public)))
+}
+
+fn lib_err(e: DIDCommError) -> Error {
+    Error::Internal(format!("DIDComm: {e}"))
+}
+
+impl Envelopes {
+    pub fn new(keys: KeyStore, store: Store, limits: Limits) -> Self {
+        Envelopes {
+            keys,
+            store,
+            limits,
+        }
+    }
+
+    /// Authcrypt (ECDH-1PU+A256KW, A256CBC-HS512) from our DID `from` to `to`.
+    pub fn pack_authcrypt(&self, from: &DidRecord, to: &str, msg: &Message) -> Result<String> {
+        self.authcrypt(from, to, msg.to_json().as_bytes())
+    }
+
+    fn authcrypt(&self, from: &DidRecord, to: &str, plaintext: &[u8]) -> Result<String> {
+        let ours = did::resolve(&from.did)?;
+        let sender_kid = &ours.agreement[0].kid;
+        let private = self
+            .keys
+            .agreement_secret(&from.wallet_id, &from.agreement_key_id)?;
+        let (kid, public) = recipient_key(to)?;
+        encrypt::authcrypt(plaintext, sender_kid, &private, &[(kid.as_str(), &public)])
+            .map_err(lib_err)
+    }
+
+    /// Anoncrypt (ECDH-ES+A256KW, A256CBC-HS512) to `to`: only tests send
+    /// it (to see it refused).
+    #[cfg(test)]
+    pub fn pack_anoncrypt(&self, to: &str, msg: &Message) -> Result<String> {
+        let (kid, public) = recipient_key(to)?;
+        encrypt::anoncrypt(msg.to_json().as_bytes(), &[(kid.as_str(), &public)]).map_err(lib_err)
+    }
+
+    /// A JWS (EdDSA) signed by our DID `from`, authcrypted from `by` to
+    /// `to` when `by` is given: tests send both.
+    #[cfg(test)]
+    pub fn pack_signed(
+        &self,
+        from: &DidRecord,
+        by: Option<&DidRecord>,
+        to: &str,
+        msg: &Message,
+    ) -> Result<String> {
+        let ours = did::resolve(&from.did)?;
+        let secret = self
+            .keys
+            .signing_secret(&from.wallet_id, &from.signing_key_id)?;
+        let jws = affinidi_messaging_didcomm::jws::sign::sign_ed25519(
+            msg.to_json().as_bytes(),
+            &ours.signing[0].kid,
+            &secret,
+        )
+        .map_err(lib_err)?;
+        match by {
+            Some(by) => self.authcrypt(by, to, jws.as_bytes()),
+            None => Ok(jws),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::MasterKey;
+    use crate::store::{Connection, ConnectionRole, ConnectionState, DidMethod};
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        store: Store,
+        envelopes: Envelopes,
+        /// Alice and Bob are connected; Carol is a stranger to both.
+        alice: DidRecord,
+        bob: DidRecord,
+        carol: DidRecord,
+    }
+
+    fn peer_did(keys: &KeyStore, store: &Store, wallet: &str) -> DidRecord {
+        let new = crate::wallet::new_did(
+            keys,
+            "http://127.0.0.1:9/didcomm",
+            wallet,
+            DidMethod::Peer2,
+            "test",
+        );
+        store
+            .transact(|tx| crate::wallet::put_did(tx, &new))
+            .unwrap();
+        new.record
+    }
+
+    /// A connection of `ours` with `theirs` (None: an invitation still open).
+    fn connection(store: &Store, ours: &DidRecord, theirs: Option<&DidRecord>) {
+        let c = Connection {
+            id: uuid::Uuid::new_v4().to_string(),
+            wallet_id: ours.wallet_id.clone(),
+            state: match theirs {
+                Some(_) => ConnectionState::Active,
+                None => ConnectionState::InvitationSent,
+            },
+            role: ConnectionRole::Inviter,
+            our_did: ours.did.clone(),
+            their_did: theirs.map(|t| t.did.clone()),
+            invitation_id: "inv".into(),
+            label: String::new(),
+            created_at_ms: 0,
+            updated_at_ms: 0,
+        };
+        store.transact(|tx| tx.put_connection(&c)).unwrap();
+    }
+
+    fn fixture_with(limits: Limits) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let keys = KeyStore::open(MasterKey::from_bytes([5; 32]), store.clone()).unwrap();
+        let alice = peer_did(&keys, &store, "a");
+        let bob = peer_did(&keys, &store, "b");
+        let carol = peer_did(&keys, &store, "c");
+        connection(&store, &alice, Some(&bob));
+        connection(&store, &bob, Some(&alice));
+        Fixture {
+            _dir: dir,
+            envelopes: Envelopes::new(keys, store.clone(), limits),
+            store,
+            alice,
+            bob,
+            carol,
+        }
+    }
+
+    fn fixture() -> Fixture {
+        fixture_with(Limits::default())
+    }
+
+    fn hello_from(from: &DidRecord, to: &DidRecord) -> Message {
+        let mut m = Message::new(
+            "https://didcomm.org/basicmessage/2.0/message",
+            serde_json::json!({"content": "hi"}),
+        );
+        m.from = Some(from.did.clone());
+        m.to = vec![to.did.clone()];
+        m
+    }
+
+    fn hello(f: &Fixture) -> Message {
+        hello_from(&f.alice, &f.bob)
+    }
+
+    fn refused(f: &Fixture, packed: &str) -> EnvelopeError {
+        f.envelopes.unpack(packed.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn authcrypt_and_signed_authcrypt_round_trip() {
+        let f = fixture();
+        let m = hello(&f);
+        let packed = f
+            .envelopes
+            .pack_authcrypt(&f.alice, &f.bob.did, &m)
+            .unwrap();
+        let u = f.envelopes.unpack(packed.as_bytes()).unwrap();
+        assert_eq!(u.message, m);
+        assert_eq!(u.sender.as_deref(), Some(f.alice.did.as_str()));
+        assert_eq!(u.recipient.did, f.bob.did);
+
+        let signed = f
+            .envelopes
+            .pack_signed(&f.alice, Some(&f.alice), &f.bob.did, &m)
+            .unwrap();
+        let u = f.envelopes.unpack(signed.as_bytes()).unwrap();
+        assert_eq!(u.message, m);
+        assert_eq!(u.sender.as_deref(), Some(f.alice.did.as_str()));
+    }
+
+    #[test]
+    fn anonymous_signed_only_and_mis_signed_messages_are_refused() {
+        let f = fixture();
+        let m = hello(&f);
+        let mut anon = m.clone();
+        anon.from = None;
+        let e = refused(&f, &f.envelopes.pack_anoncrypt(&f.bob.did, &anon).unwrap());
+        assert!(matches!(e, EnvelopeError::Anonymous), "{e}");
+        let jws = f
+            .envelopes
+            .pack_signed(&f.alice, None, &f.bob.did, &m)
+            .unwrap();
+        assert!(matches!(refused(&f, &jws), EnvelopeError::NotEncrypted));
+        // Signed by Bob inside Alice's authcrypt: the signer is not the sender.
+        let mut by_bob = m.clone();
+        by_bob.from = Some(f.bob.did.clone());
+        let e = refused(
+            &f,
+            &f.envelopes
+                .pack_signed(&f.bob, Some(&f.alice), &f.bob.did, &by_bob)
+                .unwrap(),
+        );
+        assert!(matches!(e, EnvelopeError::SenderMismatch(_)), "{e}");
+    }
+
+    /// A stranger is refused before anything of its DID is resolved or
+    /// decrypted; an invitation still open takes its first message from
+    /// anyone.
+    #[test]
+    fn only_a_connections_peer_or_an_open_invitation_is_heard() {
+        let f = fixture();
+        let m = hello_from(&f.carol, &f.bob);
+        let packed = f
+            .envelopes
+            .pack_authcrypt(&f.carol, &f.bob.did, &m)
+            .unwrap();
+        assert!(matches!(refused(&f, &packed), EnvelopeError::NotAPeer(_)));
+        // Carol's own DID has no connection at all.
+        let to_carol = hello_from(&f.alice, &f.carol);
+        let packed = f
+            .envelopes
+            .pack_authcrypt(&f.alice, &f.carol.did, &to_carol)
+            .unwrap();
+        assert!(matches!(refused(&f, &packed), EnvelopeError::NotAPeer(_)));
+        // Once Carol's DID belongs to an open invitation, Alice may answer it.
+        connection(&f.store, &f.carol, None);
+        assert!(f.envelopes.unpack(packed.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn identifiers_counts_and_times_are_bounded() {
+        let f = fixture_with(Limits {
+            max_id_bytes: 60,
+            max_attachments: 1,
+            max_recipients: 1,
+            ..Limits::default()
+        });
+        let pack = |m: &Message| f.envelopes.pack_authcrypt(&f.alice, &f.bob.did, m).unwrap();
+        let mut m = hello(&f);
+        m.id = "x".repeat(61);
+        assert!(matches!(refused(&f, &pack(&m)), EnvelopeError::Limit(_)));
+        let mut m = hello(&f);
+        m.thid = Some("t".repeat(61));
+        assert!(matches!(refused(&f, &pack(&m)), EnvelopeError::Limit(_)));
+        let mut m = hello(&f);
+        let attachment: super::super::Attachment =
+            serde_json::from_value(serde_json::json!({"data": {"json": {}}})).unwrap();
+        m.attachments = vec![attachment.clone(), attachment];
+        assert!(matches!(refused(&f, &pack(&m)), EnvelopeError::Limit(_)));
+        let mut m = hello(&f);
+        m.created_time = Some(crate::now_secs() - 49 * 3600);
+        let e = refused(&f, &pack(&m));
+        assert!(matches!(e, EnvelopeError::Stale(_)), "{e}");
+        m.created_time = Some(crate::now_secs() + 3600);
+        assert!(matches!(
+            refused(&f, &pack(&m)),
+            EnvelopeError::FromTheFuture(_)
+        ));
+        m.created_time = None;
+        m.expires_time = Some(u64::MAX);
+        assert!(f.envelopes.unpack(pack(&m).as_bytes()).is_ok());
+        // Two recipients where one is allowed, and a kid longer than a DID may be.
+        let mut v: Value = serde_json::from_str(&pack(&hello(&f))).unwrap();
+        let first = v["recipients"][0].clone();
+        v["recipients"] = Value::Array(vec![first.clone(), first]);
+        assert!(matches!(
+            refused(&f, &v.to_string()),
+            EnvelopeError::Limit(_)
+        ));
+        let mut v: Value = serde_json::from_str(&pack(&hello(&f))).unwrap();
+        v["recipients"][0]["header"]["kid"] =
+            Value::String(format!("did:peer:2.{}", "E".repeat(5000)));
+        assert!(matches!(
+            refused(&f, &v.to_string()),
+            EnvelopeError::Limit(_)
+        ));
+    }
+
+    /// Flips, truncations and splices of a valid envelope, and random bytes:
+    /// unpack never panics; it refuses, or (for a change that leaves the
+    /// envelope intact) yields the original message.
+    fn check_mutant(f: &Fixture, original: &Message, bytes: &[u8]) {
+        match f.envelopes.unpack(bytes) {
+            Err(_) => {}
+            Ok(u) => assert_eq!(&u.message, original),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn mutated_envelopes_never_panic(
+            flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+            cut in any::<prop::sample::Index>(),
+            truncate in any::<bool>(),
+        ) {
+            let f = FIXTURE.with(|f| f.clone());
+            let (fx, original, packed) = &*f;
+            let mut bytes = packed.as_bytes().to_vec();
+            for (i, b) in flips {
+                let i = i.index(bytes.len());
+                bytes[i] ^= b | 1;
+            }
+            if truncate {
+                bytes.truncate(cut.index(bytes.len()));
+            }
+            check_mutant(fx, original, &bytes);
+        }
+
+        #[test]
+        fn random_json_fields_never_panic(field in "(protected|recipients|iv|ciphertext|tag|header|kid|payload|signatures)", value in any::<String>()) {
+            let f = FIXTURE.with(|f| f.clone());
+            let (fx, original, packed) = &*f;
+            let mut v: Value = serde_json::from_str(packed).unwrap();
+            v[field.as_str()] = Value::String(value);
+            check_mutant(fx, original, v.to_string().as_bytes());
+        }
+
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let f = FIXTURE.with(|f| f.clone());
+            prop_assert!(f.0.envelopes.unpack(&bytes).is_err());
+        }
+    }
+
+    thread_local! {
+        static FIXTURE: std::rc::Rc<(Fixture, Message, String)> = {
+            let f = fixture();
+            let m = hello(&f);
+            let packed = f.envelopes.pack_authcrypt(&f.alice, &f.bob.did, &m).unwrap();
+            std::rc::Rc::new((f, m, packed))
+        };
+    }
+}

@@ -1,0 +1,259 @@
+//! Opening an envelope from the network, cheapest checks first. Every
+//! byte here is a stranger's until the sender is proven, so:
+//!
+//! 1. sizes and counts of the envelope (recipients, key ids) are checked
+//!    before anything is looked up;
+//! 2. our recipient is found by a store lookup per key id (no resolution);
+//! 3. the sender must be the peer of the connection that uses that DID of
+//!    ours, or, while the invitation behind it is still open, anyone
+//!    answering it (`NotAPeer` otherwise): decided before the sender's DID
+//!    is resolved or anything is decrypted;
+//! 4. only then the sender's DID is resolved (bounded in size) and the
+//!    message decrypted (the caller runs this off the async workers);
+//! 5. the plaintext is bound to the envelope (`from`, `to`) and its ids,
+//!    times and counts checked.
+
+use affinidi_messaging_didcomm::SenderKey;
+use affinidi_messaging_didcomm::jwe::decrypt;
+use affinidi_messaging_didcomm::jws::verify;
+use serde_json::Value;
+
+use super::{EnvelopeError, Envelopes, Unpacked, x25519};
+use crate::config::Limits;
+use crate::did;
+use crate::didcomm::Message;
+use crate::error::clip;
+use crate::store::{ConnectionState, DidRecord};
+
+/// How much of a peer's value an error repeats.
+const SHOWN: usize = 96;
+
+fn too_big(what: &str, len: usize, max: usize) -> EnvelopeError {
+    EnvelopeError::Limit(format!(
+        "{what} is {len} bytes or items, over the limit of {max}"
+    ))
+}
+
+impl Envelopes {
+    /// Opens an encrypted envelope addressed to one of our DIDs (see the
+    /// module doc for the order of the checks).
+    pub fn unpack(&self, packed: &[u8]) -> Result<Unpacked, EnvelopeError> {
+        let limits = &self.limits;
+        let text =
+            std::str::from_utf8(packed).map_err(|e| EnvelopeError::NotJson(e.to_string()))?;
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| EnvelopeError::NotJson(e.to_string()))?;
+        if value.get("payload").is_some() && value.get("signatures").is_some() {
+            return Err(EnvelopeError::NotEncrypted);
+        }
+        if value.get("ciphertext").is_none() {
+            return Err(EnvelopeError::Malformed(
+                "not a JWE (no ciphertext, recipients)".into(),
+            ));
+        }
+        let (kid, recipient) = self.our_recipient(&value, limits)?;
+        let skid = sender_kid(text, limits)?;
+        self.admit(&recipient, &skid)?;
+
+        let sender = did::resolve(&skid).map_err(EnvelopeError::UnknownSender)?;
+        let sender_key = sender
+            .agreement_key(&skid)
+            .map_err(EnvelopeError::UnknownSender)?;
+        let sender_public = x25519(&sender_key.public);
+        let private = self
+            .keys
+            .agreement_secret(&recipient.wallet_id, &recipient.agreement_key_id)
+            .map_err(|e| EnvelopeError::Decryption(e.to_string()))?;
+        let decrypted = decrypt::decrypt_bound(
+            text,
+            &kid,
+            &private,
+            Some(SenderKey::new(&skid, &sender_public)),
+        )
+        .map_err(|e| EnvelopeError::Decryption(e.to_string()))?;
+
+        let sender_did = sender.did.clone();
+        let inner: Value = serde_json::from_slice(&decrypted.plaintext)
+            .map_err(|e| EnvelopeError::BadPlaintext(e.to_string()))?;
+        let message = if inner.get("payload").is_some() && inner.get("signatures").is_some() {
+            let jws = std::str::from_utf8(&decrypted.plaintext)
+                .map_err(|e| EnvelopeError::BadPlaintext(e.to_string()))?;
+            let (m, signer) = verify_jws(jws, limits)?;
+            if signer != sender_did {
+                return Err(EnvelopeError::SenderMismatch(format!(
+                    "encrypted by {} but signed by {}",
+                    clip(&sender_did, SHOWN),
+                    clip(&signer, SHOWN)
+                )));
+            }
+            m
+        } else {
+            serde_json::from_value(inner).map_err(|e| EnvelopeError::BadPlaintext(e.to_string()))?
+        };
+        check_plaintext(&message, &recipient, &sender_did, limits)?;
+        Ok(Unpacked {
+            message,
+            recipient,
+            sender: Some(sender_did),
+        })
+    }
+
+    /// The first recipient key id that names a key-agreement key of a DID
+    /// held here.
+    fn our_recipient(
+        &self,
+        jwe: &Value,
+        limits: &Limits,
+    ) -> Result<(String, DidRecord), EnvelopeError> {
+        let recipients = jwe["recipients"]
+            .as_array()
+            .ok_or_else(|| EnvelopeError::Malformed("recipients is not an array".into()))?;
+        if recipients.len() > limits.max_recipients {
+            return Err(too_big(
+                "recipients",
+                recipients.len(),
+                limits.max_recipients,
+            ));
+        }
+        for kid in recipients
+            .iter()
+            .filter_map(|r| r["header"]["kid"].as_str())
+        {
+            if kid.len() > limits.max_did_bytes {
+                return Err(too_big("a recipient kid", kid.len(), limits.max_did_bytes));
+            }
+            let Some(ours) = self.store.did_owner(did::did_of(kid)).ok().flatten() else {
+                continue;
+            };
+            // Our own DID: resolving it is bounded and cached.
+            let named = did::resolve(&ours.did).is_ok_and(|d| d.agreement_key(kid).is_ok());
+            if named {
+                return Ok((kid.to_string(), ours));
+            }
+        }
+        Err(EnvelopeError::UnknownRecipient)
+    }
+
+    /// Whether the sender `skid` may send to our DID `recipient`: the peer
+    /// bound to the connection that uses it, or anyone answering the
+    /// invitation of a connection not bound yet.
+    fn admit(&self, recipient: &DidRecord, skid: &str) -> Result<(), EnvelopeError> {
+        let sender = did::did_of(skid);
+        let refused = |why: String| Err(EnvelopeError::NotAPeer(why));
+        match self.store.connection_by_our_did(&recipient.did) {
+            Ok(Some(conn)) => match (&conn.their_did, conn.state) {
+                (Some(peer), _) if peer == sender => Ok(()),
+                (None, ConnectionState::InvitationSent) => Ok(()),
+                (Some(_), _) => refused(format!(
+                    "{} is not the peer of the connection that uses {}",
+                    clip(sender, SHOWN),
+                    clip(&recipient.did, SHOWN)
+                )),
+                (None, _) => refused("the connection has no peer".into()),
+            },
+            Ok(None) => refused(format!(
+                "no connection uses {}",
+                clip(&recipient.did, SHOWN)
+            )),
+            Err(e) => Err(EnvelopeError::Decryption(e.to_string())),
+        }
+    }
+}
+
+/// The authcrypt sender's key id from the protected header (`skid`, or
+/// `apu`); anonymous messages are refused: no protocol here takes them.
+fn sender_kid(jwe: &str, limits: &Limits) -> Result<String, EnvelopeError> {
+    let skid = decrypt::authcrypt_sender_kid(jwe)
+        .map_err(|e| EnvelopeError::Malformed(e.to_string()))?
+        .ok_or(EnvelopeError::Anonymous)?;
+    if skid.len() > limits.max_did_bytes {
+        return Err(too_big("the sender kid", skid.len(), limits.max_did_bytes));
+    }
+    Ok(skid)
+}
+
+/// Verifies a JWS by its first signature's key (`kid` in the protected or
+/// the unprotected header); returns the message and the signer's DID.
+fn verify_jws(jws: &str, limits: &Limits) -> Result<(Message, String), EnvelopeError> {
+    let parsed = verify::parse_jws(jws).map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
+    let sig = parsed
+        .signatures
+        .first()
+        .ok_or_else(|| EnvelopeError::Malformed("JWS has no signature".into()))?;
+    let kid = sig
+        .kid
+        .as_deref()
+        .ok_or_else(|| EnvelopeError::Malformed("JWS signature has no kid".into()))?;
+    if kid.len() > limits.max_did_bytes {
+        return Err(too_big("the signer kid", kid.len(), limits.max_did_bytes));
+    }
+    let resolved = did::resolve(kid).map_err(EnvelopeError::UnknownSender)?;
+    let key = resolved
+        .signing_key(kid)
+        .map_err(EnvelopeError::UnknownSender)?;
+    verify::verify_parsed_signature(sig, &verify::VerifyKey::Ed25519(key.public))
+        .map_err(|e| EnvelopeError::BadSignature(e.to_string()))?;
+    let message: Message = serde_json::from_slice(&parsed.payload)
+        .map_err(|e| EnvelopeError::BadPlaintext(e.to_string()))?;
+    Ok((message, resolved.did.clone()))
+}
+
+/// Checks that bind the plaintext to its envelope (the authenticated
+/// sender is the `from`, the recipient is in `to`) and bound what it
+/// carries (ids, counts, times).
+fn check_plaintext(
+    message: &Message,
+    recipient: &DidRecord,
+    sender: &str,
+    limits: &Limits,
+) -> Result<(), EnvelopeError> {
+    if message.from.as_deref() != Some(sender) {
+        return Err(EnvelopeError::SenderMismatch(format!(
+            "`from` is {:?} but the envelope was made by {}",
+            message.from.as_deref().map(|f| clip(f, SHOWN)),
+            clip(sender, SHOWN)
+        )));
+    }
+    if !message.to.is_empty() && !message.to.iter().any(|t| did::did_of(t) == recipient.did) {
+        let to: Vec<String> = message.to.iter().take(4).map(|t| clip(t, SHOWN)).collect();
+        return Err(EnvelopeError::RecipientMismatch(to));
+    }
+    if message.id.is_empty() || message.typ.is_empty() {
+        return Err(EnvelopeError::BadPlaintext("empty id or type".into()));
+    }
+    let ids = [
+        ("id", Some(&message.id)),
+        ("type", Some(&message.typ)),
+        ("thid", message.thid.as_ref()),
+        ("pthid", message.pthid.as_ref()),
+    ];
+    for (name, value) in ids {
+        if let Some(v) = value
+            && v.len() > limits.max_id_bytes
+        {
+            return Err(too_big(name, v.len(), limits.max_id_bytes));
+        }
+    }
+    if message.attachments.len() > limits.max_attachments {
+        return Err(too_big(
+            "attachments",
+            message.attachments.len(),
+            limits.max_attachments,
+        ));
+    }
+    let now = crate::now_secs();
+    if let Some(created) = message.created_time {
+        if created.saturating_add(limits.replay_window_secs) < now {
+            return Err(EnvelopeError::Stale(created));
+        }
+        if created > now.saturating_add(limits.clock_skew_secs) {
+            return Err(EnvelopeError::FromTheFuture(created));
+        }
+    }
+    if let Some(expires) = message.expires_time
+        && expires < now
+    {
+        return Err(EnvelopeError::Expired(expires));
+    }
+    Ok(())
+}
