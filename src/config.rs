@@ -89,8 +89,10 @@ pub struct Limits {
     pub replay_window_secs: u64,
     /// How far in the future a `created_time` may be.
     pub clock_skew_secs: u64,
-    /// Envelopes decrypted at once (off the async workers); more wait.
+    /// Envelopes decrypted at once (off the async workers), from peers and
+    /// from strangers answering an open invitation; more wait.
     pub max_concurrent_unpacks: usize,
+    pub max_concurrent_stranger_unpacks: usize,
     /// Requests from one address being processed at once; past it, 429.
     pub max_in_flight_per_address: usize,
     /// Request headers: how many and how large, and how long a client may
@@ -110,7 +112,8 @@ impl Default for Limits {
             replay_window_secs: 48 * 3600,
             clock_skew_secs: 300,
             max_concurrent_unpacks: 8,
-            max_in_flight_per_address: 16,
+            max_concurrent_stranger_unpacks: 2,
+            max_in_flight_per_address: 64,
             max_header_count: 64,
             max_header_bytes: 16 * 1024,
             header_read_timeout_ms: 10_000,
@@ -420,6 +423,7 @@ impl Config {
             l.max_did_bytes,
             l.max_id_bytes,
             l.max_concurrent_unpacks,
+            l.max_concurrent_stranger_unpacks,
             l.max_in_flight_per_address,
             l.max_header_count,
             l.max_header_bytes,

@@ -36,6 +36,7 @@ pub mod didcomm;
 pub mod error;
 pub mod events;
 pub mod harness;
+pub mod housekeeping;
 pub mod protocols;
 pub mod rpc;
 pub mod store;
@@ -69,6 +70,12 @@ pub fn now_ms() -> i64 {
 
 pub fn now_secs() -> u64 {
     (now_ms() / 1000) as u64
+}
+
+/// Seconds (a peer's `created_time`, `expires_time`, or a config value) as
+/// milliseconds, saturating instead of overflowing.
+pub fn secs_to_ms(secs: u64) -> i64 {
+    i64::try_from(secs).unwrap_or(i64::MAX).saturating_mul(1000)
 }
 
 /// What every part needs: storage, keys, envelopes, configuration, event
@@ -121,8 +128,13 @@ impl Agent {
             .clone()
             .unwrap_or_else(|| format!("http://{didcomm_addr}/didcomm"));
 
-        if let Some(dir) = config.storage.path.parent() {
-            std::fs::create_dir_all(dir).map_err(io)?;
+        if let Some(dir) = config
+            .storage
+            .path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            store::private_dir(dir, false).map_err(io)?;
         }
         let store = Store::open(&config.storage.path)?;
         let keys = KeyStore::open(master, store.clone())?;
@@ -160,6 +172,7 @@ impl Agent {
         tasks.spawn(didcomm::inbox::run(transport.clone(), shutdown.clone()));
         tasks.spawn(didcomm::outbox::run(transport, shutdown.clone()));
         tasks.spawn(protocols.issuance.sweep(shutdown.clone()));
+        tasks.spawn(housekeeping::run(core.clone(), shutdown.clone()));
         tracing::info!(%didcomm_addr, %grpc_addr, %endpoint, "agentd started");
         Ok(RunningAgent {
             didcomm_addr,

@@ -2,77 +2,14 @@
 
 mod common;
 
-use affinidi_crypto::jose::key_agreement::{Curve, PrivateKeyAgreement, PublicKeyAgreement};
-use affinidi_messaging_didcomm::jwe::encrypt;
-use agentd::did;
-use agentd::harness::ProcessAgent;
 use agentd::rpc::proto::{
     AcceptInvitationRequest, CreateInvitationRequest, ListDidsRequest,
     wallet_service_client::WalletServiceClient,
 };
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use common::{CT, Outsider, count, post};
 use serde_json::{Value, json};
-
-/// A peer made up by the test, packing with the DIDComm library directly.
-struct Outsider {
-    did: String,
-    private: PrivateKeyAgreement,
-}
-
-impl Outsider {
-    fn new() -> Self {
-        let private = PrivateKeyAgreement::generate(Curve::X25519);
-        let x: [u8; 32] = private.public_key().to_public_bytes().try_into().unwrap();
-        let ed = ed25519_dalek::SigningKey::from_bytes(&rand::random())
-            .verifying_key()
-            .to_bytes();
-        let did = did::create_peer2(&ed, &x, "http://127.0.0.1:9/didcomm");
-        Outsider { did, private }
-    }
-
-    /// Authcrypt of `message` to `to` (its first key-agreement key).
-    fn pack(&self, message: &Value, to: &str) -> String {
-        let r = did::resolve(to).unwrap();
-        let recipient = &r.agreement[0];
-        let public = PublicKeyAgreement::from_raw_bytes(Curve::X25519, &recipient.public).unwrap();
-        let skid = did::resolve(&self.did).unwrap().agreement[0].kid.clone();
-        encrypt::authcrypt(
-            message.to_string().as_bytes(),
-            &skid,
-            &self.private,
-            &[(recipient.kid.as_str(), &public)],
-        )
-        .unwrap()
-    }
-}
-
-/// The agent's record count (read with it stopped), and the agent running again.
-async fn count(d: &mut ProcessAgent) -> usize {
-    let n = d.record_count().await.unwrap();
-    d.restart().await.unwrap();
-    n
-}
-
-async fn post(
-    d: &ProcessAgent,
-    content_type: &str,
-    body: impl Into<reqwest::Body>,
-) -> (u16, Value) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let r = reqwest::Client::new()
-        .post(format!("http://{}/didcomm", d.didcomm))
-        .header("content-type", content_type)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    let text = r.text().await.unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
-const CT: &str = "application/didcomm-encrypted+json";
 
 /// Flips one character of a base64url field of the JWE.
 fn tamper(jwe: &str, field: &str) -> String {

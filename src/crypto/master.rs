@@ -33,6 +33,29 @@ fn parse_hex(s: &str) -> Option<Zeroizing<[u8; 32]>> {
     Some(key)
 }
 
+/// A key file anyone but its owner can read is refused: the key would not
+/// be secret, and starting as if it were hides that.
+fn refuse_loose_permissions(file: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(file)
+            .map_err(|e| Error::InvalidArgument(format!("{}: {e}", file.display())))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(Error::InvalidArgument(format!(
+                "master key file {} has mode {:o}: others can read it; run `chmod 600 {}` \
+                 (and consider the key exposed)",
+                file.display(),
+                mode & 0o777,
+                file.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl MasterKey {
     pub fn from_bytes(key: [u8; 32]) -> Self {
         MasterKey {
@@ -51,14 +74,17 @@ impl MasterKey {
             });
         }
         match fs::read_to_string(file) {
-            Ok(text) => parse_hex(&text)
-                .map(|key| MasterKey { key })
-                .ok_or_else(|| {
-                    Error::InvalidArgument(format!(
-                        "master key file {} must hold 64 hex characters",
-                        file.display()
-                    ))
-                }),
+            Ok(text) => {
+                refuse_loose_permissions(file)?;
+                parse_hex(&text)
+                    .map(|key| MasterKey { key })
+                    .ok_or_else(|| {
+                        Error::InvalidArgument(format!(
+                            "master key file {} must hold 64 hex characters",
+                            file.display()
+                        ))
+                    })
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Self::create(file),
             Err(e) => Err(Error::InvalidArgument(format!(
                 "cannot read master key file {}: {e}",
@@ -72,7 +98,7 @@ impl MasterKey {
         rand::fill(&mut key[..]);
         let hex = Zeroizing::new(key.iter().map(|b| format!("{b:02x}")).collect::<String>());
         if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
-            fs::create_dir_all(dir).map_err(|e| {
+            crate::store::private_dir(dir, false).map_err(|e| {
                 Error::InvalidArgument(format!("cannot create {}: {e}", dir.display()))
             })?;
         }

@@ -38,11 +38,8 @@ pub async fn receive(transport: &Transport, packed: Bytes) -> Result<Receipt> {
     let wallet = unpacked.recipient.wallet_id.clone();
     // The id is kept until its replay window ends (`check_plaintext`
     // refused it if created before the window).
-    let window_ms = core.config.didcomm.limits.replay_window_secs as i64 * 1000;
-    let created_ms = unpacked
-        .message
-        .created_time
-        .map_or(0, |t| t.min(i64::MAX as u64 / 1000) as i64 * 1000);
+    let window_ms = crate::secs_to_ms(core.config.didcomm.limits.replay_window_secs);
+    let created_ms = unpacked.message.created_time.map_or(0, crate::secs_to_ms);
     let keep_until_ms = created_ms.max(crate::now_ms()).saturating_add(window_ms);
     let entry = InboxEntry {
         wallet_id: wallet.clone(),

@@ -12,7 +12,7 @@ pub mod limits;
 mod message;
 pub mod outbox;
 
-pub use envelope::{EnvelopeError, Envelopes, Unpacked};
+pub use envelope::{EnvelopeError, Envelopes, Inspected, Unpacked};
 pub use message::{Attachment, Message};
 
 use std::collections::HashMap;
@@ -82,8 +82,9 @@ pub struct Transport {
 struct TransportInner {
     dispatch: Arc<dyn Dispatch>,
     intake: inbox::Intake,
-    /// Envelopes being opened at once (`didcomm.limits.max_concurrent_unpacks`).
+    /// Envelopes being decrypted at once, from peers and from strangers.
     unpacks: tokio::sync::Semaphore,
+    stranger_unpacks: tokio::sync::Semaphore,
     http: reqwest::Client,
     /// Whether peers' endpoints may be private addresses (see `addresses`).
     private_allowed: bool,
@@ -105,14 +106,16 @@ impl Transport {
         let http = http
             .build()
             .map_err(|e| Error::Internal(format!("HTTP client: {e}")))?;
-        let unpacks =
-            tokio::sync::Semaphore::new(core.config.didcomm.limits.max_concurrent_unpacks);
+        let limits = &core.config.didcomm.limits;
+        let unpacks = tokio::sync::Semaphore::new(limits.max_concurrent_unpacks);
+        let stranger_unpacks = tokio::sync::Semaphore::new(limits.max_concurrent_stranger_unpacks);
         Ok(Transport {
             core,
             inner: Arc::new(TransportInner {
                 dispatch,
                 intake: Default::default(),
                 unpacks,
+                stranger_unpacks,
                 http,
                 private_allowed,
             }),
@@ -123,23 +126,34 @@ impl Transport {
         self.inner.dispatch.as_ref()
     }
 
-    /// Opens an envelope off the async workers, at most
-    /// `max_concurrent_unpacks` at a time: decryption is CPU work, and the
-    /// control plane and other peers must be served while someone floods
-    /// the endpoint.
+    /// Opens an envelope off the async workers: the cheap checks, then
+    /// decryption, at most `max_concurrent_unpacks` at a time for peers and
+    /// `max_concurrent_stranger_unpacks` for strangers answering an open
+    /// invitation, so a flood of strangers cannot hold up the peers.
     async fn unpack(&self, packed: axum::body::Bytes) -> Result<Unpacked> {
-        let _permit = self
-            .inner
-            .unpacks
+        let envelopes = self.core.envelopes.clone();
+        let inspected = blocking(move || envelopes.inspect(packed)).await?;
+        let permits = match inspected.from_stranger {
+            true => &self.inner.stranger_unpacks,
+            false => &self.inner.unpacks,
+        };
+        let _permit = permits
             .acquire()
             .await
             .map_err(|_| Error::Internal("the unpack semaphore closed".into()))?;
         let envelopes = self.core.envelopes.clone();
-        let opened = tokio::task::spawn_blocking(move || envelopes.unpack(&packed))
-            .await
-            .map_err(|e| Error::Internal(format!("unpacking panicked: {e}")))?;
-        Ok(opened?)
+        blocking(move || envelopes.open(inspected)).await
     }
+}
+
+/// Runs `f` on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, EnvelopeError> + Send + 'static,
+) -> Result<T> {
+    let done = tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Internal(format!("unpacking panicked: {e}")))?;
+    Ok(done?)
 }
 
 /// Control-plane calls waiting for a reply in a thread (a ping-response, a

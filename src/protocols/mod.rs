@@ -70,8 +70,10 @@ impl Dispatch for Protocols {
         }
     }
 
-    /// Answers with a problem report when the sender is known and the
-    /// message is not itself a problem report.
+    /// Answers with a problem report when the sender is the peer of the
+    /// connection the message came in on (a stranger whose first message on
+    /// an invitation was refused is not: nothing is sent where a stranger
+    /// points), and the message is not itself a problem report.
     fn refuse(
         &self,
         tx: &StoreTx,
@@ -83,7 +85,10 @@ impl Dispatch for Protocols {
         let Some(sender) = entry.sender.as_deref() else {
             return Ok(());
         };
-        if msg.typ == problem_report::TYPE {
+        let bound = tx
+            .connection_by_our_did(&entry.recipient)?
+            .is_some_and(|c| c.their_did.as_deref() == Some(sender));
+        if !bound || msg.typ == problem_report::TYPE {
             return Ok(());
         }
         let report = problem_report::about(msg, why);

@@ -22,6 +22,7 @@ pub fn about(msg: &Message, why: &Error) -> Message {
         Error::PermissionDenied(_) => "e.m.req.not-authorized",
         Error::FailedPrecondition(_) => "e.m.req.precondition",
         Error::NotFound { .. } => "e.m.msg.unknown-thread",
+        Error::ResourceExhausted(_) => "e.m.me.res",
         _ => "e.m.msg",
     };
     let mut report = in_thread(msg.thread_id(), code, "{1} was refused: {2}");

@@ -48,6 +48,7 @@ enum T {
     OutboxDue,
     Dead,
     Records,
+    OpenByConnection,
     ThreadIndex,
     Idempotency,
     Deadlines,
@@ -55,7 +56,7 @@ enum T {
     Events,
 }
 
-const TREE_NAMES: [&str; 19] = [
+const TREE_NAMES: [&str; 20] = [
     "meta",
     "wallets",
     "keys",
@@ -70,6 +71,7 @@ const TREE_NAMES: [&str; 19] = [
     "outbox_due",
     "dead",
     "records",
+    "open_by_connection",
     "thread_index",
     "idempotency",
     "deadlines",
@@ -115,7 +117,11 @@ fn encode<V: serde::Serialize>(v: &V) -> Vec<u8> {
 
 impl Store {
     pub fn open(path: &Path) -> Result<Self> {
+        // Claims and credentials are stored in the clear: only we may read
+        // them (the data directory 0700, its files 0600).
+        private_dir(path, true).map_err(|e| Error::Storage(format!("{}: {e}", path.display())))?;
         let db = sled::Config::new().path(path).open()?;
+        private_files(path).map_err(|e| Error::Storage(format!("{}: {e}", path.display())))?;
         let trees = TREE_NAMES
             .iter()
             .map(|n| db.open_tree(n))
@@ -129,7 +135,31 @@ impl Store {
         };
         store.index_outbox()?;
         store.index_seen()?;
+        store.count_open_records()?;
         Ok(store)
+    }
+
+    /// A database written before unfinished records were counted per
+    /// connection gets its counts.
+    fn count_open_records(&self) -> Result<()> {
+        if !self.tree(T::OpenByConnection).is_empty() || self.tree(T::Records).is_empty() {
+            return Ok(());
+        }
+        let mut counts: std::collections::HashMap<Vec<u8>, u64> = Default::default();
+        for v in self.tree(T::Records).iter().values() {
+            let r: CredentialRecord = decode(&v?)?;
+            if !r.state.is_final() {
+                *counts
+                    .entry(key(&[&r.wallet_id, &r.connection_id]))
+                    .or_default() += 1;
+            }
+        }
+        self.writing(|| {
+            for (k, n) in &counts {
+                self.tree(T::OpenByConnection).insert(k, &n.to_be_bytes())?;
+            }
+            Ok(())
+        })
     }
 
     /// A database written before the replay guard expired its entries: they
@@ -596,6 +626,37 @@ impl Store {
     pub fn record_count(&self) -> usize {
         self.inner.trees.iter().map(|t| t.len()).sum()
     }
+}
+
+/// Creates `dir` (and missing parents) with mode 0700; an existing
+/// directory is left as it is, unless `always` (one that is ours alone).
+pub fn private_dir(dir: &Path, always: bool) -> std::io::Result<()> {
+    let existed = dir.exists();
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    if always || !existed {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Makes every file under `dir` 0600 (and every directory 0700).
+fn private_files(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for entry in std::fs::read_dir(dir)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))?;
+                private_files(&path)?;
+            } else {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn seq_of(k: &[u8]) -> u64 {

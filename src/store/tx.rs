@@ -191,6 +191,16 @@ impl<'a> StoreTx<'a> {
     /// deadline) in step with it. `old` is the record as it was, if any.
     pub fn put_record(&self, old: Option<&CredentialRecord>, r: &CredentialRecord) -> Result<()> {
         self.put(T::Records, &key(&[&r.wallet_id, &r.id]), r)?;
+        let was_open = old.is_some_and(|o| !o.state.is_final());
+        let is_open = !r.state.is_final();
+        if was_open != is_open {
+            let k = key(&[&r.wallet_id, &r.connection_id]);
+            let n = self.open_records(&r.wallet_id, &r.connection_id)?;
+            let n = if is_open { n + 1 } else { n.saturating_sub(1) };
+            self.tree(T::OpenByConnection)
+                .insert(k, &n.to_be_bytes()[..])
+                .map_err(tx_err)?;
+        }
         if old.is_none() {
             self.tree(T::ThreadIndex)
                 .insert(key(&[&r.wallet_id, &r.thid]), r.id.as_bytes())
@@ -215,6 +225,16 @@ impl<'a> StoreTx<'a> {
             }
         }
         Ok(())
+    }
+
+    /// How many unfinished records the wallet has on the connection.
+    pub fn open_records(&self, wallet: &str, connection_id: &str) -> Result<u64> {
+        Ok(self
+            .tree(T::OpenByConnection)
+            .get(key(&[wallet, connection_id]))
+            .map_err(tx_err)?
+            .map(|v| u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8])))
+            .unwrap_or(0))
     }
 
     pub fn put_credential(&self, c: &StoredCredential) -> Result<()> {

@@ -5,7 +5,11 @@
 
 use std::time::{Duration, Instant};
 
+use affinidi_crypto::jose::key_agreement::{Curve, PrivateKeyAgreement, PublicKeyAgreement};
+use affinidi_messaging_didcomm::jwe::encrypt;
+use agentd::did;
 use agentd::harness::{self, Clients, ProcessAgent};
+use serde_json::Value;
 
 /// How long tests wait for a connection or a record state.
 pub const WAIT: Duration = Duration::from_secs(15);
@@ -53,3 +57,92 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A peer made up by the test, packing with the DIDComm library directly.
+pub struct Outsider {
+    pub did: String,
+    private: PrivateKeyAgreement,
+}
+
+impl Outsider {
+    pub fn new() -> Self {
+        Self::at("http://127.0.0.1:9/didcomm")
+    }
+
+    /// An outsider whose DID names `endpoint` as its DIDComm service.
+    pub fn at(endpoint: &str) -> Self {
+        let private = PrivateKeyAgreement::generate(Curve::X25519);
+        let x: [u8; 32] = private.public_key().to_public_bytes().try_into().unwrap();
+        let ed = ed25519_dalek::SigningKey::from_bytes(&rand::random())
+            .verifying_key()
+            .to_bytes();
+        let did = did::create_peer2(&ed, &x, endpoint);
+        Outsider { did, private }
+    }
+
+    /// The same keys behind a did:peer:2 padded with `extra` more signing
+    /// keys: a DID of any size, whose document repeats it in every key id.
+    pub fn padded(&self, extra: usize) -> String {
+        let key = self.did.split('.').nth(1).unwrap().to_string();
+        let mut did = self.did.clone();
+        for _ in 0..extra {
+            did.push('.');
+            did.push_str(&key);
+        }
+        did
+    }
+
+    /// Authcrypt of `message` to `to` (its first key-agreement key).
+    pub fn pack(&self, message: &Value, to: &str) -> String {
+        let skid = did::resolve(&self.did).unwrap().agreement[0].kid.clone();
+        self.pack_as(message, to, &skid)
+    }
+
+    /// As [`Outsider::pack`], naming any sender key id (`skid`).
+    pub fn pack_as(&self, message: &Value, to: &str, skid: &str) -> String {
+        let r = did::resolve(to).unwrap();
+        let recipient = &r.agreement[0];
+        let public = PublicKeyAgreement::from_raw_bytes(Curve::X25519, &recipient.public).unwrap();
+        encrypt::authcrypt(
+            message.to_string().as_bytes(),
+            skid,
+            &self.private,
+            &[(recipient.kid.as_str(), &public)],
+        )
+        .unwrap()
+    }
+}
+
+/// The agent's record count (read with it stopped), and the agent running again.
+pub async fn count(d: &mut ProcessAgent) -> usize {
+    let n = d.record_count().await.unwrap();
+    d.restart().await.unwrap();
+    n
+}
+
+/// An HTTP client (with the process's TLS provider installed).
+pub fn http() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+}
+
+pub async fn post(
+    d: &ProcessAgent,
+    content_type: &str,
+    body: impl Into<reqwest::Body>,
+) -> (u16, Value) {
+    let r = http()
+        .build()
+        .unwrap()
+        .post(format!("http://{}/didcomm", d.didcomm))
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+pub const CT: &str = "application/didcomm-encrypted+json";

@@ -4,6 +4,8 @@
 
 mod open;
 
+pub use open::Inspected;
+
 use affinidi_crypto::jose::key_agreement::{Curve, PublicKeyAgreement};
 use affinidi_messaging_didcomm::DIDCommError;
 use affinidi_messaging_didcomm::jwe::encrypt;

@@ -8,14 +8,21 @@
 //!    ours, or, while the invitation behind it is still open, anyone
 //!    answering it (`NotAPeer` otherwise): decided before the sender's DID
 //!    is resolved or anything is decrypted;
-//! 4. only then the sender's DID is resolved (bounded in size) and the
-//!    message decrypted (the caller runs this off the async workers);
+//! 4. only then ([`Envelopes::open`]) the sender's DID is resolved
+//!    (bounded in size) and the message decrypted (the caller runs both
+//!    steps off the async workers, and strangers' envelopes a few at a
+//!    time);
 //! 5. the plaintext is bound to the envelope (`from`, `to`) and its ids,
 //!    times and counts checked.
 
 use affinidi_messaging_didcomm::SenderKey;
 use affinidi_messaging_didcomm::jwe::decrypt;
 use affinidi_messaging_didcomm::jws::verify;
+use axum::body::Bytes;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Deserialize;
+use serde::de::IgnoredAny;
 use serde_json::Value;
 
 use super::{EnvelopeError, Envelopes, Unpacked, x25519};
@@ -34,27 +41,83 @@ fn too_big(what: &str, len: usize, max: usize) -> EnvelopeError {
     ))
 }
 
+/// An envelope past the cheap checks: addressed to a key of ours, from a
+/// sender allowed to write to it. Not yet resolved or decrypted.
+pub struct Inspected {
+    packed: Bytes,
+    kid: String,
+    skid: String,
+    recipient: DidRecord,
+    /// The sender answers an open invitation of ours: it has proven nothing
+    /// yet, and its envelopes are opened a few at a time.
+    pub from_stranger: bool,
+}
+
+/// The parts of a JWE the cheap checks read; the rest is skipped unread
+/// (not even copied).
+#[derive(Deserialize)]
+struct Shallow {
+    protected: Option<String>,
+    recipients: Option<Vec<ShallowRecipient>>,
+    ciphertext: Option<IgnoredAny>,
+    payload: Option<IgnoredAny>,
+    signatures: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct ShallowRecipient {
+    header: Option<ShallowHeader>,
+}
+
+#[derive(Deserialize)]
+struct ShallowHeader {
+    kid: Option<String>,
+}
+
+/// A protected header larger than this is refused unread.
+const MAX_PROTECTED: usize = 16 * 1024;
+
 impl Envelopes {
-    /// Opens an encrypted envelope addressed to one of our DIDs (see the
-    /// module doc for the order of the checks).
-    pub fn unpack(&self, packed: &[u8]) -> Result<Unpacked, EnvelopeError> {
+    /// Steps 1-3 of the module doc: no resolution of the sender, no
+    /// decryption.
+    pub fn inspect(&self, packed: Bytes) -> Result<Inspected, EnvelopeError> {
         let limits = &self.limits;
-        let text =
-            std::str::from_utf8(packed).map_err(|e| EnvelopeError::NotJson(e.to_string()))?;
-        let value: Value =
-            serde_json::from_str(text).map_err(|e| EnvelopeError::NotJson(e.to_string()))?;
-        if value.get("payload").is_some() && value.get("signatures").is_some() {
+        let shallow: Shallow =
+            serde_json::from_slice(&packed).map_err(|e| EnvelopeError::NotJson(e.to_string()))?;
+        if shallow.payload.is_some() && shallow.signatures.is_some() {
             return Err(EnvelopeError::NotEncrypted);
         }
-        if value.get("ciphertext").is_none() {
+        let (Some(protected), Some(recipients), Some(_)) =
+            (shallow.protected, shallow.recipients, shallow.ciphertext)
+        else {
             return Err(EnvelopeError::Malformed(
-                "not a JWE (no ciphertext, recipients)".into(),
+                "not a JWE (protected, recipients, ciphertext)".into(),
             ));
-        }
-        let (kid, recipient) = self.our_recipient(&value, limits)?;
-        let skid = sender_kid(text, limits)?;
-        self.admit(&recipient, &skid)?;
+        };
+        let (kid, recipient) = self.our_recipient(&recipients, limits)?;
+        let skid = sender_kid(&protected, limits)?;
+        let from_stranger = self.admit(&recipient, &skid)?;
+        Ok(Inspected {
+            packed,
+            kid,
+            skid,
+            recipient,
+            from_stranger,
+        })
+    }
 
+    /// Steps 4-5: resolves the sender, decrypts, checks the plaintext.
+    pub fn open(&self, inspected: Inspected) -> Result<Unpacked, EnvelopeError> {
+        let limits = &self.limits;
+        let Inspected {
+            packed,
+            kid,
+            skid,
+            recipient,
+            ..
+        } = inspected;
+        let text =
+            std::str::from_utf8(&packed).map_err(|e| EnvelopeError::NotJson(e.to_string()))?;
         let sender = did::resolve(&skid).map_err(EnvelopeError::UnknownSender)?;
         let sender_key = sender
             .agreement_key(&skid)
@@ -98,16 +161,18 @@ impl Envelopes {
         })
     }
 
+    /// Both steps at once (tests and the crypto ceiling).
+    pub fn unpack(&self, packed: &[u8]) -> Result<Unpacked, EnvelopeError> {
+        self.open(self.inspect(Bytes::copy_from_slice(packed))?)
+    }
+
     /// The first recipient key id that names a key-agreement key of a DID
     /// held here.
     fn our_recipient(
         &self,
-        jwe: &Value,
+        recipients: &[ShallowRecipient],
         limits: &Limits,
     ) -> Result<(String, DidRecord), EnvelopeError> {
-        let recipients = jwe["recipients"]
-            .as_array()
-            .ok_or_else(|| EnvelopeError::Malformed("recipients is not an array".into()))?;
         if recipients.len() > limits.max_recipients {
             return Err(too_big(
                 "recipients",
@@ -115,10 +180,10 @@ impl Envelopes {
                 limits.max_recipients,
             ));
         }
-        for kid in recipients
+        let kids = recipients
             .iter()
-            .filter_map(|r| r["header"]["kid"].as_str())
-        {
+            .filter_map(|r| r.header.as_ref()?.kid.as_deref());
+        for kid in kids {
             if kid.len() > limits.max_did_bytes {
                 return Err(too_big("a recipient kid", kid.len(), limits.max_did_bytes));
             }
@@ -135,15 +200,15 @@ impl Envelopes {
     }
 
     /// Whether the sender `skid` may send to our DID `recipient`: the peer
-    /// bound to the connection that uses it, or anyone answering the
-    /// invitation of a connection not bound yet.
-    fn admit(&self, recipient: &DidRecord, skid: &str) -> Result<(), EnvelopeError> {
+    /// bound to the connection that uses it (false), or anyone answering
+    /// the invitation of a connection not bound yet (true: a stranger).
+    fn admit(&self, recipient: &DidRecord, skid: &str) -> Result<bool, EnvelopeError> {
         let sender = did::did_of(skid);
         let refused = |why: String| Err(EnvelopeError::NotAPeer(why));
         match self.store.connection_by_our_did(&recipient.did) {
             Ok(Some(conn)) => match (&conn.their_did, conn.state) {
-                (Some(peer), _) if peer == sender => Ok(()),
-                (None, ConnectionState::InvitationSent) => Ok(()),
+                (Some(peer), _) if peer == sender => Ok(false),
+                (None, ConnectionState::InvitationSent) => Ok(true),
                 (Some(_), _) => refused(format!(
                     "{} is not the peer of the connection that uses {}",
                     clip(sender, SHOWN),
@@ -161,11 +226,30 @@ impl Envelopes {
 }
 
 /// The authcrypt sender's key id from the protected header (`skid`, or
-/// `apu`); anonymous messages are refused: no protocol here takes them.
-fn sender_kid(jwe: &str, limits: &Limits) -> Result<String, EnvelopeError> {
-    let skid = decrypt::authcrypt_sender_kid(jwe)
-        .map_err(|e| EnvelopeError::Malformed(e.to_string()))?
-        .ok_or(EnvelopeError::Anonymous)?;
+/// `apu`, base64url); anonymous messages are refused: no protocol here
+/// takes them.
+fn sender_kid(protected: &str, limits: &Limits) -> Result<String, EnvelopeError> {
+    let bad = |why: &str| EnvelopeError::Malformed(format!("protected header: {why}"));
+    if protected.len() > MAX_PROTECTED {
+        return Err(too_big(
+            "the protected header",
+            protected.len(),
+            MAX_PROTECTED,
+        ));
+    }
+    let b64 = |s: &str| {
+        URL_SAFE_NO_PAD
+            .decode(s.trim_end_matches('='))
+            .map_err(|_| bad("not base64url"))
+    };
+    let header: Value = serde_json::from_slice(&b64(protected)?).map_err(|_| bad("not JSON"))?;
+    let skid = match (header.get("skid"), header.get("apu")) {
+        (Some(Value::String(skid)), _) => skid.clone(),
+        (_, Some(Value::String(apu))) => {
+            String::from_utf8(b64(apu)?).map_err(|_| bad("apu is not text"))?
+        }
+        _ => return Err(EnvelopeError::Anonymous),
+    };
     if skid.len() > limits.max_did_bytes {
         return Err(too_big("the sender kid", skid.len(), limits.max_did_bytes));
     }

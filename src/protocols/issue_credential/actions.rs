@@ -19,6 +19,7 @@ impl Issuance {
     pub async fn create_offer(&self, wallet: &str, spec: &OfferSpec) -> Result<CredentialRecord> {
         let core = &self.core;
         let claims = parse_claims(&spec.claims_json)?;
+        super::inbound::check_claims_size(&claims, core.config.issuance.max_claims_bytes)?;
         if spec.types.iter().any(|t| t.trim().is_empty()) {
             return Err(Error::InvalidArgument(
                 "credential types must not be empty".into(),
@@ -51,7 +52,8 @@ impl Issuance {
             challenge: uuid::Uuid::new_v4().simple().to_string(),
             comment: spec.comment.clone().filter(|c| !c.is_empty()),
         };
-        let expires = (spec.expires_in_secs > 0).then(|| now + spec.expires_in_secs as i64 * 1000);
+        let expires = (spec.expires_in_secs > 0)
+            .then(|| now.saturating_add(crate::secs_to_ms(spec.expires_in_secs)));
         let mut template = new_record(
             core,
             Role::Issuer,

@@ -85,8 +85,16 @@ fn on_offer(io: &mut Io, conn: &Connection, msg: &Message) -> Result<()> {
             "thread {thid} already has a record"
         )));
     }
+    let limits = &io.core.config.issuance;
+    let open = io.tx.open_records(&conn.wallet_id, &conn.id)?;
+    if open >= limits.max_open_records_per_connection {
+        return Err(Error::ResourceExhausted(format!(
+            "{open} unfinished records with this peer (issuance.max_open_records_per_connection)"
+        )));
+    }
     let terms = messages::parse_offer(msg)?;
-    let expires = msg.expires_time.map(|s| s as i64 * 1000);
+    check_claims_size(&terms.claims, limits.max_claims_bytes)?;
+    let expires = msg.expires_time.map(crate::secs_to_ms);
     let mut rec = new_record(
         io.core,
         Role::Holder,
@@ -96,6 +104,21 @@ fn on_offer(io: &mut Io, conn: &Connection, msg: &Message) -> Result<()> {
         expires,
     );
     io.advance(None, &mut rec, Event::OfferArrived, &Inputs::default())
+}
+
+/// Claims of at most `max` bytes as JSON: a peer's offer is stored and
+/// listed, so its size is ours to bound.
+pub(super) fn check_claims_size(
+    claims: &serde_json::Map<String, serde_json::Value>,
+    max: usize,
+) -> Result<()> {
+    let size = serde_json::to_vec(claims).map_or(usize::MAX, |v| v.len());
+    if size > max {
+        return Err(Error::InvalidArgument(format!(
+            "claims of {size} bytes, over issuance.max_claims_bytes ({max})"
+        )));
+    }
+    Ok(())
 }
 
 fn on_request(io: &mut Io, conn: &Connection, msg: &Message) -> Result<()> {
@@ -113,7 +136,7 @@ fn on_request(io: &mut Io, conn: &Connection, msg: &Message) -> Result<()> {
         }
     };
     rec.subject_did = Some(subject);
-    rec.expires_at_ms = msg.expires_time.map(|s| s as i64 * 1000);
+    rec.expires_at_ms = msg.expires_time.map(crate::secs_to_ms);
     io.advance(
         Some(&cur),
         &mut rec,

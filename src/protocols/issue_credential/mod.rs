@@ -146,7 +146,9 @@ impl Io<'_, '_> {
             rec.meta_next_retry_ms = None;
         }
         rec.deadline_ms = (!next.is_final()).then(|| {
-            let idle = rec.updated_at_ms + core.config.issuance.thread_timeout_secs as i64 * 1000;
+            let idle = rec
+                .updated_at_ms
+                .saturating_add(crate::secs_to_ms(core.config.issuance.thread_timeout_secs));
             rec.expires_at_ms.map_or(idle, |e| e.min(idle))
         });
         tx.put_record(old, rec)?;

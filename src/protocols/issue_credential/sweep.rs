@@ -1,6 +1,6 @@
 //! Expiry and idle timeouts: a record whose offer or request expired, or
 //! whose thread made no progress for `issuance.thread_timeout_secs`, is
-//! Abandoned; old events are pruned.
+//! Abandoned.
 
 use std::time::Duration;
 
@@ -13,13 +13,12 @@ use crate::error::Result;
 
 impl super::Issuance {
     /// Abandons records whose offer/request expired or whose thread went
-    /// idle past `issuance.thread_timeout_secs`; prunes old events.
+    /// idle past `issuance.thread_timeout_secs`.
     pub async fn sweep(self, shutdown: CancellationToken) {
         let core = self.core;
         let mut tick = tokio::time::interval(Duration::from_millis(
             core.config.issuance.sweep_interval_ms,
         ));
-        let mut rounds = 0u64;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -27,14 +26,6 @@ impl super::Issuance {
             }
             if let Err(e) = sweep_once(&core).await {
                 tracing::error!(error = %e, "sweeping expired records failed");
-            }
-            rounds += 1;
-            if rounds.is_multiple_of(60)
-                && let Err(e) = core
-                    .store
-                    .prune_events(core.config.issuance.event_retention)
-            {
-                tracing::error!(error = %e, "pruning events failed");
             }
         }
     }

@@ -399,3 +399,99 @@ async fn an_error_report_about_a_waiting_thread_ends_the_record() {
     assert_eq!(h.state, ProblemReportReceived);
     assert!(h.problem.unwrap().contains("unknown-thread"));
 }
+
+/// A peer may keep only so many unfinished records with us: past the
+/// quota its offer is refused, and the report ends its record too.
+#[tokio::test]
+async fn offers_past_the_per_connection_quota_are_refused() {
+    let t = testing::core_with(|c| c.issuance.max_open_records_per_connection = 2);
+    let (ci, _) = t.connect("issuer", "holder").await;
+    let mut offers = Vec::new();
+    for _ in 0..3 {
+        offers.push(
+            t.protocols
+                .issuance
+                .create_offer("issuer", &spec(&ci, false))
+                .await
+                .unwrap(),
+        );
+        t.drain().await;
+    }
+    let held = all_records(&t, "holder");
+    assert_eq!(held.len(), 2, "the third offer made no record");
+    let third = t.core.store.record("issuer", &offers[2].id).unwrap();
+    assert_eq!(third.state, ProblemReportReceived, "{:?}", third.problem);
+    assert!(third.problem.unwrap().contains("me.res"));
+    // A finished record frees its place.
+    let h = holder_record(&t, &offers[0].thid);
+    t.protocols
+        .issuance
+        .reject_offer("holder", &h.id, "")
+        .await
+        .unwrap();
+    t.drain().await;
+    t.protocols
+        .issuance
+        .create_offer("issuer", &spec(&ci, false))
+        .await
+        .unwrap();
+    t.drain().await;
+    assert_eq!(all_records(&t, "holder").len(), 3);
+}
+
+/// Claims are bounded in size, from our control plane and from a peer.
+#[tokio::test]
+async fn claims_over_the_size_limit_are_refused() {
+    let t = testing::core_with(|c| c.issuance.max_claims_bytes = 100);
+    let (ci, _) = t.connect("issuer", "holder").await;
+    let mut big = spec(&ci, false);
+    big.claims_json = json!({"blob": "x".repeat(200)}).to_string();
+    let err = t
+        .protocols
+        .issuance
+        .create_offer("issuer", &big)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+    // A peer's offer with the same claims (in the preview) is refused.
+    let mut offer = Message::new(
+        OFFER,
+        json!({"credential_preview": {"body": {"attributes": [{"name": "blob", "value": "x".repeat(200)}]}}}),
+    );
+    offer.thid = Some(offer.id.clone());
+    send_as(&t, &ci, &offer).await;
+    assert!(all_records(&t, "holder").is_empty());
+}
+
+/// Attachments may carry `json` or `links` data instead of `base64`: a
+/// credential message with either is refused with a reason, never a panic.
+#[tokio::test]
+async fn json_and_links_attachments_do_not_panic() {
+    let t = testing::core();
+    let (ci, _) = t.connect("issuer", "holder").await;
+    let rec = offer_and_accept(&t, &ci, false).await;
+    for data in [
+        json!({"json": {"jwt": "x"}}),
+        json!({"links": ["https://x"]}),
+    ] {
+        let mut m = in_thread(ISSUE, &rec.thid);
+        m.attachments = vec![crate::didcomm::Attachment {
+            id: None,
+            media_type: None,
+            format: Some(messages::FORMAT.into()),
+            data: data.as_object().cloned().unwrap(),
+            extra: Default::default(),
+        }];
+        send_as(&t, &ci, &m).await;
+    }
+    let h = holder_record(&t, &rec.thid);
+    assert!(
+        matches!(h.state, ProblemReportPending | ProblemReportSent),
+        "{:?}",
+        h.state
+    );
+    assert!(
+        h.problem.is_some(),
+        "the bad credential was refused with a reason"
+    );
+}
