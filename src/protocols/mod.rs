@@ -10,6 +10,9 @@ pub mod issue_credential;
 pub mod problem_report;
 pub mod trust_ping;
 
+#[cfg(test)]
+mod fuzz;
+
 use std::time::{Duration, Instant};
 
 use crate::Core;

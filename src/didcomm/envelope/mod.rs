@@ -155,6 +155,8 @@ mod tests {
     use super::*;
     use crate::crypto::MasterKey;
     use crate::store::{Connection, ConnectionRole, ConnectionState, DidMethod};
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use proptest::prelude::*;
     use serde_json::Value;
 
@@ -374,10 +376,82 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(512))]
+        // 256 cases by default; `PROPTEST_CASES=100000 cargo test --release
+        // fuzz_` runs a long pass (see README, "Threat model").
+        #![proptest_config(ProptestConfig::default())]
+
+        /// Any field of the JWE (or of its protected header) replaced by
+        /// any JSON: refused with a typed error, never a panic.
+        #[test]
+        fn fuzz_envelope_structure_never_panics(
+            path in prop::sample::select(vec![
+                "protected", "iv", "ciphertext", "tag", "recipients",
+                "recipients/0", "recipients/0/header", "recipients/0/header/kid",
+                "recipients/0/encrypted_key", "payload", "signatures",
+                "protected/skid", "protected/apu", "protected/alg", "protected/enc", "protected/epk",
+            ]),
+            value in crate::testing::any_json(),
+        ) {
+            let f = FIXTURE.with(|f| f.clone());
+            let (fx, original, packed) = &*f;
+            let mut v: Value = serde_json::from_str(packed).unwrap();
+            match path.strip_prefix("protected/") {
+                Some(field) => {
+                    let raw = URL_SAFE_NO_PAD.decode(v["protected"].as_str().unwrap()).unwrap();
+                    let mut header: Value = serde_json::from_slice(&raw).unwrap();
+                    header[field] = value;
+                    v["protected"] = Value::String(URL_SAFE_NO_PAD.encode(header.to_string()));
+                }
+                None => {
+                    let pointer = format!("/{path}");
+                    if let Some(slot) = v.pointer_mut(&pointer) {
+                        *slot = value;
+                    } else {
+                        v[path] = value;
+                    }
+                }
+            }
+            check_mutant(fx, original, v.to_string().as_bytes());
+        }
+
+        /// Any plaintext, properly authcrypted by the connection's peer:
+        /// a message-shaped object with fields of any type, or any JSON.
+        #[test]
+        fn fuzz_plaintext_never_panics(
+            fields in prop::collection::btree_map(
+                prop::sample::select(vec![
+                    "id", "type", "from", "to", "thid", "pthid", "created_time",
+                    "expires_time", "body", "attachments", "please_ack",
+                ]),
+                crate::testing::any_json(),
+                0..8,
+            ),
+            raw in crate::testing::any_json(),
+            use_raw in any::<bool>(),
+        ) {
+            let f = FIXTURE.with(|f| f.clone());
+            let fx = &f.0;
+            let plaintext = if use_raw {
+                raw
+            } else {
+                let mut m = serde_json::json!({
+                    "id": "m-1", "type": "https://didcomm.org/basicmessage/2.0/message",
+                    "from": fx.alice.did, "to": [fx.bob.did], "body": {},
+                });
+                for (k, v) in fields {
+                    m[k] = v;
+                }
+                m
+            };
+            let packed = fx
+                .envelopes
+                .authcrypt(&fx.alice, &fx.bob.did, plaintext.to_string().as_bytes())
+                .unwrap();
+            let _ = fx.envelopes.unpack(packed.as_bytes());
+        }
 
         #[test]
-        fn mutated_envelopes_never_panic(
+        fn fuzz_mutated_envelopes_never_panic(
             flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
             cut in any::<prop::sample::Index>(),
             truncate in any::<bool>(),
@@ -396,7 +470,7 @@ mod tests {
         }
 
         #[test]
-        fn random_json_fields_never_panic(field in "(protected|recipients|iv|ciphertext|tag|header|kid|payload|signatures)", value in any::<String>()) {
+        fn fuzz_random_json_fields_never_panic(field in "(protected|recipients|iv|ciphertext|tag|header|kid|payload|signatures)", value in any::<String>()) {
             let f = FIXTURE.with(|f| f.clone());
             let (fx, original, packed) = &*f;
             let mut v: Value = serde_json::from_str(packed).unwrap();
@@ -405,7 +479,7 @@ mod tests {
         }
 
         #[test]
-        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+        fn fuzz_random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
             let f = FIXTURE.with(|f| f.clone());
             prop_assert!(f.0.envelopes.unpack(&bytes).is_err());
         }
