@@ -304,6 +304,10 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
         "AGENTD_ISSUANCE_SWEEP_INTERVAL_MS",
         "issuance.sweep_interval_ms",
     ),
+    (
+        "AGENTD_ISSUANCE_MAX_OPEN_RECORDS_PER_CONNECTION",
+        "issuance.max_open_records_per_connection",
+    ),
 ];
 
 impl Config {
@@ -358,6 +362,9 @@ impl Config {
                 "outbox.max_backoff_ms" => self.outbox.max_backoff_ms = number(&v)?,
                 "issuance.thread_timeout_secs" => self.issuance.thread_timeout_secs = number(&v)?,
                 "issuance.sweep_interval_ms" => self.issuance.sweep_interval_ms = number(&v)?,
+                "issuance.max_open_records_per_connection" => {
+                    self.issuance.max_open_records_per_connection = number(&v)?
+                }
                 _ => unreachable!("every override has a key"),
             }
         }

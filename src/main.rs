@@ -80,8 +80,25 @@ fn init_logging(json: bool) {
     }
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
+    // Envelopes are decrypted on the blocking pool, a bounded number at a
+    // time; a small pool whose threads live on keeps that from costing
+    // thread churn (new stacks and allocator heaps) under load.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(32)
+        .thread_keep_alive(std::time::Duration::from_secs(300))
+        .build();
+    match runtime {
+        Ok(runtime) => runtime.block_on(run_cli()),
+        Err(e) => {
+            eprintln!("agentd: cannot start the async runtime: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_cli() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run { config } => run(config).await,

@@ -126,13 +126,24 @@ impl Transport {
         self.inner.dispatch.as_ref()
     }
 
-    /// Opens an envelope off the async workers: the cheap checks, then
-    /// decryption, at most `max_concurrent_unpacks` at a time for peers and
-    /// `max_concurrent_stranger_unpacks` for strangers answering an open
-    /// invitation, so a flood of strangers cannot hold up the peers.
+    /// Opens an envelope: the cheap checks, then decryption. What a
+    /// stranger sends (answering an open invitation) and anything large is
+    /// decrypted off the async workers, at most
+    /// `max_concurrent_stranger_unpacks` and `max_concurrent_unpacks` at a
+    /// time, so a flood cannot hold up the control plane or the peers; a
+    /// connected peer's small envelope (a fraction of a millisecond) is
+    /// opened in place.
     async fn unpack(&self, packed: axum::body::Bytes) -> Result<Unpacked> {
         let envelopes = self.core.envelopes.clone();
-        let inspected = blocking(move || envelopes.inspect(packed)).await?;
+        let small = packed.len() <= IN_PLACE;
+        let inspected = if small {
+            envelopes.inspect(packed)?
+        } else {
+            blocking(move || envelopes.inspect(packed)).await?
+        };
+        if small && !inspected.from_stranger {
+            return Ok(self.core.envelopes.open(inspected)?);
+        }
         let permits = match inspected.from_stranger {
             true => &self.inner.stranger_unpacks,
             false => &self.inner.unpacks,
@@ -145,6 +156,10 @@ impl Transport {
         blocking(move || envelopes.open(inspected)).await
     }
 }
+
+/// Envelopes up to this size are inspected, and a peer's opened, on the
+/// async worker.
+const IN_PLACE: usize = 64 * 1024;
 
 /// Runs `f` on the blocking pool.
 async fn blocking<T: Send + 'static>(

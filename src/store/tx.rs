@@ -109,11 +109,14 @@ impl<'a> StoreTx<'a> {
     pub fn mark_seen(&self, wallet: &str, message_id: &str, keep_until_ms: i64) -> Result<bool> {
         let k = key(&[wallet, message_id]);
         let seen = self.tree(T::Seen);
-        if seen.get(&k).map_err(tx_err)?.is_some() {
+        let prev = seen
+            .insert(k.clone(), &keep_until_ms.to_be_bytes()[..])
+            .map_err(tx_err)?;
+        if let Some(prev) = prev {
+            // Seen before (rare): its first window stands.
+            seen.insert(k, prev).map_err(tx_err)?;
             return Ok(false);
         }
-        seen.insert(k.clone(), &keep_until_ms.to_be_bytes()[..])
-            .map_err(tx_err)?;
         self.tree(T::SeenExpiry)
             .insert(expiry_key(keep_until_ms, &k), &[][..])
             .map_err(tx_err)?;
