@@ -91,9 +91,13 @@ impl ResolvedDid {
         find_key(&self.did, &self.signing, kid)
     }
 
-    /// Where DIDComm messages for this DID go, if it names an endpoint.
+    /// Where DIDComm messages for this DID go: the first service that takes
+    /// DIDComm v2 (or does not say what it takes).
     pub fn endpoint(&self) -> Option<&str> {
-        self.services.first().map(|s| s.uri.as_str())
+        self.services
+            .iter()
+            .find(|s| s.accept.is_empty() || s.accept.iter().any(|a| a.starts_with("didcomm/v2")))
+            .map(|s| s.uri.as_str())
     }
 
     /// The DID document, as JSON, with Multikey verification methods.
@@ -141,8 +145,70 @@ impl ResolvedDid {
     }
 }
 
+/// How a peer spells the fragment of a did:peer:2 key id. Every form is
+/// accepted inbound; toward a peer we spell ours the way it spelled its
+/// own, since its resolver will name our keys the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KidForm {
+    /// `#key-1`, `#key-2`, … by order in the DID: the current peer DID
+    /// spec, peerdid-jvm 0.5 (Identus), credo-ts.
+    Spec,
+    /// `#` + the first 8 characters of the multibase after `z`:
+    /// peerdid-python 0.5 and the agents built on it.
+    Prefix8,
+    /// `#` + the whole multibase without `z`: peerdid-python 0.4 and older,
+    /// the SICPA didcomm demo.
+    Multibase,
+}
+
+impl KidForm {
+    pub fn name(self) -> &'static str {
+        match self {
+            KidForm::Spec => "spec",
+            KidForm::Prefix8 => "prefix8",
+            KidForm::Multibase => "multibase",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        [KidForm::Spec, KidForm::Prefix8, KidForm::Multibase]
+            .into_iter()
+            .find(|f| f.name() == name)
+    }
+}
+
+impl ResolvedDid {
+    /// How `kid`, a key id of this DID, is spelled (Spec when unsure).
+    pub fn kid_form(&self, kid: &str) -> KidForm {
+        let fragment = kid.split_once('#').map_or("", |(_, f)| f);
+        if !self.did.starts_with("did:peer:") || fragment.starts_with("key-") {
+            KidForm::Spec
+        } else if fragment.len() == multikey::PREFIX_LEN {
+            KidForm::Prefix8
+        } else {
+            KidForm::Multibase
+        }
+    }
+
+    /// The id of the first key-agreement key, spelled in `form` (did:key
+    /// ids have one spelling).
+    pub fn agreement_kid(&self, form: KidForm) -> Option<String> {
+        let key = self.agreement.first()?;
+        if !self.did.starts_with("did:peer:") {
+            return Some(key.kid.clone());
+        }
+        let mb = multikey::encode(multikey::Codec::X25519, &key.public);
+        Some(match form {
+            KidForm::Spec => key.kid.clone(),
+            KidForm::Prefix8 => format!("{}#{}", self.did, &mb[1..=multikey::PREFIX_LEN]),
+            KidForm::Multibase => format!("{}#{}", self.did, &mb[1..]),
+        })
+    }
+}
+
 /// Accepts the full DID URL, or a bare fragment, or the key's multibase as
-/// fragment with or without its `z` (peers differ on which they put in `kid`).
+/// fragment: whole, without its `z`, or its first 8 characters after the `z`
+/// (see [`KidForm`]).
 fn find_key<'a>(
     did: &str,
     keys: &'a [VerificationKey],
@@ -258,6 +324,7 @@ mod tests {
             "#key-2".to_string(),
             format!("{did}#{mb}"),
             format!("{did}#{}", &mb[1..]),
+            format!("{did}#{}", &mb[1..9]),
         ] {
             assert_eq!(
                 resolved.agreement_key(&kid).unwrap().public,
@@ -269,9 +336,41 @@ mod tests {
             format!("{did}#key-1"),
             "did:example:other#key-2".to_string(),
             "key-2".to_string(),
+            format!("{did}#{}", &mb[1..8]),
+            format!("{did}#{}", &mb[2..10]),
         ] {
             assert!(resolved.agreement_key(&kid).is_err(), "{kid}");
         }
+    }
+
+    /// peerdid-python 0.5.2's ids for the spec's example DID (its own
+    /// resolver's output), and the older full-multibase form.
+    #[test]
+    fn every_kid_form_names_the_same_key_and_is_spelled_back() {
+        let did = concat!(
+            "did:peer:2.Ez6LSbysY2xFMRpGMhb7tFTLMpeuPRaqaWM1yECx2AtzE3KCc",
+            ".Vz6MkqRYqQiSgvZQdnBytw86Qbs2ZWUkGv22od935YF4s8M7V"
+        );
+        let r = resolve(did).unwrap();
+        for (kid, form) in [
+            (format!("{did}#key-1"), KidForm::Spec),
+            (format!("{did}#6LSbysY2"), KidForm::Prefix8),
+            (
+                format!("{did}#6LSbysY2xFMRpGMhb7tFTLMpeuPRaqaWM1yECx2AtzE3KCc"),
+                KidForm::Multibase,
+            ),
+        ] {
+            assert_eq!(r.agreement_key(&kid).unwrap().kid, format!("{did}#key-1"));
+            assert_eq!(r.kid_form(&kid), form, "{kid}");
+            assert_eq!(r.agreement_kid(form).unwrap(), kid);
+            assert_eq!(KidForm::from_name(form.name()), Some(form));
+        }
+        assert_eq!(
+            r.signing_key(&format!("{did}#6MkqRYqQ")).unwrap().kid,
+            format!("{did}#key-2")
+        );
+        let key = resolve("did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK").unwrap();
+        assert_eq!(key.kid_form(&key.signing[0].kid), KidForm::Spec);
     }
 
     #[test]

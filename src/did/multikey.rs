@@ -46,10 +46,14 @@ pub fn decode(did: &str, codec: Codec, multibase: &str) -> Result<[u8; 32], DidE
         .map_err(|_| DidError::malformed(did, "public key is not 32 bytes"))
 }
 
-/// True when `fragment` is this key's multibase, with or without the `z`.
+/// Characters of the multibase (after `z`) in peerdid-python 0.5's key ids.
+pub const PREFIX_LEN: usize = 8;
+
+/// True when `fragment` is this key's multibase, with or without the `z`,
+/// or its first [`PREFIX_LEN`] characters after the `z`.
 pub fn matches_fragment(public: &[u8; 32], fragment: &str) -> bool {
     [Codec::Ed25519, Codec::X25519].into_iter().any(|codec| {
         let mb = encode(codec, public);
-        fragment == mb || fragment == &mb[1..]
+        fragment == mb || fragment == &mb[1..] || fragment == &mb[1..=PREFIX_LEN]
     })
 }

@@ -81,6 +81,15 @@ pub(super) fn resolve(did: &str) -> Result<ResolvedDid, DidError> {
     Ok(resolved)
 }
 
+/// Service types that carry DIDComm: the v2 name, its abbreviation, and
+/// the older `did-communication` some agents still put in peer DIDs.
+const DIDCOMM_TYPES: [&str; 3] = ["dm", "DIDCommMessaging", "did-communication"];
+
+/// Reads the `.S` element: one service or an array; each abbreviated or
+/// not, at the top level only (peerdid-python 0.5) or nested too (the
+/// spec); `serviceEndpoint` a URI string (DIDComm v2.0, with `accept` and
+/// `routingKeys` beside it), an object `{uri, accept, routingKeys}` (v2.1),
+/// or an array of either. Services of other types are skipped.
 fn decode_services(did: &str, encoded: &str) -> Result<Vec<DidCommService>, DidError> {
     let bad = |why: &str| DidError::malformed(did, format!("service: {why}"));
     let bytes = URL_SAFE_NO_PAD
@@ -92,28 +101,31 @@ fn decode_services(did: &str, encoded: &str) -> Result<Vec<DidCommService>, DidE
         Value::Array(entries) => entries,
         single => vec![single],
     };
-    entries
-        .iter()
-        .map(|entry| {
-            let entry = entry.as_object().ok_or_else(|| bad("not an object"))?;
-            let t = entry.get("t").or_else(|| entry.get("type"));
-            if !matches!(t.and_then(Value::as_str), Some("dm" | "DIDCommMessaging")) {
-                return Err(bad("type is not DIDCommMessaging"));
-            }
-            // Older DIDs put uri/r/a at the top level with `s` a string.
-            let (uri, fields): (&str, &Map<String, Value>) = match entry.get("s") {
-                Some(Value::String(uri)) => (uri, entry),
-                Some(Value::Object(s)) => (
+    let mut services = Vec::new();
+    for entry in &entries {
+        let entry = entry.as_object().ok_or_else(|| bad("not an object"))?;
+        let t = field(entry, "t", "type").and_then(Value::as_str);
+        if !t.is_some_and(|t| DIDCOMM_TYPES.contains(&t)) {
+            continue;
+        }
+        let endpoints = match field(entry, "s", "serviceEndpoint") {
+            Some(Value::Array(all)) => all.iter().collect(),
+            Some(one) => vec![one],
+            None => return Err(bad("no serviceEndpoint")),
+        };
+        for endpoint in endpoints {
+            let (uri, fields) = match endpoint {
+                Value::String(uri) => (uri.as_str(), entry),
+                Value::Object(s) => (
                     s.get("uri")
                         .and_then(Value::as_str)
                         .ok_or_else(|| bad("no uri"))?,
                     s,
                 ),
-                _ => return Err(bad("no serviceEndpoint")),
+                _ => return Err(bad("serviceEndpoint is neither a URI nor an object")),
             };
-            let strings = |key: &str| -> Vec<String> {
-                fields
-                    .get(key)
+            let strings = |short: &str, long: &str| -> Vec<String> {
+                field(fields, short, long)
                     .and_then(Value::as_array)
                     .map(|a| {
                         a.iter()
@@ -122,13 +134,19 @@ fn decode_services(did: &str, encoded: &str) -> Result<Vec<DidCommService>, DidE
                     })
                     .unwrap_or_default()
             };
-            Ok(DidCommService {
+            services.push(DidCommService {
                 uri: uri.to_string(),
-                accept: strings("a"),
-                routing_keys: strings("r"),
-            })
-        })
-        .collect()
+                accept: strings("a", "accept"),
+                routing_keys: strings("r", "routingKeys"),
+            });
+        }
+    }
+    Ok(services)
+}
+
+/// A service field under its abbreviated or its full name.
+fn field<'a>(entry: &'a Map<String, Value>, short: &str, long: &str) -> Option<&'a Value> {
+    entry.get(short).or_else(|| entry.get(long))
 }
 
 #[cfg(test)]
@@ -186,6 +204,62 @@ mod tests {
         assert_eq!(r.services[0].accept, ["didcomm/v2"]);
     }
 
+    /// Every service shape peers put in did:peer:2 (credo-ts #1789,
+    /// identus cloud-agent #876, peerdid-python 0.5) resolves to the same
+    /// endpoint; other service types are skipped.
+    #[test]
+    fn every_service_shape_is_read() {
+        let key = "Ez6LSbysY2xFMRpGMhb7tFTLMpeuPRaqaWM1yECx2AtzE3KCc";
+        let uri = "https://peer.example/didcomm";
+        let v21 = json!({"uri": uri, "accept": ["didcomm/v2"], "routingKeys": []});
+        for (name, service) in [
+            (
+                "v2.1 abbreviated",
+                json!({"t": "dm", "s": {"uri": uri, "a": ["didcomm/v2"]}}),
+            ),
+            (
+                "v2.1, nested names in full (peerdid-python 0.5)",
+                json!({"t": "dm", "s": v21}),
+            ),
+            (
+                "v2.1 unabbreviated",
+                json!({"type": "DIDCommMessaging", "serviceEndpoint": v21}),
+            ),
+            (
+                "v2.0 flat",
+                json!({"t": "dm", "s": uri, "a": ["didcomm/v2"], "r": []}),
+            ),
+            (
+                "did-communication",
+                json!({"type": "did-communication", "serviceEndpoint": uri, "accept": ["didcomm/v2"]}),
+            ),
+            (
+                "endpoint array",
+                json!({"t": "dm", "s": [{"uri": uri, "a": ["didcomm/v2"]}]}),
+            ),
+            (
+                "two services",
+                json!([{"t": "LinkedDomains", "s": "https://x.example"}, {"t": "dm", "s": {"uri": uri, "a": ["didcomm/v2"]}}]),
+            ),
+        ] {
+            let did = format!(
+                "did:peer:2.{key}.S{}",
+                URL_SAFE_NO_PAD.encode(service.to_string())
+            );
+            let r = super::super::resolve(&did).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(r.endpoint(), Some(uri), "{name}");
+            assert_eq!(r.services[0].accept, ["didcomm/v2"], "{name}");
+        }
+        let two = format!(
+            "did:peer:2.{key}.S{}.S{}",
+            URL_SAFE_NO_PAD.encode(json!({"t": "dm", "s": "https://a.example"}).to_string()),
+            URL_SAFE_NO_PAD.encode(json!({"t": "dm", "s": "https://b.example"}).to_string()),
+        );
+        let r = super::super::resolve(&two).unwrap();
+        assert_eq!(r.services.len(), 2);
+        assert_eq!(r.endpoint(), Some("https://a.example"));
+    }
+
     #[test]
     fn malformed_peer_dids_are_rejected() {
         for did in [
@@ -194,7 +268,7 @@ mod tests {
             "did:peer:2.Xz6Mkq",
             "did:peer:2.Vz6LSbysY2xFMRpGMhb7tFTLMpeuPRaqaWM1yECx2AtzE3KCc",
             "did:peer:2.Ez6LSbysY2xFMRpGMhb7tFTLMpeuPRaqaWM1yECx2AtzE3KCc.S!!!",
-            "did:peer:2.Ez6LSbysY2xFMRpGMhb7tFTLMpeuPRaqaWM1yECx2AtzE3KCc.SeyJ0IjoieCJ9",
+            "did:peer:2.Ez6LSbysY2xFMRpGMhb7tFTLMpeuPRaqaWM1yECx2AtzE3KCc.SeyJ0IjoiZG0ifQ",
         ] {
             assert!(
                 matches!(super::super::resolve(did), Err(DidError::Malformed { .. })),

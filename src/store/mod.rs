@@ -326,6 +326,21 @@ impl Store {
         Ok(self.tree(T::Meta).get(name)?.map(|v| v.to_vec()))
     }
 
+    /// How a peer DID spells key ids (a `did::KidForm` name), if it told us.
+    pub fn peer_kid_form(&self, peer: &str) -> Result<Option<String>> {
+        let name = key(&["kid_form", peer]);
+        let form = self.tree(T::Meta).get(name)?;
+        Ok(form.map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Records how a connected peer spells key ids. Outside any transaction:
+    /// a form lost in a crash is learnt again from the peer's next message.
+    pub fn set_peer_kid_form(&self, peer: &str, form: &str) -> Result<()> {
+        self.tree(T::Meta)
+            .insert(key(&["kid_form", peer]), form.as_bytes())?;
+        Ok(())
+    }
+
     // ---- wallets
 
     pub fn wallet(&self, id: &str) -> Result<Wallet> {

@@ -13,7 +13,7 @@ use affinidi_messaging_didcomm::jwe::encrypt;
 use super::Message;
 use crate::config::Limits;
 use crate::crypto::KeyStore;
-use crate::did::{self, DidError};
+use crate::did::{self, DidError, KidForm};
 use crate::error::{Error, Result};
 use crate::store::{DidRecord, Store};
 
@@ -70,20 +70,53 @@ pub struct Envelopes {
     keys: KeyStore,
     store: Store,
     limits: Limits,
+    kid_forms: KidForms,
+}
+
+/// How each peer spells did:peer:2 key ids, learnt from its `skid`: in
+/// memory for everyone who got a message through, on disk for connected
+/// peers only (nothing is stored for strangers).
+#[derive(Clone, Default)]
+struct KidForms(std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, KidForm>>>);
+
+/// Past this many peers the memory map starts over (the disk keeps them).
+const MAX_KID_FORMS: usize = 10_000;
+
+impl KidForms {
+    fn get(&self, peer: &str) -> Option<KidForm> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(peer)
+            .copied()
+    }
+
+    /// Remembers `form`; true when it is news.
+    fn learn(&self, peer: &str, form: KidForm) -> bool {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if map.get(peer) == Some(&form) {
+            return false;
+        }
+        if map.len() >= MAX_KID_FORMS {
+            map.clear();
+        }
+        map.insert(peer.to_string(), form);
+        true
+    }
 }
 
 fn x25519(public: &[u8; 32]) -> PublicKeyAgreement {
     PublicKeyAgreement::from_raw_bytes(Curve::X25519, public).expect("32 bytes is an X25519 key")
 }
 
-/// The first key-agreement key of the recipient DID `to`.
-fn recipient_key(to: &str) -> Result<(String, PublicKeyAgreement)> {
+/// The first key-agreement key of the recipient DID `to`, its id spelled
+/// in `form`.
+fn recipient_key(to: &str, form: KidForm) -> Result<(String, PublicKeyAgreement)> {
     let theirs = did::resolve(to)?;
-    let key = theirs
-        .agreement
-        .first()
-        .ok_or_else(|| Error::InvalidArgument(format!("{to} has no key-agreement key")))?;
-    Ok((key.kid.clone(), x25519(&key.public)))
+    let no_key = || Error::InvalidArgument(format!("{to} has no key-agreement key"));
+    let key = theirs.agreement.first().ok_or_else(no_key)?;
+    let kid = theirs.agreement_kid(form).ok_or_else(no_key)?;
+    Ok((kid, x25519(&key.public)))
 }
 
 fn lib_err(e: DIDCommError) -> Error {
@@ -96,6 +129,33 @@ impl Envelopes {
             keys,
             store,
             limits,
+            kid_forms: KidForms::default(),
+        }
+    }
+
+    /// How `peer` spells key ids: as it last did, else the spec's way.
+    fn kid_form(&self, peer: &str) -> KidForm {
+        self.kid_forms.get(peer).unwrap_or_else(|| {
+            let stored = self.store.peer_kid_form(peer).ok().flatten();
+            let form = stored
+                .as_deref()
+                .and_then(KidForm::from_name)
+                .unwrap_or(KidForm::Spec);
+            self.kid_forms.learn(peer, form);
+            form
+        })
+    }
+
+    /// Notes how the sender of an opened envelope spells key ids.
+    fn learn_kid_form(&self, sender: &did::ResolvedDid, skid: &str, connected: bool) {
+        let form = sender.kid_form(skid);
+        if form != self.kid_form(&sender.did)
+            && self.kid_forms.learn(&sender.did, form)
+            && connected
+        {
+            if let Err(e) = self.store.set_peer_kid_form(&sender.did, form.name()) {
+                tracing::warn!(error = %e, "could not record a peer's key id form");
+            }
         }
     }
 
@@ -105,13 +165,16 @@ impl Envelopes {
     }
 
     fn authcrypt(&self, from: &DidRecord, to: &str, plaintext: &[u8]) -> Result<String> {
+        let form = self.kid_form(to);
         let ours = did::resolve(&from.did)?;
-        let sender_kid = &ours.agreement[0].kid;
+        let sender_kid = ours
+            .agreement_kid(form)
+            .ok_or_else(|| Error::Internal(format!("{} has no key-agreement key", from.did)))?;
         let private = self
             .keys
             .agreement_secret(&from.wallet_id, &from.agreement_key_id)?;
-        let (kid, public) = recipient_key(to)?;
-        encrypt::authcrypt(plaintext, sender_kid, &private, &[(kid.as_str(), &public)])
+        let (kid, public) = recipient_key(to, form)?;
+        encrypt::authcrypt(plaintext, &sender_kid, &private, &[(kid.as_str(), &public)])
             .map_err(lib_err)
     }
 
@@ -119,7 +182,7 @@ impl Envelopes {
     /// it (to see it refused).
     #[cfg(test)]
     pub fn pack_anoncrypt(&self, to: &str, msg: &Message) -> Result<String> {
-        let (kid, public) = recipient_key(to)?;
+        let (kid, public) = recipient_key(to, KidForm::Spec)?;
         encrypt::anoncrypt(msg.to_json().as_bytes(), &[(kid.as_str(), &public)]).map_err(lib_err)
     }
 
@@ -265,6 +328,37 @@ mod tests {
         let u = f.envelopes.unpack(signed.as_bytes()).unwrap();
         assert_eq!(u.message, m);
         assert_eq!(u.sender.as_deref(), Some(f.alice.did.as_str()));
+    }
+
+    /// peerdid-python 0.5 names keys `#` + 8 characters of their multibase:
+    /// such an envelope opens, and the answer spells our keys (and theirs)
+    /// the same way, also after a restart.
+    #[test]
+    fn a_peer_s_key_id_form_is_accepted_learnt_and_spoken_back() {
+        let f = fixture();
+        f.envelopes.kid_forms.learn(&f.bob.did, KidForm::Prefix8);
+        let packed = f
+            .envelopes
+            .pack_authcrypt(&f.alice, &f.bob.did, &hello(&f))
+            .unwrap();
+        let v: Value = serde_json::from_str(&packed).unwrap();
+        let protected: Value = serde_json::from_slice(
+            &URL_SAFE_NO_PAD
+                .decode(v["protected"].as_str().unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        let fragment = |kid: &Value| kid.as_str().unwrap().split_once('#').unwrap().1.len();
+        assert_eq!(fragment(&v["recipients"][0]["header"]["kid"]), 8);
+        assert_eq!(fragment(&protected["skid"]), 8);
+
+        let u = f.envelopes.unpack(packed.as_bytes()).unwrap();
+        assert_eq!(u.sender.as_deref(), Some(f.alice.did.as_str()));
+        assert_eq!(f.envelopes.kid_form(&f.alice.did), KidForm::Prefix8);
+        let restarted =
+            Envelopes::new(f.envelopes.keys.clone(), f.store.clone(), Limits::default());
+        assert_eq!(restarted.kid_form(&f.alice.did), KidForm::Prefix8);
+        assert_eq!(restarted.kid_form(&f.carol.did), KidForm::Spec);
     }
 
     #[test]

@@ -114,7 +114,7 @@ impl Envelopes {
             kid,
             skid,
             recipient,
-            ..
+            from_stranger,
         } = inspected;
         let text =
             std::str::from_utf8(&packed).map_err(|e| EnvelopeError::NotJson(e.to_string()))?;
@@ -135,6 +135,7 @@ impl Envelopes {
         )
         .map_err(|e| EnvelopeError::Decryption(e.to_string()))?;
 
+        self.learn_kid_form(&sender, &skid, !from_stranger);
         let sender_did = sender.did.clone();
         let inner: Value = serde_json::from_slice(&decrypted.plaintext)
             .map_err(|e| EnvelopeError::BadPlaintext(e.to_string()))?;
