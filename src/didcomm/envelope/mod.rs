@@ -146,16 +146,21 @@ impl Envelopes {
         })
     }
 
-    /// Notes how the sender of an opened envelope spells key ids.
+    /// Notes how the sender of an opened envelope spells key ids; on disk
+    /// once it is a connected peer, and only when that changes something.
     fn learn_kid_form(&self, sender: &did::ResolvedDid, skid: &str, connected: bool) {
         let form = sender.kid_form(skid);
-        if form != self.kid_form(&sender.did)
-            && self.kid_forms.learn(&sender.did, form)
-            && connected
-        {
-            if let Err(e) = self.store.set_peer_kid_form(&sender.did, form.name()) {
-                tracing::warn!(error = %e, "could not record a peer's key id form");
-            }
+        let news = self.kid_forms.learn(&sender.did, form);
+        if !connected || (!news && form == KidForm::Spec) {
+            return;
+        }
+        let stored = self.store.peer_kid_form(&sender.did).ok().flatten();
+        let unchanged = match stored.as_deref() {
+            Some(name) => name == form.name(),
+            None => form == KidForm::Spec,
+        };
+        if !unchanged && let Err(e) = self.store.set_peer_kid_form(&sender.did, form.name()) {
+            tracing::warn!(error = %e, "could not record a peer's key id form");
         }
     }
 
