@@ -186,6 +186,10 @@ pub struct Issuance {
     pub max_open_records_per_connection: u64,
     /// The claims of one offer, as JSON.
     pub max_claims_bytes: usize,
+    /// Ask for an ack of each credential we issue (`please_ack`). Identus
+    /// (didcomm-jvm) cannot read the DIDComm v2.1 array form and refuses
+    /// the whole message: turn it off toward Identus holders.
+    pub please_ack: bool,
 }
 
 impl Default for Issuance {
@@ -196,6 +200,7 @@ impl Default for Issuance {
             event_retention: 100_000,
             max_open_records_per_connection: 1000,
             max_claims_bytes: 64 * 1024,
+            please_ack: true,
         }
     }
 }

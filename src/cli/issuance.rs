@@ -78,6 +78,9 @@ pub enum OfferAction {
         /// Shown to the holder with the offer.
         #[arg(long, default_value = "", hide_default_value = true)]
         comment: String,
+        /// Attachment format: prism/jwt (default), jwt_vc_json or vc+jwt.
+        #[arg(long, default_value = "", hide_default_value = true)]
+        format: String,
     },
     /// Holder: the offers received and not answered yet.
     List {
@@ -110,6 +113,7 @@ pub async fn offer(d: Daemon, action: OfferAction) -> anyhow::Result<()> {
             automatic,
             expires_in,
             comment,
+            format,
         } => {
             let r = proto::CreateOfferRequest {
                 wallet_id,
@@ -123,6 +127,7 @@ pub async fn offer(d: Daemon, action: OfferAction) -> anyhow::Result<()> {
                 issuer_did: spec.issuer_did,
                 expires_in_secs: expires_in,
                 comment,
+                format,
             };
             let mut c = IssuanceServiceClient::new(d.svc());
             d.out.one(&ok(c.create_offer(r).await)?)?;

@@ -66,7 +66,7 @@ impl Dispatch for Protocols {
                 }
                 Ok(())
             }
-            t if t.starts_with(ISSUE_CREDENTIAL) => {
+            t if t.starts_with(ISSUE_CREDENTIAL) || t == issue_credential::NOTIFICATION_ACK => {
                 issue_credential::handle(core, tx, &conn, msg, after)
             }
             other => Err(Error::Unsupported(format!("message type {other}"))),

@@ -50,6 +50,7 @@ pub fn role_from_proto(v: i32) -> Result<Option<Role>, Status> {
 }
 
 pub fn record_to_proto(r: store::CredentialRecord) -> proto::CredentialRecord {
+    let domain = r.audience().to_string();
     proto::CredentialRecord {
         id: r.id,
         wallet_id: r.wallet_id,
@@ -70,6 +71,9 @@ pub fn record_to_proto(r: store::CredentialRecord) -> proto::CredentialRecord {
         subject_did: r.subject_did.unwrap_or_default(),
         credential_id: r.credential_id.unwrap_or_default(),
         ack_received: r.ack_received,
+        domain,
+        format: r.format,
+        ack_requested: r.ack_requested,
         problem: r.problem.unwrap_or_default(),
         comment: r.comment.unwrap_or_default(),
         meta_retries: r.meta_retries,
@@ -121,6 +125,7 @@ impl IssuanceService for Issuance {
             issuer_did: non_empty(r.issuer_did),
             expires_in_secs: r.expires_in_secs,
             comment: non_empty(r.comment),
+            format: non_empty(r.format),
         };
         let rec = self.1.create_offer(&wallet, &spec).await.map_err(status)?;
         Ok(Response::new(record_to_proto(rec)))

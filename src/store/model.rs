@@ -163,6 +163,14 @@ impl RecordState {
     }
 }
 
+fn asked() -> bool {
+    true
+}
+
+fn prism_jwt() -> String {
+    "prism/jwt".into()
+}
+
 /// One issue-credential thread as seen by one wallet.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CredentialRecord {
@@ -191,6 +199,17 @@ pub struct CredentialRecord {
     pub challenge: String,
     pub credential_id: Option<String>,
     pub ack_received: bool,
+    /// Whether our credential asked for an ack (`please_ack`); an ack that
+    /// was not asked for is only logged. Records from before it asked.
+    #[serde(default = "asked")]
+    pub ack_requested: bool,
+    /// The offer's `options.domain`, the audience of the holder's proof;
+    /// empty: the issuer DID.
+    #[serde(default)]
+    pub domain: String,
+    /// The attachment format the thread speaks (`prism/jwt`, …).
+    #[serde(default = "prism_jwt")]
+    pub format: String,
     /// Why the record is in a problem-report or Abandoned state.
     pub problem: Option<String>,
     pub comment: Option<String>,
@@ -203,6 +222,18 @@ pub struct CredentialRecord {
     pub meta_last_failure: Option<String>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
+}
+
+impl CredentialRecord {
+    /// The audience the holder's proof names: the offer's domain, else the
+    /// issuer DID.
+    pub fn audience(&self) -> &str {
+        if self.domain.is_empty() {
+            &self.issuer_did
+        } else {
+            &self.domain
+        }
+    }
 }
 
 /// A credential held by a wallet, verified when it was received.

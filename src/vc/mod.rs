@@ -137,13 +137,9 @@ pub fn verify_jwt(jwt: &str) -> Result<Verified, VcError> {
     Ok(Verified { header, payload })
 }
 
-/// Issues a VC-JWT for `spec`, signed by `issuer` (a did:key) with `key`.
-pub fn issue(
-    keys: &KeyStore,
-    issuer: &DidRecord,
-    key: &StoredKey,
-    spec: &CredentialSpec,
-) -> Result<String, VcError> {
+/// The credential `spec` describes, unsigned, without issuer or dates (an
+/// offer in a W3C format carries it; an empty subject is left out).
+pub fn unsigned(spec: &CredentialSpec) -> Value {
     let mut types = vec![Value::from(VC_TYPE)];
     types.extend(
         spec.types
@@ -152,7 +148,9 @@ pub fn issue(
             .map(|t| Value::from(t.as_str())),
     );
     let mut subject = spec.claims.clone();
-    subject.insert("id".into(), Value::from(spec.subject));
+    if !spec.subject.is_empty() {
+        subject.insert("id".into(), Value::from(spec.subject));
+    }
     let mut vc = json!({
         "@context": [VC_CONTEXT],
         "type": types,
@@ -161,6 +159,17 @@ pub fn issue(
     if let Some(schema) = spec.schema_id {
         vc["credentialSchema"] = json!({ "id": schema, "type": "JsonSchema" });
     }
+    vc
+}
+
+/// Issues a VC-JWT for `spec`, signed by `issuer` (a did:key) with `key`.
+pub fn issue(
+    keys: &KeyStore,
+    issuer: &DidRecord,
+    key: &StoredKey,
+    spec: &CredentialSpec,
+) -> Result<String, VcError> {
+    let vc = unsigned(spec);
     let mut payload = json!({
         "iss": issuer.did,
         "sub": spec.subject,

@@ -50,6 +50,9 @@ impl Issuance {
             issuer_did: String::new(),
             // 122 random bits from the OS RNG, as hex.
             challenge: uuid::Uuid::new_v4().simple().to_string(),
+            // Our offers name the issuer DID as the proof's audience.
+            domain: String::new(),
+            format: messages::spoken(spec.format.as_deref().unwrap_or(messages::FORMAT))?.into(),
             comment: spec.comment.clone().filter(|c| !c.is_empty()),
         };
         let expires = (spec.expires_in_secs > 0)
@@ -120,6 +123,12 @@ impl Issuance {
                 .await?;
             return Err(Error::FailedPrecondition(format!(
                 "the offer of record {record_id} has expired"
+            )));
+        }
+        if seen.audience().is_empty() || seen.challenge.is_empty() {
+            return Err(Error::FailedPrecondition(format!(
+                "the offer of record {record_id} names no challenge or audience \
+                 (options.challenge, options.domain): no issuer could accept a proof for it"
             )));
         }
         // A fresh subject DID is stored with the accept, so an accept that

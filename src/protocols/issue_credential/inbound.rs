@@ -6,7 +6,7 @@
 
 use super::actions::issue_in;
 use super::machine::{self, Event};
-use super::messages::{self, ACK, ISSUE, OFFER, PROPOSE, REQUEST};
+use super::messages::{self, ACK, ISSUE, NOTIFICATION_ACK, OFFER, PROPOSE, REQUEST};
 use super::{Inputs, Io, new_record, problem_report};
 use crate::Core;
 use crate::after::After;
@@ -28,8 +28,12 @@ pub fn handle(
         OFFER => on_offer(io, conn, msg),
         REQUEST => on_request(io, conn, msg),
         ISSUE => on_credential(io, conn, msg),
-        ACK => {
+        ACK | NOTIFICATION_ACK => {
             let cur = thread_record(tx, conn, msg, Role::Issuer)?;
+            if !cur.ack_requested {
+                tracing::debug!(record = %cur.id, "an ack we did not ask for; noted only");
+                return Ok(());
+            }
             let mut rec = cur.clone();
             rec.ack_received = true;
             io.advance(Some(&cur), &mut rec, Event::AckArrived, &Inputs::default())
@@ -158,8 +162,15 @@ fn check_proof(msg: &Message, rec: &CredentialRecord) -> std::result::Result<Str
     if p["nonce"] != rec.challenge.as_str() {
         return Err("request proof: nonce is not the offer's challenge".into());
     }
-    if p["aud"] != rec.issuer_did.as_str() {
-        return Err("request proof: aud is not the issuer".into());
+    // `aud` is a string or an array of them (RFC 7519); Identus sends the latter.
+    let audience = rec.audience();
+    let aimed = match &p["aud"] {
+        serde_json::Value::String(aud) => aud == audience,
+        serde_json::Value::Array(auds) => auds.iter().any(|a| a == audience),
+        _ => false,
+    };
+    if !aimed {
+        return Err(format!("request proof: aud is not {audience}"));
     }
     Ok(subject)
 }
@@ -187,18 +198,39 @@ fn on_credential(io: &mut Io, conn: &Connection, msg: &Message) -> Result<()> {
     }
 }
 
+/// Who may have issued the credential of a holder's record: the issuer
+/// the offer named; else the DID its proof was addressed to (when that is
+/// a DID) or the connection's peer itself.
+pub(super) fn expected_issuers(rec: &CredentialRecord) -> Vec<&str> {
+    if !rec.issuer_did.is_empty() {
+        return vec![rec.issuer_did.as_str()];
+    }
+    let mut who = vec![rec.their_did.as_str()];
+    if rec.domain.starts_with("did:") {
+        who.push(rec.domain.as_str());
+    }
+    who
+}
+
 /// Checks a received credential against the record: signature by the
-/// offer's issuer, our subject DID, and the offered claims and types.
+/// offer's issuer (see [`expected_issuers`]), our subject DID, and the
+/// offered claims and types.
 fn verify_credential(
     msg: &Message,
     rec: &CredentialRecord,
 ) -> std::result::Result<StoredCredential, String> {
     let jwt = messages::attached_jwt(msg).map_err(|e| e.to_string())?;
     let subject = rec.subject_did.as_deref().unwrap_or_default();
-    // An offer that did not name its issuer binds the credential to none.
-    let issuer = (!rec.issuer_did.is_empty()).then_some(rec.issuer_did.as_str());
-    let c = vc::verify(&jwt, issuer, subject, crate::now_secs())
+    let c = vc::verify(&jwt, None, subject, crate::now_secs())
         .map_err(|e| format!("credential: {e}"))?;
+    let issuers = expected_issuers(rec);
+    if !issuers.contains(&c.issuer.as_str()) {
+        return Err(format!(
+            "credential: issued by {}, not by {}",
+            crate::error::clip(&c.issuer, 96),
+            issuers.join(" or ")
+        ));
+    }
     if c.claims != rec.claims {
         return Err("credential: the claims are not the offered ones".into());
     }

@@ -31,7 +31,7 @@ use serde_json::{Map, Value};
 pub use custodial::Custodial;
 pub use delivery::{delivered, delivery_failed};
 pub use inbound::{handle, on_problem};
-pub use messages::{ACK, ISSUE, OFFER, PROPOSE, REQUEST};
+pub use messages::{ACK, ISSUE, NOTIFICATION_ACK, OFFER, PROPOSE, REQUEST};
 
 use super::problem_report;
 use crate::Core;
@@ -79,6 +79,9 @@ pub struct OfferSpec {
     /// The offer's `expires_time`, from now; 0 for none.
     pub expires_in_secs: u64,
     pub comment: Option<String>,
+    /// The attachment format (`prism/jwt`, `jwt_vc_json`, `vc+jwt`); None:
+    /// `prism/jwt`.
+    pub format: Option<String>,
 }
 
 /// What a transition's effects need that is computed before the transaction.
@@ -328,6 +331,9 @@ fn new_record(
         challenge: terms.challenge,
         credential_id: None,
         ack_received: false,
+        ack_requested: core.config.issuance.please_ack,
+        domain: terms.domain,
+        format: terms.format,
         problem: None,
         comment: terms.comment,
         expires_at_ms,
