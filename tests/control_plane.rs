@@ -42,6 +42,37 @@ async fn reflection_lists_the_services_and_health_is_serving() {
         ]
     );
 
+    // The same through v1alpha, which older grpcurl, Postman and evans speak.
+    use tonic_reflection::pb::v1alpha as alpha;
+    let mut old = alpha::server_reflection_client::ServerReflectionClient::new(channel.clone());
+    let request = alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
+        ),
+    };
+    let response = old
+        .server_reflection_info(tokio_stream::once(request))
+        .await
+        .unwrap()
+        .into_inner()
+        .next()
+        .await
+        .unwrap()
+        .unwrap();
+    let Some(alpha::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        response.message_response
+    else {
+        panic!("unexpected v1alpha reflection response {response:?}");
+    };
+    let old_names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for name in &names[..6] {
+        assert!(
+            old_names.contains(name),
+            "v1alpha lists no {name}: {old_names:?}"
+        );
+    }
+
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
     for service in ["", "agent.v1.ConnectionService", "agent.v1.IssuanceService"] {
         let status = health

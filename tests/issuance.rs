@@ -238,6 +238,27 @@ async fn manual_issuance_between_two_daemons_with_events() {
     .await;
     assert_eq!(done.state, RecordState::CredentialSent as i32);
     assert_eq!(done.credential_id, got.credential_id);
+    assert!(done.ack_requested);
+    assert_eq!(done.format, "prism/jwt");
+    assert_eq!(got.domain, offered.issuer_did);
+
+    // At debug, each message's metadata is logged both ways; never a body.
+    for (name, agent, sent, received) in [
+        ("issuer", &issuer, "offer-credential", "request-credential"),
+        ("holder", &holder, "request-credential", "offer-credential"),
+    ] {
+        let log = agent.log();
+        let line = |what: &str, typ: &str| {
+            log.lines()
+                .any(|l| l.contains(what) && l.contains(typ) && l.contains(&thid))
+        };
+        assert!(line("message out", sent), "{name} logged no {sent} out");
+        assert!(
+            line("message in", received),
+            "{name} logged no {received} in"
+        );
+        assert!(!log.contains("Computer Science"), "a claim in {name}'s log");
+    }
 
     let credential = hc
         .holder

@@ -254,6 +254,9 @@ fn dispatch(
 ) -> Result<After> {
     let span = tracing::info_span!("inbound", wallet = %entry.wallet_id, thid = %message.thread_id(), r#type = %message.typ);
     let _enter = span.enter();
+    // Metadata only, never the body: enough to follow an exchange.
+    tracing::debug!(id = %message.id, thid = ?message.thid, pthid = ?message.pthid,
+        from = ?entry.sender, to = %entry.recipient, "message in");
     let (_, after) = After::gather(|after| transport.dispatch().handle(tx, entry, message, after))?;
     Ok(after)
 }

@@ -10,13 +10,32 @@ use crate::store::{Connection, StoreTx};
 pub const QUERIES: &str = "https://didcomm.org/discover-features/2.0/queries";
 pub const DISCLOSE: &str = "https://didcomm.org/discover-features/2.0/disclose";
 
-/// The protocols this agent speaks.
-pub const PROTOCOLS: &[&str] = &[
-    "https://didcomm.org/trust-ping/2.0",
-    "https://didcomm.org/discover-features/2.0",
-    "https://didcomm.org/out-of-band/2.0",
-    "https://didcomm.org/report-problem/2.0",
+/// The protocols this agent speaks, with the roles it plays in each.
+pub const PROTOCOLS: &[(&str, &[&str])] = &[
+    (
+        "https://didcomm.org/trust-ping/2.0",
+        &["sender", "receiver"],
+    ),
+    (
+        "https://didcomm.org/discover-features/2.0",
+        &["requester", "responder"],
+    ),
+    (
+        "https://didcomm.org/out-of-band/2.0",
+        &["sender", "receiver"],
+    ),
+    (
+        "https://didcomm.org/report-problem/2.0",
+        &["notifier", "notified"],
+    ),
+    (
+        "https://didcomm.org/issue-credential/3.0",
+        &["issuer", "holder"],
+    ),
 ];
+
+/// The goal codes our invitations and offers carry.
+pub const GOAL_CODES: &[&str] = &["issue-vc"];
 
 pub fn query(pattern: &str) -> Message {
     Message::new(
@@ -60,26 +79,47 @@ fn glob(pattern: &str, id: &str) -> (bool, usize) {
 const MAX_QUERIES: usize = 16;
 const MAX_PATTERN: usize = 256;
 
+/// A query's feature type, as the spec spells it (`feature-type`,
+/// `protocol`) or as Affinidi's stack does (`feature_type`, `Protocol`).
+fn feature_type(query: &Value) -> String {
+    query
+        .get("feature-type")
+        .or_else(|| query.get("feature_type"))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+}
+
 pub fn on_queries(tx: &StoreTx, conn: &Connection, msg: &Message, after: &mut After) -> Result<()> {
-    let queries: Vec<Value> = msg.body["queries"]
-        .as_array()
-        .map(|q| q.iter().take(MAX_QUERIES).cloned().collect())
-        .unwrap_or_default();
-    let disclosures: Vec<Value> = PROTOCOLS
-        .iter()
-        .filter(|id| {
-            queries.iter().any(|q| {
-                q["feature-type"] == "protocol"
-                    && q["match"]
-                        .as_str()
-                        .is_some_and(|p| p.len() <= MAX_PATTERN && matches(p, id))
-            })
-        })
-        .map(|id| json!({ "feature-type": "protocol", "id": id }))
-        .collect();
-    let reply = msg.reply(DISCLOSE, json!({ "disclosures": disclosures }));
+    let reply = msg.reply(DISCLOSE, json!({ "disclosures": disclose(&msg.body) }));
     let their = conn.their_did.as_deref().unwrap_or_default();
     outbox::enqueue(tx, after, &conn.wallet_id, &conn.our_did, their, &reply)
+}
+
+/// What a queries body gets: each protocol (with our roles) and goal code
+/// that one of its first queries matches.
+fn disclose(body: &Value) -> Vec<Value> {
+    let queries: Vec<&Value> = body["queries"]
+        .as_array()
+        .map(|q| q.iter().take(MAX_QUERIES).collect())
+        .unwrap_or_default();
+    let asked = |kind: &str, id: &str| {
+        queries.iter().any(|q| {
+            feature_type(q) == kind
+                && q["match"]
+                    .as_str()
+                    .is_some_and(|p| p.len() <= MAX_PATTERN && matches(p, id))
+        })
+    };
+    let protocols = PROTOCOLS
+        .iter()
+        .filter(|(id, _)| asked("protocol", id))
+        .map(|(id, roles)| json!({ "feature-type": "protocol", "id": id, "roles": roles }));
+    let goals = GOAL_CODES
+        .iter()
+        .filter(|id| asked("goal-code", id))
+        .map(|id| json!({ "feature-type": "goal-code", "id": id }));
+    protocols.chain(goals).collect()
 }
 
 /// The protocol ids in a disclose message.
@@ -96,7 +136,36 @@ pub fn disclosed(msg: &Message) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::matches;
+    use super::{disclose, matches};
+    use serde_json::json;
+
+    /// Every protocol with its roles, goal codes on their own query, and
+    /// the spelling Affinidi's stack uses for the feature type.
+    #[test]
+    fn disclosures_name_roles_and_goal_codes() {
+        let all = disclose(&json!({"queries": [{"feature-type": "protocol", "match": "*"}]}));
+        let ids: Vec<&str> = all.iter().map(|d| d["id"].as_str().unwrap()).collect();
+        assert!(
+            ids.contains(&"https://didcomm.org/issue-credential/3.0"),
+            "{ids:?}"
+        );
+        assert_eq!(ids.len(), super::PROTOCOLS.len());
+        let affinidi = disclose(&json!({"queries": [
+            {"feature_type": "Protocol", "match": "https://didcomm.org/issue-credential/*"},
+            {"feature-type": "goal-code", "match": "issue-*"},
+        ]}));
+        assert_eq!(
+            affinidi,
+            [
+                json!({"feature-type": "protocol", "id": "https://didcomm.org/issue-credential/3.0", "roles": ["issuer", "holder"]}),
+                json!({"feature-type": "goal-code", "id": "issue-vc"}),
+            ]
+        );
+        assert!(
+            disclose(&json!({"queries": [{"feature-type": "header", "match": "*"}]})).is_empty()
+        );
+        assert!(disclose(&json!({})).is_empty());
+    }
 
     #[test]
     fn wildcards() {

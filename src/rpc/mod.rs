@@ -59,11 +59,16 @@ pub async fn serve(
     health
         .set_serving::<EventServiceServer<events::Events>>()
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
+    // v1alpha too: older grpcurl, Postman and evans speak only that.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
         .expect("descriptor sets are valid");
+    let reflection = reflection().build_v1().expect("descriptor sets are valid");
     let auth = ApiKey::new(core.config.grpc.api_key.as_deref());
     let result = tonic::transport::Server::builder()
         .layer(DurableAnswers {
@@ -71,6 +76,7 @@ pub async fn serve(
         })
         .add_service(health_service)
         .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .add_service(WalletServiceServer::with_interceptor(
             wallet::Wallets(core.clone()),
             auth.clone(),

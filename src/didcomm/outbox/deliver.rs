@@ -69,6 +69,9 @@ pub(super) async fn deliver(
         .store
         .did(&entry.wallet_id, &entry.from)
         .map_err(internal)?;
+    tracing::debug!(r#type = %message.typ, id = %message.id, thid = ?message.thid,
+        pthid = ?message.pthid, from = %entry.from, to = %entry.to,
+        endpoint = endpoint.map_or("(local)", |e| e.as_str()), "message out");
     let packed = core
         .envelopes
         .pack_authcrypt(&from, &entry.to, &message)
