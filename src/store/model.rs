@@ -199,8 +199,9 @@ pub struct CredentialRecord {
     pub challenge: String,
     pub credential_id: Option<String>,
     pub ack_received: bool,
-    /// Whether our credential asked for an ack (`please_ack`); an ack that
-    /// was not asked for is only logged. Records from before it asked.
+    /// Issuer: our credential asked for an ack (`please_ack`); an ack not
+    /// asked for is only logged. Holder: the credential asked, so we ack.
+    /// Records from before this field acked and expected acks.
     #[serde(default = "asked")]
     pub ack_requested: bool,
     /// The offer's `options.domain`, the audience of the holder's proof;

@@ -178,6 +178,12 @@ fn check_proof(msg: &Message, rec: &CredentialRecord) -> std::result::Result<Str
 fn on_credential(io: &mut Io, conn: &Connection, msg: &Message) -> Result<()> {
     let cur = expecting(io.tx, conn, msg, Role::Holder, &Event::CredentialVerified)?;
     let mut rec = cur.clone();
+    // DIDComm v2.1 asks with an array of ids; didcomm-jvm with `true`.
+    rec.ack_requested = match msg.extra.get("please_ack") {
+        Some(serde_json::Value::Array(ids)) => !ids.is_empty(),
+        Some(serde_json::Value::Bool(asked)) => *asked,
+        _ => false,
+    };
     match verify_credential(msg, &cur) {
         Ok(credential) => {
             rec.credential_id = Some(credential.id.clone());

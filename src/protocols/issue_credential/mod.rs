@@ -199,6 +199,8 @@ fn perform(
                 .ok_or_else(|| missing("a credential"))?;
             messages::issue(rec, jwt)
         }
+        // An ack only when the credential asked for one (please_ack).
+        Effect::SendAck if !rec.ack_requested => return Ok(()),
         Effect::SendAck => messages::ack(rec),
         Effect::SendProblemReport => {
             let comment = rec.problem.as_deref().unwrap_or("refused");

@@ -9,6 +9,8 @@ use crate::store::RecordState::*;
 use crate::testing::{self, TestCore};
 use crate::vc;
 
+mod foreign;
+
 fn spec(conn: &Connection, automatic: bool) -> OfferSpec {
     OfferSpec {
         connection_id: conn.id.clone(),
