@@ -75,6 +75,14 @@ def b64u(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
+def json_value(text: str):
+    """An application/json attribute value: base64url of JSON (the convention), else JSON text."""
+    try:
+        return json.loads(b64u_decode(text))
+    except ValueError:
+        return json.loads(text)
+
+
 def b64u_decode(text: str) -> bytes:
     """Base64 or base64url, padded or not (peers differ)."""
     text = text.strip().replace("+", "-").replace("/", "_").rstrip("=")
@@ -491,8 +499,10 @@ class Peer:
                          schema_ids=None, validity_secs: int = 3600, include_credential: bool = False,
                          comment: Optional[str] = None) -> str:
         issuer = self.issuer_key(alg)
+        # A JSON value is base64url-encoded (WACI Issue Credential 3.0, Identus).
         attrs = [{"name": k, "value": v} if isinstance(v, str) else
-                 {"name": k, "value": json.dumps(v), "media_type": "application/json"} for k, v in claims.items()]
+                 {"name": k, "value": b64u(json.dumps(v).encode()), "media_type": "application/json"}
+                 for k, v in claims.items()]
         preview = {"type": IC_PREVIEW, "body": {"attributes": attrs}}
         if schema_ids:
             preview["schema_ids"] = list(schema_ids)
@@ -568,7 +578,8 @@ class Peer:
                "data": {"base64": b64u(jwt.encode())}}
         self._set_state(thid, "CredentialSent", credential=jwt)
         self._send_raw({"id": str(uuid.uuid4()), "type": IC_ISSUE, "from": rec["our_did"], "thid": thid,
-                        "body": {"goal_code": "Issue Credential"}, "attachments": [att]}, rec["their_did"])
+                        "please_ack": [""], "body": {"goal_code": "Issue Credential"}, "attachments": [att]},
+                       rec["their_did"])
         return rec
 
     # ---- inbound
@@ -705,7 +716,8 @@ class Peer:
         with self.lock:
             self.credentials.append({"thid": rec["thid"], "jwt": jwt, "claims": claims})
         self._set_state(rec["thid"], "CredentialReceived", credential=jwt, issued=msg)
-        self._reply(msg, IC_ACK, {"status": "OK"}, thid=rec["thid"])
+        if msg.get("please_ack"):  # DIDComm v2.1: ack only when asked
+            self._reply(msg, IC_ACK, {"status": "OK"}, thid=rec["thid"])
 
     def _verify_credential(self, rec, msg):
         att = next(a for a in msg.get("attachments", []) if a.get("format") == JWT_FORMAT)
@@ -729,7 +741,7 @@ class Peer:
         if claims.get("nbf", 0) > now + 60 or claims.get("exp", now + 1) <= now:
             raise ValueError(f"not valid now (nbf={claims.get('nbf')}, exp={claims.get('exp')})")
         for a in rec["preview"].get("body", {}).get("attributes", []):
-            want = json.loads(a["value"]) if a.get("media_type") == "application/json" else a["value"]
+            want = json_value(a["value"]) if a.get("media_type") == "application/json" else a["value"]
             if cs.get(a["name"]) != want:
                 raise ValueError(f"claim {a['name']}={cs.get(a['name'])!r}, offered {want!r}")
         return jwt, claims

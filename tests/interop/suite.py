@@ -452,7 +452,7 @@ def agentd_issues(ctx: Ctx, alg: str):
     preview = msg["body"].get("credential_preview", {})
     ctx.expect(preview.get("type") == P.IC_PREVIEW, f"offer's credential_preview.type is {preview.get('type')}, "
                f"not {P.IC_PREVIEW}")
-    attrs = {a["name"]: (json.loads(a["value"]) if a.get("media_type") == "application/json" else a["value"])
+    attrs = {a["name"]: (P.json_value(a["value"]) if a.get("media_type") == "application/json" else a["value"])
              for a in preview.get("body", {}).get("attributes", [])}
     ctx.expect(attrs == CLAIMS, f"preview attributes {attrs} are not the claims {CLAIMS}")
     check(rec["options"]["domain"] == offer.issuer_did, f"options.domain {rec['options']['domain']} is not the "
