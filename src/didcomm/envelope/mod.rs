@@ -366,6 +366,67 @@ mod tests {
         assert_eq!(restarted.kid_form(&f.carol.did), KidForm::Spec);
     }
 
+    /// A signed message inside authcrypt, its signer `kid` in the protected
+    /// header or in the per-signature header (credo-ts and didcomm-python
+    /// put it there: credo-ts #2812, affinidi-tdk-rs #323), in any key-id
+    /// form: all verify, and a kid naming another key does not.
+    #[test]
+    fn signed_messages_carry_their_kid_wherever_peers_put_it() {
+        let f = fixture();
+        let m = hello(&f);
+        let b64 = |v: &[u8]| URL_SAFE_NO_PAD.encode(v);
+        let ours = did::resolve(&f.alice.did).unwrap();
+        let key = &ours.signing[0];
+        // peerdid-python 0.5's id: 8 characters of the V key after its `z`.
+        let v = f.alice.did.split(".V").nth(1).unwrap();
+        let prefix8 = format!("{}#{}", f.alice.did, &v[1..9]);
+        let jws = |kid: &str, in_protected: bool| {
+            let mut protected =
+                serde_json::json!({"typ": "application/didcomm-signed+json", "alg": "EdDSA"});
+            let mut signature = serde_json::json!({});
+            if in_protected {
+                protected["kid"] = Value::from(kid);
+            } else {
+                signature["header"] = serde_json::json!({ "kid": kid });
+            }
+            let (p, payload) = (
+                b64(protected.to_string().as_bytes()),
+                b64(m.to_json().as_bytes()),
+            );
+            let sig = f
+                .envelopes
+                .keys
+                .sign(
+                    &f.alice.wallet_id,
+                    &f.alice.signing_key_id,
+                    format!("{p}.{payload}").as_bytes(),
+                )
+                .unwrap();
+            signature["protected"] = Value::from(p);
+            signature["signature"] = Value::from(b64(&sig));
+            serde_json::json!({ "payload": payload, "signatures": [signature] }).to_string()
+        };
+        for kid in [key.kid.clone(), prefix8] {
+            for in_protected in [true, false] {
+                let packed = f
+                    .envelopes
+                    .authcrypt(&f.alice, &f.bob.did, jws(&kid, in_protected).as_bytes())
+                    .unwrap();
+                let u = f
+                    .envelopes
+                    .unpack(packed.as_bytes())
+                    .unwrap_or_else(|e| panic!("{kid} (protected: {in_protected}): {e}"));
+                assert_eq!(u.message, m);
+            }
+        }
+        let bob_key = did::resolve(&f.bob.did).unwrap().signing[0].kid.clone();
+        let packed = f
+            .envelopes
+            .authcrypt(&f.alice, &f.bob.did, jws(&bob_key, false).as_bytes())
+            .unwrap();
+        assert!(f.envelopes.unpack(packed.as_bytes()).is_err());
+    }
+
     #[test]
     fn anonymous_signed_only_and_mis_signed_messages_are_refused() {
         let f = fixture();
