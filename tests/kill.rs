@@ -145,17 +145,7 @@ async fn all_finished_once(
         if sent >= flows && received >= flows {
             break (i, h);
         }
-        let issued = records(issuer.grpc, Role::Issuer).await.unwrap_or_default();
-        let refused = issued
-            .iter()
-            .any(|r| r.state == RecordState::ProblemReportReceived as i32);
-        if refused || Instant::now() > deadline {
-            panic!(
-                "not finished after the deadline: issuer {:?}, holder {:?}",
-                states(&i),
-                states(&h)
-            );
-        }
+        fail_if_stuck(&i, &h, deadline, "not finished");
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert_eq!(
@@ -199,6 +189,26 @@ fn states(rs: &[CredentialRecord]) -> std::collections::BTreeMap<&'static str, u
             .or_insert(0) += 1;
     }
     m
+}
+
+/// Panics, with the records by state, when a flow was refused (none here
+/// may be: a refusal would never finish) or the deadline has passed.
+fn fail_if_stuck(
+    issued: &[CredentialRecord],
+    held: &[CredentialRecord],
+    deadline: Instant,
+    what: &str,
+) {
+    let refused = issued
+        .iter()
+        .any(|r| r.state == RecordState::ProblemReportReceived as i32);
+    if refused || Instant::now() > deadline {
+        panic!(
+            "{what} (a flow refused: {refused}); issuer records by state {:?}, holder's {:?}",
+            states(issued),
+            states(held)
+        );
+    }
 }
 
 async fn all_credentials(holder: &ProcessAgent) -> Vec<agentd::rpc::proto::Credential> {
@@ -309,17 +319,12 @@ async fn an_issuer_down_half_the_time_finishes_2000_flows() {
         if received == OUTAGE_FLOWS {
             break;
         }
-        let issued = records(issuer.grpc, Role::Issuer).await.unwrap_or_default();
-        let refused = issued
-            .iter()
-            .any(|r| r.state == RecordState::ProblemReportReceived as i32);
-        if refused || Instant::now() > deadline {
-            panic!(
-                "{received} of {OUTAGE_FLOWS} flows received (refused: {refused}); issuer records by state {:?}, holder's {:?}",
-                states(&issued),
-                states(&records(holder.grpc, Role::Holder).await.unwrap_or_default()),
-            );
-        }
+        fail_if_stuck(
+            &records(issuer.grpc, Role::Issuer).await.unwrap_or_default(),
+            &records(holder.grpc, Role::Holder).await.unwrap_or_default(),
+            deadline,
+            &format!("{received} of {OUTAGE_FLOWS} flows received"),
+        );
         issuer.stop().await.unwrap();
         outages += 1;
         tokio::time::sleep(Duration::from_millis(1500)).await;

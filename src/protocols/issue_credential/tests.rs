@@ -81,13 +81,25 @@ async fn automatic_issuance_runs_to_the_end() {
 
 /// Sends `msg` from our side of `conn` to its peer and lets it be handled.
 async fn send_as(t: &TestCore, conn: &Connection, msg: &Message) {
+    queue_as(t, conn, msg);
+    t.drain().await;
+}
+
+/// Queues `msg` from our side of `conn`, to be sent by `drain` or
+/// [`one_round`] (which read the outbox themselves).
+fn queue_as(t: &TestCore, conn: &Connection, msg: &Message) {
     let their = conn.their_did.clone().unwrap();
-    // Sent by `drain`, which reads the outbox itself.
-    let _sent = After::transact(&t.core, |tx, after| {
+    let _queued = After::transact(&t.core, |tx, after| {
         outbox::enqueue(tx, after, &conn.wallet_id, &conn.our_did, &their, msg)
     })
     .unwrap();
-    t.drain().await;
+}
+
+/// Delivers what is queued and handles what arrived, once: answers stay
+/// queued, to be looked at.
+async fn one_round(t: &TestCore) {
+    crate::didcomm::outbox::attempt(&t.transport, t.core.store.outbox_all().unwrap()).await;
+    crate::didcomm::inbox::process(&t.transport, t.core.store.inbox_batch(10).unwrap()).await;
 }
 
 fn all_records(t: &TestCore, wallet: &str) -> Vec<CredentialRecord> {
@@ -345,23 +357,8 @@ async fn an_unknown_message_type_is_answered_with_a_problem_report() {
     let t = testing::core();
     let (ci, ch) = t.connect("issuer", "holder").await;
     let odd = Message::new("https://example.org/no-such-protocol/1.0/hello", json!({}));
-    let their = ci.their_did.clone().unwrap();
-    t.core
-        .store
-        .transact(|tx| {
-            outbox::enqueue(
-                tx,
-                &mut After::default(),
-                "issuer",
-                &ci.our_did,
-                &their,
-                &odd,
-            )
-        })
-        .unwrap();
-    // Deliver it and let the holder handle it, but keep the answer queued.
-    crate::didcomm::outbox::attempt(&t.transport, t.core.store.outbox_all().unwrap()).await;
-    crate::didcomm::inbox::process(&t.transport, t.core.store.inbox_batch(10).unwrap()).await;
+    queue_as(&t, &ci, &odd);
+    one_round(&t).await;
     let answers = t.core.store.outbox_all().unwrap();
     assert_eq!(answers.len(), 1);
     let report: Message = serde_json::from_str(&answers[0].message).unwrap();

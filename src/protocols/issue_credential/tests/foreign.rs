@@ -163,22 +163,8 @@ async fn an_offer_without_challenge_or_audience_cannot_be_accepted() {
 /// Sends `offer` to the holder and returns the problem report it answers
 /// with (kept out of the issuer wallet).
 async fn refused_offer(t: &TestCore, ci: &Connection, offer: &Message) -> Message {
-    let their = ci.their_did.clone().unwrap();
-    t.core
-        .store
-        .transact(|tx| {
-            outbox::enqueue(
-                tx,
-                &mut After::default(),
-                "issuer",
-                &ci.our_did,
-                &their,
-                offer,
-            )
-        })
-        .unwrap();
-    crate::didcomm::outbox::attempt(&t.transport, t.core.store.outbox_all().unwrap()).await;
-    crate::didcomm::inbox::process(&t.transport, t.core.store.inbox_batch(10).unwrap()).await;
+    queue_as(t, ci, offer);
+    one_round(t).await;
     let report = take_request(t);
     assert_eq!(report.typ, problem_report::TYPE);
     assert_eq!(report.pthid.as_deref(), Some(offer.thread_id()));
@@ -313,8 +299,7 @@ async fn acks_are_sent_when_asked_and_counted_when_asked_for() {
     let (ci, ch) = t.connect("issuer", "holder").await;
     let rec = offer_and_accept(&t, &ci, false).await;
     t.protocols.issuance.issue("issuer", &rec.id).await.unwrap();
-    crate::didcomm::outbox::attempt(&t.transport, t.core.store.outbox_all().unwrap()).await;
-    crate::didcomm::inbox::process(&t.transport, t.core.store.inbox_batch(10).unwrap()).await;
+    one_round(&t).await;
     let ack = take_request(&t);
     assert_eq!(ack.typ, ACK, "the holder acks when asked");
     let rec = t.core.store.record("issuer", &rec.id).unwrap();
