@@ -70,13 +70,15 @@ async fn automatic_issuance_runs_to_the_end() {
     assert!(rec.ack_received);
     let h = holder_record(&t, &rec.thid);
     assert_eq!(h.state, CredentialReceived);
-    let c = t
-        .core
-        .store
-        .credential("holder", h.credential_id.as_deref().unwrap())
-        .unwrap();
+    let c = held_credential(&t, &h);
     assert_eq!(c.issuer, rec.issuer_did);
     assert_eq!(c.claims["level"], 3);
+}
+
+/// The credential the holder's record received.
+fn held_credential(t: &TestCore, h: &CredentialRecord) -> StoredCredential {
+    let id = h.credential_id.as_deref().expect("a credential id");
+    t.core.store.credential("holder", id).unwrap()
 }
 
 /// Sends `msg` from our side of `conn` to its peer and lets it be handled.

@@ -116,12 +116,7 @@ async fn an_identus_offer_is_answered_to_its_domain_and_its_credential_kept() {
     send_as(&t, &ci, &credential_from(&t, &issuer, &h)).await;
     let h = holder_record(&t, "identus-thread");
     assert_eq!(h.state, CredentialReceived, "{:?}", h.problem);
-    let c = t
-        .core
-        .store
-        .credential("holder", h.credential_id.as_deref().unwrap())
-        .unwrap();
-    assert_eq!(c.issuer, issuer.did);
+    assert_eq!(held_credential(&t, &h).issuer, issuer.did);
 }
 
 #[tokio::test]
