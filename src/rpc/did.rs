@@ -3,7 +3,7 @@ use tonic::{Request, Response, Status};
 use super::proto::{self, did_service_server::DidService};
 use super::{page, status};
 use crate::error::Error;
-use crate::store::{DidMethod, DidRecord};
+use crate::store::{DidMethod, DidRecord, KeyType};
 use crate::{Core, did, wallet};
 
 pub struct Dids(pub Core);
@@ -38,7 +38,8 @@ impl DidService for Dids {
                 )));
             }
         };
-        let d = wallet::create_did(&self.0, &wallet, method, "user").map_err(status)?;
+        let d = wallet::create_did(&self.0, &wallet, method, KeyType::Ed25519, "user")
+            .map_err(status)?;
         Ok(Response::new(to_proto(d)))
     }
 
