@@ -18,6 +18,11 @@ fn to_proto(d: DidRecord) -> proto::Did {
         wallet_id: d.wallet_id,
         created_at_ms: d.created_at_ms,
         purpose: d.purpose,
+        key_type: match d.key_type {
+            KeyType::Ed25519 => proto::KeyType::Ed25519,
+            KeyType::Secp256k1 => proto::KeyType::Secp256k1,
+            KeyType::P256 => proto::KeyType::P256,
+        } as i32,
     }
 }
 
@@ -38,8 +43,18 @@ impl DidService for Dids {
                 )));
             }
         };
-        let d = wallet::create_did(&self.0, &wallet, method, KeyType::Ed25519, "user")
-            .map_err(status)?;
+        let key_type = match proto::KeyType::try_from(r.key_type) {
+            Ok(proto::KeyType::Unspecified | proto::KeyType::Ed25519) => KeyType::Ed25519,
+            Ok(proto::KeyType::Secp256k1) => KeyType::Secp256k1,
+            Ok(proto::KeyType::P256) => KeyType::P256,
+            Err(_) => {
+                return Err(status(Error::InvalidArgument(format!(
+                    "key_type {} is unknown: KEY_TYPE_ED25519, KEY_TYPE_SECP256K1 or KEY_TYPE_P256",
+                    r.key_type
+                ))));
+            }
+        };
+        let d = wallet::create_did(&self.0, &wallet, method, key_type, "user").map_err(status)?;
         Ok(Response::new(to_proto(d)))
     }
 
