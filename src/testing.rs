@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::crypto::{KeyStore, MasterKey};
 use crate::didcomm::{Envelopes, Transport, Waiters};
 use crate::protocols::Protocols;
-use crate::store::{Connection, DidMethod, DidRecord, Store};
+use crate::store::{Connection, DidMethod, DidRecord, KeyType, Store};
 
 pub struct TestCore {
     pub core: Core,
@@ -52,10 +52,15 @@ pub fn core_with(configure: impl FnOnce(&mut Config)) -> TestCore {
 }
 
 impl TestCore {
-    /// A new DID of `method` in `wallet` (created if missing).
+    /// A new DID of `method` in `wallet` (created if missing), Ed25519.
     pub fn did(&self, wallet: &str, method: DidMethod) -> DidRecord {
+        self.did_key_of(wallet, method, KeyType::Ed25519)
+    }
+
+    /// A new DID of `method` with a signing key of `key_type`.
+    pub fn did_key_of(&self, wallet: &str, method: DidMethod, key_type: KeyType) -> DidRecord {
         let _ = crate::wallet::create_wallet(&self.core, wallet, "");
-        crate::wallet::create_did(&self.core, wallet, method, "user").expect("DID")
+        crate::wallet::create_did(&self.core, wallet, method, key_type, "user").expect("DID")
     }
 }
 

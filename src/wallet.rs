@@ -5,7 +5,7 @@ use crate::Core;
 use crate::crypto::KeyStore;
 use crate::did;
 use crate::error::{Error, Result};
-use crate::store::{DidMethod, DidRecord, KeyKind, StoreTx, Wallet};
+use crate::store::{DidMethod, DidRecord, KeyKind, KeyType, StoreTx, Wallet};
 
 pub const DEFAULT_WALLET: &str = "default";
 
@@ -51,8 +51,9 @@ pub fn resolve_wallet(core: &Core, id: &str) -> Result<String> {
     Ok(id.to_string())
 }
 
-/// Keys and record for a new DID, to be written with [`put_did`]. did:peer:2
-/// DIDs point at this agent's public DIDComm endpoint.
+/// Keys and record for a new DID with an Ed25519 signing key, to be
+/// written with [`put_did`]. did:peer:2 DIDs point at this agent's public
+/// DIDComm endpoint.
 pub fn new_did(
     keys: &KeyStore,
     endpoint: &str,
@@ -60,9 +61,22 @@ pub fn new_did(
     method: DidMethod,
     purpose: &str,
 ) -> NewDid {
-    let signing = keys.generate(wallet, KeyKind::Ed25519);
+    make_did(keys, endpoint, wallet, method, KeyType::Ed25519, purpose)
+}
+
+/// As [`new_did`], with a signing key of `key_type`; only did:key takes
+/// other types than Ed25519 (the caller checks).
+fn make_did(
+    keys: &KeyStore,
+    endpoint: &str,
+    wallet: &str,
+    method: DidMethod,
+    key_type: KeyType,
+    purpose: &str,
+) -> NewDid {
+    let signing = keys.generate(wallet, key_type.kind());
     let (did, agreement) = match method {
-        DidMethod::Key => (did::did_key_from_ed25519(&signing.record.public), None),
+        DidMethod::Key => (did::did_key(key_type, &signing.record.public), None),
         DidMethod::Peer2 => {
             let agreement = keys.generate(wallet, KeyKind::X25519);
             let did = did::create_peer2(&signing.record.public, &agreement.record.public, endpoint);
@@ -73,8 +87,10 @@ pub fn new_did(
         did,
         wallet_id: wallet.to_string(),
         method,
+        key_type,
         signing_key_id: signing.record.id.clone(),
-        // did:key agrees with the X25519 key derived from its Ed25519 key.
+        // did:key agrees with the X25519 key derived from its Ed25519 key
+        // (and its ECDSA keys agree on none: see `KeyStore::agreement_secret`).
         agreement_key_id: agreement
             .as_ref()
             .map_or_else(|| signing.record.id.clone(), |a| a.record.id.clone()),
@@ -109,15 +125,30 @@ pub fn put_did(tx: &StoreTx, new: &NewDid) -> Result<()> {
     tx.put_did(&new.record)
 }
 
-/// Creates and stores a DID in `wallet`; `purpose` says what it is for
-/// ("user", "subject", "issuer").
+/// Creates and stores a DID in `wallet` with a signing key of `key_type`
+/// (a did:peer:2 is Ed25519); `purpose` says what it is for ("user",
+/// "subject", "issuer").
 pub fn create_did(
     core: &Core,
     wallet: &str,
     method: DidMethod,
+    key_type: KeyType,
     purpose: &str,
 ) -> Result<DidRecord> {
-    let new = new_did(&core.keys, &core.endpoint, wallet, method, purpose);
+    if method == DidMethod::Peer2 && key_type != KeyType::Ed25519 {
+        return Err(Error::InvalidArgument(format!(
+            "a did:peer:2 has an Ed25519 key, not a {key_type} one: \
+             make a did:key for a {key_type} key"
+        )));
+    }
+    let new = make_did(
+        &core.keys,
+        &core.endpoint,
+        wallet,
+        method,
+        key_type,
+        purpose,
+    );
     core.store.transact(|tx| put_did(tx, &new))?;
     Ok(new.record)
 }

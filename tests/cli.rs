@@ -118,9 +118,13 @@ async fn a_credential_flow_driven_only_through_the_cli() {
     )
     .await;
     assert_eq!(did["method"], "Key");
+    assert_eq!(did["key_type"], "Ed25519");
     assert!(did["did"].as_str().unwrap().starts_with("did:key:z6Mk"));
     let dids = json(a, &["did", "list", "--wallet", "alice"]).await;
     assert_eq!(items(&dids, "dids")[0]["did"], did["did"]);
+    let secp = json(a, &["did", "create", "--key-type", "secp256k1"]).await;
+    assert_eq!(secp["key_type"], "Secp256k1");
+    assert!(secp["did"].as_str().unwrap().starts_with("did:key:zQ3s"));
 
     // A invites, B accepts and waits until the connection is active.
     let invitation = json(a, &["connection", "invite", "--label", "A"]).await;

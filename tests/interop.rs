@@ -85,15 +85,7 @@ fn suite(python: &Path, args: &[&str]) {
 /// spec does (`#key-N`: peerdid-jvm 0.5 / Identus, credo-ts).
 #[test]
 fn interop_with_spec_key_ids() {
-    suite(
-        venv_python(),
-        &[
-            "--kid-style",
-            "spec",
-            "--expect-fail",
-            "issue_agentd_holder_es256k,issue_agentd_issuer_es256k",
-        ],
-    );
+    suite(venv_python(), &["--kid-style", "spec"]);
 }
 
 /// Every scenario with the peer naming its keys as peerdid-python 0.5 does
@@ -109,7 +101,7 @@ fn interop_with_peerdid_python_key_ids() {
             "--kid-style",
             "peerdid",
             "--expect-fail",
-            "oob_peer_invites,oob_legacy_service,issue_agentd_holder_es256k,issue_agentd_issuer_es256k",
+            "oob_peer_invites,oob_legacy_service",
         ],
     );
 }

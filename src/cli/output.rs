@@ -99,9 +99,10 @@ impl Show for proto::Wallet {
 }
 
 impl Show for proto::Did {
-    const COLUMNS: &'static [&'static str] = &["method", "purpose", "did"];
+    const COLUMNS: &'static [&'static str] = &["method", "key_type", "purpose", "did"];
     fn fields(&self) -> Fields {
-        fields!(self; did, method: name<proto::DidMethod>, wallet_id, created_at_ms, purpose)
+        fields!(self; did, method: name<proto::DidMethod>, wallet_id, created_at_ms, purpose,
+            key_type: name<proto::KeyType>)
     }
 }
 
@@ -342,6 +343,8 @@ mod tests {
             assert!(parse_enum::<RecordState>(s).is_err(), "{s}");
         }
         assert_eq!(parse_enum::<proto::DidMethod>("peer2"), Ok(2));
+        assert_eq!(parse_enum::<proto::KeyType>("secp256k1"), Ok(2));
+        assert_eq!(parse_enum::<proto::KeyType>("P-256"), Ok(3));
         assert_eq!(enum_name::<RecordState>(received), "CredentialReceived");
         assert_eq!(enum_name::<RecordState>(99), "99");
     }

@@ -58,9 +58,13 @@ pub async fn wallet(d: Daemon, action: WalletAction) -> anyhow::Result<()> {
 pub enum DidAction {
     /// Creates a DID in the wallet.
     Create {
-        /// key (did:key, Ed25519) or peer2 (did:peer:2 with a DIDComm service).
+        /// key (did:key) or peer2 (did:peer:2 with a DIDComm service, Ed25519).
         #[arg(long, default_value = "key", value_parser = parse_enum::<proto::DidMethod>)]
         method: i32,
+        /// The did:key's signing key, which decides the JWS alg of what it
+        /// signs: ed25519 (EdDSA), secp256k1 (ES256K) or p256 (ES256).
+        #[arg(long, default_value = "ed25519", value_parser = parse_enum::<proto::KeyType>)]
+        key_type: i32,
     },
     /// Lists the wallet's DIDs.
     List {
@@ -76,9 +80,13 @@ pub async fn did(d: Daemon, action: DidAction) -> anyhow::Result<()> {
     let mut c = DidServiceClient::new(d.svc());
     let wallet_id = d.wallet.clone();
     match action {
-        DidAction::Create { method } => {
+        DidAction::Create { method, key_type } => {
             let did = ok(c
-                .create_did(proto::CreateDidRequest { wallet_id, method })
+                .create_did(proto::CreateDidRequest {
+                    wallet_id,
+                    method,
+                    key_type,
+                })
                 .await)?;
             d.out.one(&did)?;
         }

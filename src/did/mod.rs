@@ -1,4 +1,5 @@
-//! DIDs: create and resolve `did:key` (Ed25519) and `did:peer:2`, offline.
+//! DIDs: create and resolve `did:key` (Ed25519, secp256k1, P-256) and
+//! `did:peer:2`, offline.
 //!
 //! Resolution yields the few facts the agent acts on (signing key,
 //! key-agreement key, DIDComm endpoint) plus a DID document for display.
@@ -10,10 +11,12 @@ mod peer;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-pub use key::did_key_from_ed25519;
+pub use key::did_key;
 pub use peer::create_peer2;
 
 use serde_json::{Value, json};
+
+use crate::crypto::PublicKey;
 
 /// Why a DID or DID URL could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -52,11 +55,12 @@ impl DidError {
 pub const MAX_DID_BYTES: usize = 8192;
 const MAX_ELEMENTS: usize = 32;
 
-/// A verification method: its full DID URL and raw 32-byte public key.
+/// A verification method: its full DID URL and public key, a signing key
+/// ([`PublicKey`]) or a raw X25519 key-agreement key (the default).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VerificationKey {
+pub struct VerificationKey<K = [u8; 32]> {
     pub kid: String,
-    pub public: [u8; 32],
+    pub public: K,
 }
 
 /// A DIDCommMessaging service entry.
@@ -73,8 +77,8 @@ pub struct DidCommService {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolvedDid {
     pub did: String,
-    /// Ed25519 keys for authentication / assertion.
-    pub signing: Vec<VerificationKey>,
+    /// Keys for authentication / assertion.
+    pub signing: Vec<VerificationKey<PublicKey>>,
     /// X25519 keys for DIDComm key agreement.
     pub agreement: Vec<VerificationKey>,
     pub services: Vec<DidCommService>,
@@ -83,12 +87,12 @@ pub struct ResolvedDid {
 impl ResolvedDid {
     /// The key-agreement key named by `kid` (a DID URL of this DID).
     pub fn agreement_key(&self, kid: &str) -> Result<&VerificationKey, DidError> {
-        find_key(&self.did, &self.agreement, kid)
+        find_key(&self.did, &self.agreement, kid, x25519_multikey)
     }
 
     /// The signing key named by `kid` (a DID URL of this DID).
-    pub fn signing_key(&self, kid: &str) -> Result<&VerificationKey, DidError> {
-        find_key(&self.did, &self.signing, kid)
+    pub fn signing_key(&self, kid: &str) -> Result<&VerificationKey<PublicKey>, DidError> {
+        find_key(&self.did, &self.signing, kid, multikey::encode_signing)
     }
 
     /// Where DIDComm messages for this DID go: the first service that takes
@@ -102,24 +106,25 @@ impl ResolvedDid {
 
     /// The DID document, as JSON, with Multikey verification methods.
     pub fn document(&self) -> Value {
-        let method = |k: &VerificationKey, codec: multikey::Codec| {
+        let method = |kid: &str, multikey: String| {
             json!({
-                "id": k.kid,
+                "id": kid,
                 "type": "Multikey",
                 "controller": self.did,
-                "publicKeyMultibase": multikey::encode(codec, &k.public),
+                "publicKeyMultibase": multikey,
             })
         };
-        let ids = |keys: &[VerificationKey]| keys.iter().map(|k| k.kid.clone()).collect::<Vec<_>>();
+        let signing: Vec<String> = self.signing.iter().map(|k| k.kid.clone()).collect();
+        let agreement: Vec<String> = self.agreement.iter().map(|k| k.kid.clone()).collect();
         let mut vms: Vec<Value> = self
             .signing
             .iter()
-            .map(|k| method(k, multikey::Codec::Ed25519))
+            .map(|k| method(&k.kid, multikey::encode_signing(&k.public)))
             .collect();
         vms.extend(
             self.agreement
                 .iter()
-                .map(|k| method(k, multikey::Codec::X25519)),
+                .map(|k| method(&k.kid, x25519_multikey(&k.public))),
         );
         let services: Vec<Value> = self
             .services
@@ -137,9 +142,9 @@ impl ResolvedDid {
             "@context": ["https://www.w3.org/ns/did/v1", "https://w3id.org/security/multikey/v1"],
             "id": self.did,
             "verificationMethod": vms,
-            "authentication": ids(&self.signing),
-            "assertionMethod": ids(&self.signing),
-            "keyAgreement": ids(&self.agreement),
+            "authentication": signing,
+            "assertionMethod": signing,
+            "keyAgreement": agreement,
             "service": services,
         })
     }
@@ -197,7 +202,7 @@ impl ResolvedDid {
         if !self.did.starts_with("did:peer:") {
             return Some(key.kid.clone());
         }
-        let mb = multikey::encode(multikey::Codec::X25519, &key.public);
+        let mb = x25519_multikey(&key.public);
         Some(match form {
             KidForm::Spec => key.kid.clone(),
             KidForm::Prefix8 => format!("{}#{}", self.did, &mb[1..=multikey::PREFIX_LEN]),
@@ -206,14 +211,19 @@ impl ResolvedDid {
     }
 }
 
-/// Accepts the full DID URL, or a bare fragment, or the key's multibase as
-/// fragment: whole, without its `z`, or its first 8 characters after the `z`
-/// (see [`KidForm`]).
-fn find_key<'a>(
+fn x25519_multikey(public: &[u8; 32]) -> String {
+    multikey::encode(multikey::Codec::X25519, public)
+}
+
+/// Accepts the full DID URL, or a bare fragment, or the key's multibase
+/// (`multikey` of it) as fragment: whole, without its `z`, or its first 8
+/// characters after the `z` (see [`KidForm`]).
+fn find_key<'a, K>(
     did: &str,
-    keys: &'a [VerificationKey],
+    keys: &'a [VerificationKey<K>],
     kid: &str,
-) -> Result<&'a VerificationKey, DidError> {
+    multikey: impl Fn(&K) -> String,
+) -> Result<&'a VerificationKey<K>, DidError> {
     let unknown = || DidError::unknown_key(did, kid);
     let (kid_did, fragment) = kid.split_once('#').ok_or_else(unknown)?;
     if !kid_did.is_empty() && kid_did != did {
@@ -222,7 +232,7 @@ fn find_key<'a>(
     keys.iter()
         .find(|k| {
             let own = k.kid.split_once('#').map(|(_, f)| f).unwrap_or_default();
-            own == fragment || multikey::matches_fragment(&k.public, fragment)
+            own == fragment || multikey::matches_fragment(&multikey(&k.public), fragment)
         })
         .ok_or_else(unknown)
 }

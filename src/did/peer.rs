@@ -1,6 +1,7 @@
 //! did:peer:2 (DIF Peer DID Method, numalgo 2): keys and services inline.
 //!
-//! Elements are `.V` (Ed25519 authentication), `.E` (X25519 key agreement)
+//! Elements are `.V` (authentication: we make Ed25519 keys and read any
+//! signing key type did:key has), `.E` (X25519 key agreement)
 //! and `.S` (base64url JSON service with abbreviated names). Key ids are
 //! `#key-N` by order of appearance, services `#service`, `#service-1`, …
 
@@ -11,9 +12,10 @@ use serde_json::{Map, Value, json};
 use super::multikey::{self, Codec};
 use super::{DidCommService, DidError, ResolvedDid, VerificationKey};
 
-/// A did:peer:2 with one Ed25519 `V`, one X25519 `E` and a DIDCommMessaging
-/// service at `endpoint` (the current abbreviated form, `s` an object).
-pub fn create_peer2(signing: &[u8; 32], agreement: &[u8; 32], endpoint: &str) -> String {
+/// A did:peer:2 with one Ed25519 `V`, one X25519 `E` (both 32 raw bytes)
+/// and a DIDCommMessaging service at `endpoint` (the current abbreviated
+/// form, `s` an object).
+pub fn create_peer2(signing: &[u8], agreement: &[u8], endpoint: &str) -> String {
     let service = json!({"t": "dm", "s": {"uri": endpoint, "a": ["didcomm/v2"]}});
     format!(
         "did:peer:2.V{}.E{}.S{}",
@@ -56,13 +58,10 @@ pub(super) fn resolve(did: &str) -> Result<ResolvedDid, DidError> {
                 key_index += 1;
                 let kid = format!("{did}#key-{key_index}");
                 if purpose == Some('V') {
-                    let public = multikey::decode(did, Codec::Ed25519, value)?;
-                    ed25519_dalek::VerifyingKey::from_bytes(&public).map_err(|_| {
-                        DidError::malformed(did, "V key is not a valid Ed25519 public key")
-                    })?;
+                    let public = multikey::decode_signing(did, value)?;
                     resolved.signing.push(VerificationKey { kid, public });
                 } else {
-                    let public = multikey::decode(did, Codec::X25519, value)?;
+                    let public = multikey::decode_x25519(did, value)?;
                     resolved.agreement.push(VerificationKey { kid, public });
                 }
             }
@@ -196,7 +195,7 @@ mod tests {
         let agreement = [9u8; 32];
         let did = create_peer2(&signing, &agreement, "http://127.0.0.1:9/didcomm");
         let r = super::super::resolve(&did).unwrap();
-        assert_eq!(r.signing[0].public, signing);
+        assert_eq!(r.signing[0].public.to_bytes(), signing);
         assert_eq!(r.signing[0].kid, format!("{did}#key-1"));
         assert_eq!(r.agreement[0].public, agreement);
         assert_eq!(r.agreement[0].kid, format!("{did}#key-2"));

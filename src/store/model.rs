@@ -14,6 +14,51 @@ pub struct Wallet {
 pub enum KeyKind {
     Ed25519,
     X25519,
+    Secp256k1,
+    P256,
+}
+
+impl KeyKind {
+    /// The signing key type of this kind; None for X25519, which cannot sign.
+    pub fn key_type(self) -> Option<KeyType> {
+        match self {
+            KeyKind::Ed25519 => Some(KeyType::Ed25519),
+            KeyKind::Secp256k1 => Some(KeyType::Secp256k1),
+            KeyKind::P256 => Some(KeyType::P256),
+            KeyKind::X25519 => None,
+        }
+    }
+}
+
+/// The type of a DID's signing key, which decides the JWS algorithm of what
+/// it signs (see [`crate::crypto::PublicKey`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyType {
+    #[default]
+    Ed25519,
+    Secp256k1,
+    P256,
+}
+
+impl KeyType {
+    /// The stored kind of a key of this type.
+    pub fn kind(self) -> KeyKind {
+        match self {
+            KeyType::Ed25519 => KeyKind::Ed25519,
+            KeyType::Secp256k1 => KeyKind::Secp256k1,
+            KeyType::P256 => KeyKind::P256,
+        }
+    }
+}
+
+impl std::fmt::Display for KeyType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            KeyType::Ed25519 => "Ed25519",
+            KeyType::Secp256k1 => "secp256k1",
+            KeyType::P256 => "P-256",
+        })
+    }
 }
 
 /// A private key sealed under the master key; only `crypto` can open it.
@@ -21,7 +66,10 @@ pub enum KeyKind {
 pub struct StoredKey {
     pub id: String,
     pub kind: KeyKind,
-    pub public: [u8; 32],
+    /// Raw for Ed25519 and X25519 (32 bytes), a compressed SEC1 point for
+    /// secp256k1 and P-256 (33). Older records hold 32-byte arrays, which
+    /// read the same in JSON.
+    pub public: Vec<u8>,
     pub sealed: Vec<u8>,
     pub created_at_ms: i64,
 }
@@ -37,6 +85,9 @@ pub struct DidRecord {
     pub did: String,
     pub wallet_id: String,
     pub method: DidMethod,
+    /// Records from before there was a choice are Ed25519.
+    #[serde(default)]
+    pub key_type: KeyType,
     pub signing_key_id: String,
     pub agreement_key_id: String,
     /// "user" or "connection".

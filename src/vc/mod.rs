@@ -1,15 +1,19 @@
-//! W3C Verifiable Credentials as JWT (VC-JWT): `alg: EdDSA`, `kid` = the
-//! issuer's DID URL, registered claims `iss`/`sub`/`nbf`/`exp`/`jti` and the
-//! credential in `vc`. Verification resolves the issuer DID offline.
+//! W3C Verifiable Credentials as JWT (VC-JWT): `alg` by the signer's key
+//! type (`EdDSA`, `ES256K`, `ES256`), `kid` = the issuer's DID URL,
+//! registered claims `iss`/`sub`/`nbf`/`exp`/`jti` and the credential in
+//! `vc`. Verification resolves the issuer DID offline.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 use serde_json::{Map, Value, json};
 
 use crate::crypto::KeyStore;
 use crate::did;
-use crate::store::{DidRecord, StoredKey};
+use crate::store::{DidRecord, KeyType, StoredKey};
+
+/// How much of a JWT's header value an error repeats: all of a did:key
+/// URL, not all of what a peer may put there.
+const SHOWN: usize = 200;
 
 pub const VC_CONTEXT: &str = "https://www.w3.org/2018/credentials/v1";
 pub const VC_TYPE: &str = "VerifiableCredential";
@@ -23,6 +27,12 @@ pub enum VcError {
     Header(String),
     #[error("the signing key is not the issuer's: {0}")]
     WrongKey(String),
+    #[error("JWT alg {alg} does not fit {kid}, a {key_type} key")]
+    AlgMismatch {
+        alg: &'static str,
+        kid: String,
+        key_type: KeyType,
+    },
     #[error("the signature does not verify")]
     BadSignature,
     #[error("claim `{claim}` is wrong: {why}")]
@@ -51,16 +61,29 @@ pub struct Verified {
     pub payload: Value,
 }
 
-/// Signs `payload` as a compact JWS with `key`, the Ed25519 key of
-/// `signer` (a did:key DID held by this agent).
+/// The JWS `alg` of signatures by a key of `key_type`.
+fn alg(key_type: KeyType) -> &'static str {
+    match key_type {
+        KeyType::Ed25519 => "EdDSA",
+        KeyType::Secp256k1 => "ES256K",
+        KeyType::P256 => "ES256",
+    }
+}
+
+/// Signs `payload` as a compact JWS with `key`, the signing key of `signer`
+/// (a did:key DID held by this agent); `alg` follows the key's type.
 pub fn sign_jwt(
     keys: &KeyStore,
     signer: &DidRecord,
     key: &StoredKey,
     payload: &Value,
 ) -> Result<String, VcError> {
+    let key_type = key
+        .kind
+        .key_type()
+        .ok_or_else(|| VcError::Signing(format!("key {} of {} cannot sign", key.id, signer.did)))?;
     let header = json!({
-        "alg": "EdDSA",
+        "alg": alg(key_type),
         "typ": "JWT",
         "kid": key_id(&signer.did),
     });
@@ -106,12 +129,15 @@ pub fn verify_jwt(jwt: &str) -> Result<Verified, VcError> {
     let header = json("header", part("header", h)?)?;
     let payload = json("payload", part("payload", p)?)?;
     let signature = part("signature", s)?;
-    if header["alg"] != "EdDSA" {
-        return Err(VcError::Header(format!(
-            "alg {} (only EdDSA)",
-            header["alg"]
-        )));
-    }
+    let key_type = [KeyType::Ed25519, KeyType::Secp256k1, KeyType::P256]
+        .into_iter()
+        .find(|t| header["alg"] == alg(*t))
+        .ok_or_else(|| {
+            VcError::Header(format!(
+                "alg {} (EdDSA, ES256K or ES256)",
+                crate::error::clip(&header["alg"].to_string(), SHOWN)
+            ))
+        })?;
     let kid = header["kid"]
         .as_str()
         .ok_or_else(|| VcError::Header("no kid".into()))?;
@@ -128,12 +154,19 @@ pub fn verify_jwt(jwt: &str) -> Result<Verified, VcError> {
     let key = resolved
         .signing_key(kid)
         .map_err(|e| VcError::WrongKey(e.to_string()))?;
-    let verifying = VerifyingKey::from_bytes(&key.public)
-        .map_err(|_| VcError::WrongKey(format!("{kid} is not a valid Ed25519 key")))?;
-    let signature = Signature::from_slice(&signature).map_err(|_| VcError::BadSignature)?;
-    verifying
-        .verify(format!("{h}.{p}").as_bytes(), &signature)
-        .map_err(|_| VcError::BadSignature)?;
+    // `alg` is whatever the sender wrote; the key the DID names decides
+    // which algorithm may verify, so a token cannot pick the rules it is
+    // checked by.
+    if key.public.key_type() != key_type {
+        return Err(VcError::AlgMismatch {
+            alg: alg(key_type),
+            kid: crate::error::clip(kid, SHOWN),
+            key_type: key.public.key_type(),
+        });
+    }
+    if !key.public.verify(format!("{h}.{p}").as_bytes(), &signature) {
+        return Err(VcError::BadSignature);
+    }
     Ok(Verified { header, payload })
 }
 

@@ -27,6 +27,7 @@ use serde_json::Value;
 
 use super::{EnvelopeError, Envelopes, Unpacked, x25519};
 use crate::config::Limits;
+use crate::crypto::PublicKey;
 use crate::did;
 use crate::didcomm::Message;
 use crate::error::clip;
@@ -276,7 +277,12 @@ fn verify_jws(jws: &str, limits: &Limits) -> Result<(Message, String), EnvelopeE
     let key = resolved
         .signing_key(kid)
         .map_err(EnvelopeError::UnknownSender)?;
-    verify::verify_parsed_signature(sig, &verify::VerifyKey::Ed25519(key.public))
+    let key = match &key.public {
+        PublicKey::Ed25519(k) => verify::VerifyKey::Ed25519(k.to_bytes()),
+        PublicKey::Secp256k1(_) => verify::VerifyKey::Secp256k1(key.public.to_bytes()),
+        PublicKey::P256(_) => verify::VerifyKey::P256(key.public.to_bytes()),
+    };
+    verify::verify_parsed_signature(sig, &key)
         .map_err(|e| EnvelopeError::BadSignature(e.to_string()))?;
     let message: Message = serde_json::from_slice(&parsed.payload)
         .map_err(|e| EnvelopeError::BadPlaintext(e.to_string()))?;

@@ -178,8 +178,14 @@ async fn a_message_from_another_peer_cannot_touch_a_thread() {
 
     // Mallory knows the thread id and sends a credential and a problem
     // report in it over her own connection with the holder.
-    let mallory_did =
-        crate::wallet::create_did(&t.core, "mallory", DidMethod::Key, "issuer").unwrap();
+    let mallory_did = crate::wallet::create_did(
+        &t.core,
+        "mallory",
+        DidMethod::Key,
+        crate::store::KeyType::Ed25519,
+        "issuer",
+    )
+    .unwrap();
     let key = t
         .core
         .store
