@@ -1,5 +1,5 @@
 //! The outbox worker. New entries arrive from their writers once durable
-//! ([`super::Handoff`]); a scan of the store, after a flush, finds the rest:
+//! ([`super::Handoff`]); a scan of the store (flushed before what it read leaves) finds the rest:
 //! at start, when a retry falls due, and every `SAFETY_SCAN` for entries
 //! whose writer could not hand them over. At most `outbox.per_destination`
 //! sends are in flight per destination, so a slow or dead endpoint holds up
@@ -101,13 +101,16 @@ pub async fn run(transport: Transport, shutdown: CancellationToken) {
     let _ = recorder.await;
 }
 
-/// Due entries in the store that are not being sent. A flush comes first:
-/// the scan may see entries whose transaction has committed but is not yet
-/// durable, and nothing leaves before it is.
+/// Due entries in the store that are not being sent. The read may see
+/// entries whose transaction has committed but is not yet durable, and
+/// nothing leaves before it is: a flush begun after the read covers
+/// everything it saw. (Flushing first and reading after would let in an
+/// entry committed between the two, which a crash could then undo after it
+/// was sent.)
 async fn scan(transport: &Transport, worker: &Worker) -> Vec<OutboxEntry> {
     let store = &transport.core.store;
-    let found = match store.durable().await {
-        Ok(_) => store.outbox_due(crate::now_ms(), SCAN, |id| worker.claimed(id)),
+    let found = match store.outbox_due(crate::now_ms(), SCAN, |id| worker.claimed(id)) {
+        Ok(entries) => store.durable().await.map(|_| entries),
         Err(e) => Err(e),
     };
     found.unwrap_or_else(|e| {
