@@ -11,6 +11,7 @@ const PROTOS: &[&str] = &[
     "proto/agent/v1/issuance.proto",
     "proto/agent/v1/holder.proto",
     "proto/agent/v1/events.proto",
+    "proto/agent/v1/token.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -125,8 +125,18 @@ impl Default for Limits {
 #[serde(deny_unknown_fields, default)]
 pub struct Grpc {
     pub listen: String,
-    /// When set, every call must carry `authorization: Bearer <key>`.
-    /// Prefer the AGENTD_API_KEY environment variable over the file.
+    /// "tokens": every call carries `authorization: Bearer <token>` and acts
+    /// with that token's wallet and role. "none": no check, every caller is
+    /// an admin (local development on loopback only).
+    pub auth: String,
+    /// A bootstrap admin token to register at start (AGENTD_ADMIN_TOKEN;
+    /// keep it out of the file).
+    pub admin_token: Option<String>,
+    /// Where the first admin token is written (0600) when none is given.
+    pub admin_token_file: PathBuf,
+    /// Require a token for gRPC reflection too (health stays open).
+    pub reflection_requires_token: bool,
+    /// Deprecated: an admin token by another name (AGENTD_API_KEY).
     pub api_key: Option<String>,
 }
 
@@ -232,6 +242,10 @@ impl Default for Grpc {
     fn default() -> Self {
         Grpc {
             listen: "127.0.0.1:50051".into(),
+            auth: "tokens".into(),
+            admin_token: None,
+            admin_token_file: "data/admin.token".into(),
+            reflection_requires_token: false,
             api_key: None,
         }
     }
@@ -292,6 +306,8 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ),
     ("AGENTD_GRPC_LISTEN", "grpc.listen"),
     ("AGENTD_API_KEY", "grpc.api_key"),
+    ("AGENTD_ADMIN_TOKEN", "grpc.admin_token"),
+    ("AGENTD_GRPC_AUTH", "grpc.auth"),
     ("AGENTD_MASTER_KEY_FILE", "keys.master_key_file"),
     ("AGENTD_LOG_FORMAT", "log.format"),
     (
@@ -359,6 +375,8 @@ impl Config {
                 }
                 "grpc.listen" => self.grpc.listen = v,
                 "grpc.api_key" => self.grpc.api_key = Some(v),
+                "grpc.admin_token" => self.grpc.admin_token = Some(v),
+                "grpc.auth" => self.grpc.auth = v,
                 "keys.master_key_file" => self.keys.master_key_file = v.into(),
                 "log.format" => self.log.format = v,
                 "outbox.retry_budget_secs" => self.outbox.retry_budget_secs = number(&v)?,
@@ -409,6 +427,20 @@ impl Config {
         }
         if self.grpc.api_key.as_deref().is_some_and(|k| k.len() < 16) {
             return Err(invalid("grpc.api_key", "must be at least 16 characters"));
+        }
+        if self
+            .grpc
+            .admin_token
+            .as_deref()
+            .is_some_and(|k| k.len() < 32)
+        {
+            return Err(invalid(
+                "grpc.admin_token",
+                "must be at least 32 characters",
+            ));
+        }
+        if !matches!(self.grpc.auth.as_str(), "tokens" | "none") {
+            return Err(invalid("grpc.auth", "must be \"tokens\" or \"none\""));
         }
         let o = &self.outbox;
         if o.retry_budget_secs == 0 || o.retry_budget_secs > 30 * 24 * 3600 {

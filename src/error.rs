@@ -16,6 +16,8 @@ pub enum Error {
     FailedPrecondition(String),
     #[error("permission denied: {0}")]
     PermissionDenied(String),
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
     #[error("unsupported: {0}")]
     Unsupported(String),
     #[error("resource exhausted: {0}")]

@@ -89,6 +89,8 @@ impl LocalAgent {
         config.keys.master_key_file = dir.path().join("master.key");
         config.didcomm.listen = "127.0.0.1:0".into();
         config.grpc.listen = "127.0.0.1:0".into();
+        // Loopback only, driven by the harness's own clients.
+        config.grpc.auth = "none".into();
         configure(&mut config);
         // No master key given: the agent makes its own key file in `dir`.
         let running = Agent::start(config, None)

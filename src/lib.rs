@@ -40,6 +40,7 @@ pub mod housekeeping;
 pub mod protocols;
 pub mod rpc;
 pub mod store;
+pub mod tokens;
 pub mod vc;
 pub mod wallet;
 
@@ -151,6 +152,9 @@ impl Agent {
             waiters: Default::default(),
             events: Default::default(),
         };
+        if core.config.grpc.auth == "tokens" {
+            tokens::bootstrap(&core, &core.config.grpc)?;
+        }
         wallet::ensure_default(&core)?;
         store.durable().await?;
         let protocols = Protocols::new(&core);

@@ -25,6 +25,7 @@ pub fn core() -> TestCore {
 pub fn core_with(configure: impl FnOnce(&mut Config)) -> TestCore {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut config = Config::default();
+    config.grpc.auth = "none".into();
     configure(&mut config);
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Store::open(&dir.path().join("db")).expect("store");

@@ -31,9 +31,16 @@ pub struct Target {
         hide_default_value = true
     )]
     wallet: String,
-    /// Sent as `authorization: Bearer <key>`.
-    #[arg(long, global = true, env = "AGENTD_API_KEY", hide_env_values = true)]
-    api_key: Option<String>,
+    /// The control-plane token, sent as `authorization: Bearer <token>`
+    /// (AGENTD_API_KEY and --api-key are its deprecated names).
+    #[arg(
+        long,
+        alias = "api-key",
+        global = true,
+        env = "AGENTD_TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
     /// Print responses as JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
@@ -52,7 +59,8 @@ pub struct Daemon {
 impl Daemon {
     /// Connects eagerly, so an unreachable daemon is reported once, up front.
     pub async fn connect(t: Target) -> anyhow::Result<Daemon> {
-        let auth = Auth::new(t.api_key.as_deref())?;
+        let token = t.token.or_else(|| std::env::var("AGENTD_API_KEY").ok());
+        let auth = Auth::new(token.as_deref())?;
         let channel = Endpoint::from_shared(format!("http://{}", t.grpc))
             .map_err(|_| anyhow!("--grpc {}: not host:port", t.grpc))?
             .connect_timeout(Duration::from_secs(5))
@@ -134,7 +142,7 @@ impl Auth {
         // The error must not echo the key.
         let mut value: MetadataValue<Ascii> = format!("Bearer {key}")
             .parse()
-            .map_err(|_| anyhow!("--api-key: not a valid header value"))?;
+            .map_err(|_| anyhow!("--token: not a valid header value"))?;
         value.set_sensitive(true);
         Ok(Auth(Some(value)))
     }

@@ -161,15 +161,18 @@ impl ProcessAgent {
     /// Writes the config for the current ports and starts the process.
     async fn spawn(&mut self) -> Result<()> {
         let dir = self.dir.path();
-        // A short first backoff: deliveries resume soon after a peer restarts.
+        // A short first backoff: deliveries resume soon after a peer
+        // restarts. No tokens on loopback unless the environment asks
+        // (AGENTD_GRPC_AUTH=tokens).
         let config = format!(
             "[storage]\npath = {:?}\n[keys]\nmaster_key_file = {:?}\n\
-             [didcomm]\nlisten = \"{}\"\n[grpc]\nlisten = \"{}\"\n\
-             [outbox]\nbase_backoff_ms = 100\n",
+             [didcomm]\nlisten = \"{}\"\n[grpc]\nlisten = \"{}\"\nauth = \"none\"\n\
+             admin_token_file = {:?}\n[outbox]\nbase_backoff_ms = 100\n",
             dir.join("db").display().to_string(),
             dir.join("master.key").display().to_string(),
             self.didcomm,
             self.grpc,
+            dir.join("admin.token").display().to_string(),
         );
         std::fs::write(self.config_path(), config)?;
         let log = std::fs::OpenOptions::new()

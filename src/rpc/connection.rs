@@ -4,9 +4,9 @@ use tonic::{Request, Response, Status};
 
 use super::proto::{self, connection_service_server::ConnectionService};
 use super::{page, status};
+use crate::Core;
 use crate::protocols::{self, connections, discover_features, trust_ping};
 use crate::store::{self, ConnectionRole, ConnectionState};
-use crate::{Core, wallet};
 
 pub struct Connections(pub Core);
 
@@ -41,7 +41,7 @@ fn to_proto(c: store::Connection) -> proto::Connection {
 
 impl Connections {
     fn connection(&self, wallet_id: &str, id: &str) -> Result<store::Connection, Status> {
-        let wallet = wallet::resolve_wallet(&self.0, wallet_id).map_err(status)?;
+        let wallet = super::auth::wallet(&self.0, wallet_id)?;
         self.0.store.connection(&wallet, id).map_err(status)
     }
 }
@@ -57,7 +57,7 @@ impl ConnectionService for Connections {
         request: Request<proto::CreateInvitationRequest>,
     ) -> Result<Response<proto::CreateInvitationResponse>, Status> {
         let r = request.into_inner();
-        let wallet = wallet::resolve_wallet(&self.0, &r.wallet_id).map_err(status)?;
+        let wallet = super::auth::wallet(&self.0, &r.wallet_id)?;
         let inv = connections::create_invitation(&self.0, &wallet, &r.label, &r.goal_code, &r.goal)
             .map_err(status)?;
         Ok(Response::new(proto::CreateInvitationResponse {
@@ -72,7 +72,7 @@ impl ConnectionService for Connections {
         request: Request<proto::AcceptInvitationRequest>,
     ) -> Result<Response<proto::Connection>, Status> {
         let r = request.into_inner();
-        let wallet = wallet::resolve_wallet(&self.0, &r.wallet_id).map_err(status)?;
+        let wallet = super::auth::wallet(&self.0, &r.wallet_id)?;
         let c = connections::accept_invitation(&self.0, &wallet, &r.invitation_url, &r.label)
             .await
             .map_err(status)?;
@@ -84,7 +84,7 @@ impl ConnectionService for Connections {
         request: Request<proto::ListConnectionsRequest>,
     ) -> Result<Response<proto::ListConnectionsResponse>, Status> {
         let r = request.into_inner();
-        let wallet = wallet::resolve_wallet(&self.0, &r.wallet_id).map_err(status)?;
+        let wallet = super::auth::wallet(&self.0, &r.wallet_id)?;
         let (size, token) = page(&r.page)?;
         let want = proto::ConnectionState::try_from(r.state)
             .unwrap_or(proto::ConnectionState::Unspecified);

@@ -33,7 +33,7 @@ impl DidService for Dids {
         request: Request<proto::CreateDidRequest>,
     ) -> Result<Response<proto::Did>, Status> {
         let r = request.into_inner();
-        let wallet = wallet::resolve_wallet(&self.0, &r.wallet_id).map_err(status)?;
+        let wallet = super::auth::wallet(&self.0, &r.wallet_id)?;
         let key_type = match proto::KeyType::try_from(r.key_type) {
             Ok(proto::KeyType::Unspecified | proto::KeyType::Ed25519) => KeyType::Ed25519,
             Ok(proto::KeyType::Secp256k1) => KeyType::Secp256k1,
@@ -65,7 +65,7 @@ impl DidService for Dids {
         request: Request<proto::ListDidsRequest>,
     ) -> Result<Response<proto::ListDidsResponse>, Status> {
         let r = request.into_inner();
-        let wallet = wallet::resolve_wallet(&self.0, &r.wallet_id).map_err(status)?;
+        let wallet = super::auth::wallet(&self.0, &r.wallet_id)?;
         let (size, token) = page(&r.page)?;
         let p = self.0.store.dids(&wallet, size, token).map_err(status)?;
         Ok(Response::new(proto::ListDidsResponse {

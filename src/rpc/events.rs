@@ -41,11 +41,14 @@ impl EventService for Events {
         request: Request<proto::SubscribeRequest>,
     ) -> Result<Response<EventStream>, Status> {
         let r = request.into_inner();
-        if !r.wallet_id.is_empty() {
-            self.0.store.wallet(&r.wallet_id).map_err(status)?;
-        }
+        // An admin with no wallet hears every wallet; anyone else only the
+        // token's own.
+        let wallet = match super::auth::caller() {
+            c if c.is_admin() && r.wallet_id.is_empty() => None,
+            _ => Some(super::auth::wallet(&self.0, &r.wallet_id)?),
+        };
         let filter = Filter {
-            wallet_id: (!r.wallet_id.is_empty()).then_some(r.wallet_id),
+            wallet_id: wallet,
             role: role_from_proto(r.role)?,
             state: state_from_proto(r.state)?,
             thid: (!r.thid.is_empty()).then_some(r.thid),

@@ -3,16 +3,16 @@ use tonic::{Request, Response, Status};
 use super::issuance::{credential_to_proto, record_to_proto};
 use super::proto::{self, holder_service_server::HolderService};
 use super::{page, status};
+use crate::Core;
 use crate::error::Error;
 use crate::protocols::issue_credential;
 use crate::store::{RecordState, Role};
-use crate::{Core, wallet};
 
 pub struct Holder(pub Core, pub issue_credential::Issuance);
 
 impl Holder {
     fn wallet(&self, id: &str) -> Result<String, Status> {
-        wallet::resolve_wallet(&self.0, id).map_err(status)
+        super::auth::wallet(&self.0, id)
     }
 }
 

@@ -4,10 +4,10 @@ use tonic::{Request, Response, Status};
 
 use super::proto::{self, issuance_service_server::IssuanceService};
 use super::{page, status};
+use crate::Core;
 use crate::error::Error;
 use crate::protocols::issue_credential::{self, OfferSpec};
 use crate::store::{self, RecordState, Role};
-use crate::{Core, wallet};
 
 pub struct Issuance(pub Core, pub issue_credential::Issuance);
 
@@ -61,7 +61,7 @@ pub fn record_to_proto(r: store::CredentialRecord) -> proto::CredentialRecord {
         connection_id: r.connection_id,
         our_did: r.our_did,
         their_did: r.their_did,
-        claims_json: serde_json::Value::Object(r.claims).to_string(),
+        claims_json: shown(|| serde_json::Value::Object(r.claims).to_string()),
         types: r.types,
         schema_id: r.schema_id.unwrap_or_default(),
         validity_period_secs: r.validity_period_secs,
@@ -85,6 +85,15 @@ pub fn record_to_proto(r: store::CredentialRecord) -> proto::CredentialRecord {
     }
 }
 
+/// Claims and credential JWTs are left out for an auditor's token.
+fn shown(value: impl FnOnce() -> String) -> String {
+    if super::auth::caller().sees_claims() {
+        value()
+    } else {
+        String::new()
+    }
+}
+
 pub fn credential_to_proto(c: store::StoredCredential) -> proto::Credential {
     proto::Credential {
         id: c.id,
@@ -94,8 +103,8 @@ pub fn credential_to_proto(c: store::StoredCredential) -> proto::Credential {
         issuer: c.issuer,
         subject: c.subject,
         types: c.types,
-        claims_json: serde_json::Value::Object(c.claims).to_string(),
-        jwt: c.jwt,
+        claims_json: shown(|| serde_json::Value::Object(c.claims).to_string()),
+        jwt: shown(|| c.jwt),
         not_before: c.not_before,
         expires: c.expires.unwrap_or_default(),
         received_at_ms: c.received_at_ms,
@@ -113,7 +122,7 @@ impl IssuanceService for Issuance {
         request: Request<proto::CreateOfferRequest>,
     ) -> Result<Response<proto::CredentialRecord>, Status> {
         let r = request.into_inner();
-        let wallet = wallet::resolve_wallet(&self.0, &r.wallet_id).map_err(status)?;
+        let wallet = super::auth::wallet(&self.0, &r.wallet_id)?;
         let spec = OfferSpec {
             connection_id: r.connection_id,
             claims_json: r.claims_json,
@@ -136,7 +145,7 @@ impl IssuanceService for Issuance {
         request: Request<proto::ListRecordsRequest>,
     ) -> Result<Response<proto::ListRecordsResponse>, Status> {
         let r = request.into_inner();
-        let wallet = wallet::resolve_wallet(&self.0, &r.wallet_id).map_err(status)?;
+        let wallet = super::auth::wallet(&self.0, &r.wallet_id)?;
         let (size, token) = page(&r.page)?;
         let role = role_from_proto(r.role)?;
         let state = state_from_proto(r.state)?;
@@ -161,7 +170,7 @@ impl IssuanceService for Issuance {
         request: Request<proto::GetRecordRequest>,
     ) -> Result<Response<proto::CredentialRecord>, Status> {
         let r = request.into_inner();
-        let wallet = wallet::resolve_wallet(&self.0, &r.wallet_id).map_err(status)?;
+        let wallet = super::auth::wallet(&self.0, &r.wallet_id)?;
         let rec = self.0.store.record(&wallet, &r.record_id).map_err(status)?;
         Ok(Response::new(record_to_proto(rec)))
     }
@@ -171,7 +180,7 @@ impl IssuanceService for Issuance {
         request: Request<proto::IssueCredentialRequest>,
     ) -> Result<Response<proto::CredentialRecord>, Status> {
         let r = request.into_inner();
-        let wallet = wallet::resolve_wallet(&self.0, &r.wallet_id).map_err(status)?;
+        let wallet = super::auth::wallet(&self.0, &r.wallet_id)?;
         let rec = self.1.issue(&wallet, &r.record_id).await.map_err(status)?;
         Ok(Response::new(record_to_proto(rec)))
     }
@@ -181,13 +190,13 @@ impl IssuanceService for Issuance {
         request: Request<proto::IssueCustodialRequest>,
     ) -> Result<Response<proto::IssueCustodialResponse>, Status> {
         let r = request.into_inner();
-        let issuer = wallet::resolve_wallet(&self.0, &r.wallet_id).map_err(status)?;
+        let issuer = super::auth::wallet(&self.0, &r.wallet_id)?;
         if r.holder_wallet_id.is_empty() {
             return Err(status(Error::InvalidArgument(
                 "holder_wallet_id is required".into(),
             )));
         }
-        let holder = wallet::resolve_wallet(&self.0, &r.holder_wallet_id).map_err(status)?;
+        let holder = super::auth::wallet(&self.0, &r.holder_wallet_id)?;
         let spec = OfferSpec {
             claims_json: r.claims_json,
             types: r.types,

@@ -1,11 +1,13 @@
 //! The gRPC control plane (`agent.v1`), with standard health and reflection.
 //! Library errors become `tonic::Status` here and only here ([`status`]).
 
+mod auth;
 mod connection;
 mod did;
 mod events;
 mod holder;
 mod issuance;
+mod token;
 mod wallet;
 
 pub mod proto {
@@ -21,9 +23,9 @@ use std::task::{Context, Poll};
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tonic::Status;
 use tonic::metadata::MetadataValue;
 use tonic::transport::server::TcpIncoming;
-use tonic::{Request, Status};
 
 use crate::Core;
 use crate::error::Error;
@@ -34,6 +36,7 @@ use proto::did_service_server::DidServiceServer;
 use proto::event_service_server::EventServiceServer;
 use proto::holder_service_server::HolderServiceServer;
 use proto::issuance_service_server::IssuanceServiceServer;
+use proto::token_service_server::TokenServiceServer;
 use proto::wallet_service_server::WalletServiceServer;
 
 pub async fn serve(
@@ -69,38 +72,32 @@ pub async fn serve(
         .build_v1alpha()
         .expect("descriptor sets are valid");
     let reflection = reflection().build_v1().expect("descriptor sets are valid");
-    let auth = ApiKey::new(core.config.grpc.api_key.as_deref());
     let result = tonic::transport::Server::builder()
         .layer(DurableAnswers {
             store: core.store.clone(),
         })
+        .layer(auth::Authorize::new(&core))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_v1alpha)
-        .add_service(WalletServiceServer::with_interceptor(
-            wallet::Wallets(core.clone()),
-            auth.clone(),
-        ))
-        .add_service(DidServiceServer::with_interceptor(
-            did::Dids(core.clone()),
-            auth.clone(),
-        ))
-        .add_service(ConnectionServiceServer::with_interceptor(
-            connection::Connections(core.clone()),
-            auth.clone(),
-        ))
-        .add_service(IssuanceServiceServer::with_interceptor(
-            issuance::Issuance(core.clone(), protocols.issuance.clone()),
-            auth.clone(),
-        ))
-        .add_service(HolderServiceServer::with_interceptor(
-            holder::Holder(core.clone(), protocols.issuance),
-            auth.clone(),
-        ))
-        .add_service(EventServiceServer::with_interceptor(
-            events::Events(core, shutdown.clone()),
-            auth,
-        ))
+        .add_service(WalletServiceServer::new(wallet::Wallets(core.clone())))
+        .add_service(TokenServiceServer::new(token::Tokens(core.clone())))
+        .add_service(DidServiceServer::new(did::Dids(core.clone())))
+        .add_service(ConnectionServiceServer::new(connection::Connections(
+            core.clone(),
+        )))
+        .add_service(IssuanceServiceServer::new(issuance::Issuance(
+            core.clone(),
+            protocols.issuance.clone(),
+        )))
+        .add_service(HolderServiceServer::new(holder::Holder(
+            core.clone(),
+            protocols.issuance,
+        )))
+        .add_service(EventServiceServer::new(events::Events(
+            core,
+            shutdown.clone(),
+        )))
         // Nagle's algorithm plus the client's delayed ACK held every unary
         // response back ~40 ms (headers, data and trailers are separate writes).
         .serve_with_incoming_shutdown(
@@ -168,48 +165,6 @@ where
     }
 }
 
-/// Requires `authorization: Bearer <key>` when an API key is configured.
-#[derive(Clone)]
-struct ApiKey {
-    expected: Option<Vec<u8>>,
-}
-
-impl ApiKey {
-    fn new(key: Option<&str>) -> Self {
-        ApiKey {
-            expected: key.map(|k| format!("Bearer {k}").into_bytes()),
-        }
-    }
-}
-
-impl tonic::service::Interceptor for ApiKey {
-    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
-        let Some(expected) = &self.expected else {
-            return Ok(request);
-        };
-        let given = request
-            .metadata()
-            .get("authorization")
-            .map(|v| v.as_bytes())
-            .unwrap_or_default();
-        // Constant-time comparison so the key cannot be guessed byte by byte.
-        let same = given.len() == expected.len()
-            && given
-                .iter()
-                .zip(expected)
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0;
-        if same {
-            Ok(request)
-        } else {
-            Err(with_reason(
-                Status::unauthenticated("missing or wrong API key (authorization: Bearer <key>)"),
-                "UNAUTHENTICATED",
-            ))
-        }
-    }
-}
-
 fn with_reason(mut status: Status, reason: &'static str) -> Status {
     status
         .metadata_mut()
@@ -227,6 +182,7 @@ pub fn status(e: Error) -> Status {
         Error::AlreadyExists(_) => (Code::AlreadyExists, "ALREADY_EXISTS"),
         Error::FailedPrecondition(_) => (Code::FailedPrecondition, "FAILED_PRECONDITION"),
         Error::PermissionDenied(_) => (Code::PermissionDenied, "PERMISSION_DENIED"),
+        Error::Unauthenticated(_) => (Code::Unauthenticated, "UNAUTHENTICATED"),
         Error::Unsupported(_) => (Code::Unimplemented, "UNSUPPORTED"),
         Error::DeadlineExceeded(_) => (Code::DeadlineExceeded, "DEADLINE_EXCEEDED"),
         Error::ResourceExhausted(_) => (Code::ResourceExhausted, "RESOURCE_EXHAUSTED"),

@@ -29,11 +29,8 @@ impl WalletService for Wallets {
         &self,
         request: Request<proto::GetWalletRequest>,
     ) -> Result<Response<proto::Wallet>, Status> {
-        let w = self
-            .0
-            .store
-            .wallet(&request.into_inner().id)
-            .map_err(status)?;
+        let id = super::auth::wallet(&self.0, &request.into_inner().id)?;
+        let w = self.0.store.wallet(&id).map_err(status)?;
         Ok(Response::new(to_proto(w)))
     }
 

@@ -9,6 +9,7 @@
 mod flush;
 mod group;
 mod model;
+mod tokens;
 mod tx;
 
 pub use flush::Flushed;
@@ -54,9 +55,11 @@ enum T {
     Deadlines,
     Credentials,
     Events,
+    Tokens,
+    TokenHashes,
 }
 
-const TREE_NAMES: [&str; 20] = [
+const TREE_NAMES: [&str; 22] = [
     "meta",
     "wallets",
     "keys",
@@ -77,6 +80,8 @@ const TREE_NAMES: [&str; 20] = [
     "deadlines",
     "credentials",
     "events",
+    "tokens",
+    "token_hashes",
 ];
 
 /// The meta key of the last event sequence number.

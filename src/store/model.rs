@@ -10,6 +10,36 @@ pub struct Wallet {
     pub created_at_ms: i64,
 }
 
+/// What a control-plane token may do (see `rpc::auth` for the table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TokenRole {
+    /// Everything, in every wallet: wallets and tokens too.
+    Admin,
+    /// In its wallet: DIDs, connections, offers, issuing, its records.
+    Issuer,
+    /// In its wallet: connections, answering offers, its credentials.
+    Holder,
+    /// In its wallet, read only: records, credential metadata, events; no claims.
+    Auditor,
+}
+
+/// A control-plane bearer token. Only the SHA-256 of its secret is kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Token {
+    pub id: String,
+    /// The wallet it acts in (an admin token may name any).
+    pub wallet_id: String,
+    pub role: TokenRole,
+    pub label: String,
+    pub hash: Vec<u8>,
+    /// Calls per second allowed (token bucket); 0: the configured default.
+    pub rate_per_sec: u32,
+    pub created_at_ms: i64,
+    /// The token that made this one ("bootstrap" for the first admin).
+    pub created_by: String,
+    pub revoked_at_ms: Option<i64>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KeyKind {
     Ed25519,

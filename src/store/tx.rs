@@ -9,7 +9,7 @@ pub struct StoreTx<'a> {
     trees: &'a [TransactionalTree],
 }
 
-fn tx_err(e: UnabortableTransactionError) -> Error {
+pub(super) fn tx_err(e: UnabortableTransactionError) -> Error {
     // A conflict surfaces as an abort of the whole transaction, which sled retries.
     Error::Storage(e.to_string())
 }
@@ -19,16 +19,16 @@ impl<'a> StoreTx<'a> {
         StoreTx { trees }
     }
 
-    fn tree(&self, t: T) -> &TransactionalTree {
+    pub(super) fn tree(&self, t: T) -> &TransactionalTree {
         &self.trees[t as usize]
     }
 
-    fn put<V: serde::Serialize>(&self, t: T, k: &[u8], v: &V) -> Result<()> {
+    pub(super) fn put<V: serde::Serialize>(&self, t: T, k: &[u8], v: &V) -> Result<()> {
         self.tree(t).insert(k, encode(v)).map_err(tx_err)?;
         Ok(())
     }
 
-    fn get<V: serde::de::DeserializeOwned>(&self, t: T, k: &[u8]) -> Result<Option<V>> {
+    pub(super) fn get<V: serde::de::DeserializeOwned>(&self, t: T, k: &[u8]) -> Result<Option<V>> {
         self.tree(t)
             .get(k)
             .map_err(tx_err)?

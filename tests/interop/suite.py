@@ -113,7 +113,7 @@ class Agentd:
             f.write(f'[storage]\npath = "{self.dir}/agentd.sled"\n'
                     f'[keys]\nmaster_key_file = "{self.dir}/master.key"\n'
                     '[didcomm]\nlisten = "127.0.0.1:0"\n'
-                    '[grpc]\nlisten = "127.0.0.1:0"\n'
+                    '[grpc]\nlisten = "127.0.0.1:0"\nauth = "none"\n'
                     '[outbox]\nbase_backoff_ms = 100\n')
         env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTD_")}
         self.stderr_path = os.path.join(self.dir, "agentd.log")

@@ -1,0 +1,81 @@
+use tonic::{Request, Response, Status};
+
+use super::proto::{self, token_service_server::TokenService};
+use super::{auth, page, status};
+use crate::error::Error;
+use crate::store::{self, TokenRole};
+use crate::{Core, tokens};
+
+pub struct Tokens(pub Core);
+
+fn role_to_proto(r: TokenRole) -> proto::TokenRole {
+    match r {
+        TokenRole::Admin => proto::TokenRole::Admin,
+        TokenRole::Issuer => proto::TokenRole::Issuer,
+        TokenRole::Holder => proto::TokenRole::Holder,
+        TokenRole::Auditor => proto::TokenRole::Auditor,
+    }
+}
+
+fn to_proto(t: store::Token) -> proto::Token {
+    proto::Token {
+        id: t.id,
+        wallet_id: t.wallet_id,
+        role: role_to_proto(t.role) as i32,
+        label: t.label,
+        created_at_ms: t.created_at_ms,
+        created_by: t.created_by,
+        revoked_at_ms: t.revoked_at_ms.unwrap_or(0),
+    }
+}
+
+#[tonic::async_trait]
+impl TokenService for Tokens {
+    async fn create_token(
+        &self,
+        request: Request<proto::CreateTokenRequest>,
+    ) -> Result<Response<proto::CreateTokenResponse>, Status> {
+        let r = request.into_inner();
+        let role = match proto::TokenRole::try_from(r.role) {
+            Ok(proto::TokenRole::Admin) => TokenRole::Admin,
+            Ok(proto::TokenRole::Issuer) => TokenRole::Issuer,
+            Ok(proto::TokenRole::Holder) => TokenRole::Holder,
+            Ok(proto::TokenRole::Auditor) => TokenRole::Auditor,
+            _ => {
+                return Err(status(Error::InvalidArgument(
+                    "role must be TOKEN_ROLE_ADMIN, _ISSUER, _HOLDER or _AUDITOR".into(),
+                )));
+            }
+        };
+        let wallet = auth::wallet(&self.0, &r.wallet_id)?;
+        let by = auth::caller();
+        let issued =
+            tokens::create(&self.0, &wallet, role, &r.label, 0, by.id()).map_err(status)?;
+        Ok(Response::new(proto::CreateTokenResponse {
+            token: Some(to_proto(issued.token)),
+            secret: issued.secret,
+        }))
+    }
+
+    async fn list_tokens(
+        &self,
+        request: Request<proto::ListTokensRequest>,
+    ) -> Result<Response<proto::ListTokensResponse>, Status> {
+        let r = request.into_inner();
+        let (size, token) = page(&r.page)?;
+        let wallet = (!r.wallet_id.is_empty()).then_some(r.wallet_id.as_str());
+        let p = self.0.store.tokens(wallet, size, token).map_err(status)?;
+        Ok(Response::new(proto::ListTokensResponse {
+            tokens: p.items.into_iter().map(to_proto).collect(),
+            next_page_token: p.next_token,
+        }))
+    }
+
+    async fn revoke_token(
+        &self,
+        request: Request<proto::RevokeTokenRequest>,
+    ) -> Result<Response<proto::Token>, Status> {
+        let t = tokens::revoke(&self.0.store, &request.into_inner().id).map_err(status)?;
+        Ok(Response::new(to_proto(t)))
+    }
+}
