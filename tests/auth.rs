@@ -409,3 +409,62 @@ async fn auditors_see_no_claims() {
         );
     }
 }
+
+/// The CLI: an admin makes a holder token (its secret printed once), the
+/// holder's token (from AGENTD_TOKEN) works in its wallet and is refused in
+/// another, with the reason on stderr.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_uses_tokens() {
+    let d = common::start(
+        "cli-auth",
+        &[
+            ("AGENTD_GRPC_AUTH", "tokens"),
+            ("AGENTD_ADMIN_TOKEN", ADMIN),
+        ],
+    )
+    .await;
+    let cli = |token: &str, args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_agentd"))
+            .args(args)
+            .args(["--grpc", &d.grpc.to_string(), "--json"])
+            .env_remove("AGENTD_API_KEY")
+            .env_remove("AGENTD_WALLET")
+            .env("AGENTD_TOKEN", token)
+            .output()
+            .unwrap()
+    };
+    for id in ["mine", "theirs"] {
+        assert!(
+            cli(ADMIN, &["wallet", "create", "--id", id])
+                .status
+                .success()
+        );
+    }
+    let made = cli(
+        ADMIN,
+        &["token", "create", "--wallet", "mine", "--role", "holder"],
+    );
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let made: serde_json::Value = serde_json::from_slice(&made.stdout).unwrap();
+    let secret = made["secret"].as_str().unwrap();
+    assert!(secret.starts_with("agentd_"), "{made}");
+
+    let own = cli(secret, &["did", "list", "--wallet", "mine"]);
+    assert!(
+        own.status.success(),
+        "{}",
+        String::from_utf8_lossy(&own.stderr)
+    );
+    let other = cli(secret, &["did", "list", "--wallet", "theirs"]);
+    assert!(!other.status.success());
+    assert!(String::from_utf8_lossy(&other.stderr).contains("not \"theirs\""));
+    let listed = cli(ADMIN, &["token", "list"]);
+    assert!(
+        !String::from_utf8_lossy(&listed.stdout).contains(secret),
+        "a secret listed"
+    );
+}

@@ -18,6 +18,8 @@ use client::{Daemon, Target};
 pub enum Client {
     /// Wallets (tenants) of the daemon.
     Wallet(Group<wallet::WalletAction>),
+    /// Control-plane tokens (admin): create for a wallet and role, list, revoke.
+    Token(Group<wallet::TokenAction>),
     /// DIDs of a wallet, and resolving any did:key or did:peer:2.
     Did(Group<wallet::DidAction>),
     /// Connections with peer agents (Out-of-Band invitations, trust ping, discover features).
@@ -71,6 +73,7 @@ impl Client {
     async fn dispatch(self) -> anyhow::Result<()> {
         match self {
             Client::Wallet(g) => wallet::wallet(Daemon::connect(g.target).await?, g.action).await,
+            Client::Token(g) => wallet::token(Daemon::connect(g.target).await?, g.action).await,
             Client::Did(g) => wallet::did(Daemon::connect(g.target).await?, g.action).await,
             Client::Connection(g) => {
                 connection::run(Daemon::connect(g.target).await?, g.action).await

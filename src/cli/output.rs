@@ -98,6 +98,24 @@ impl Show for proto::Wallet {
     }
 }
 
+impl Show for proto::Token {
+    const COLUMNS: &'static [&'static str] = &["id", "wallet_id", "role", "label", "revoked_at_ms"];
+    fn fields(&self) -> Fields {
+        fields!(self; id, wallet_id, role: name<proto::TokenRole>, label, created_at_ms,
+            created_by, revoked_at_ms)
+    }
+}
+
+impl Show for proto::CreateTokenResponse {
+    const COLUMNS: &'static [&'static str] = &["id", "role", "secret"];
+    fn fields(&self) -> Fields {
+        let t = self.token.clone().unwrap_or_default();
+        let mut f = t.fields();
+        f.extend(fields!(self; secret));
+        f
+    }
+}
+
 impl Show for proto::Did {
     const COLUMNS: &'static [&'static str] = &["method", "key_type", "purpose", "did"];
     fn fields(&self) -> Fields {
@@ -215,6 +233,7 @@ macro_rules! listed {
 }
 
 listed!(
+    ListTokensResponse: Token in tokens,
     ListWalletsResponse: Wallet in wallets,
     ListDidsResponse: Did in dids,
     ListConnectionsResponse: Connection in connections,

@@ -1,9 +1,10 @@
-//! `agentd wallet …` and `agentd did …`.
+//! `agentd wallet …`, `agentd token …` and `agentd did …`.
 
 use clap::Subcommand;
 
 use agentd::rpc::proto::{
-    self, did_service_client::DidServiceClient, wallet_service_client::WalletServiceClient,
+    self, did_service_client::DidServiceClient, token_service_client::TokenServiceClient,
+    wallet_service_client::WalletServiceClient,
 };
 
 use super::client::{Daemon, Paging, ok};
@@ -49,6 +50,56 @@ pub async fn wallet(d: Daemon, action: WalletAction) -> anyhow::Result<()> {
                     .await
             })
             .await?;
+        }
+    }
+    Ok(())
+}
+
+#[derive(Subcommand)]
+pub enum TokenAction {
+    /// Makes a token for --wallet; prints its secret, which is shown only now.
+    Create {
+        /// admin, issuer, holder or auditor.
+        #[arg(long, value_parser = parse_enum::<proto::TokenRole>)]
+        role: i32,
+        #[arg(long, default_value = "", hide_default_value = true)]
+        label: String,
+    },
+    /// Lists tokens (of --wallet when given), never their secrets.
+    List {
+        #[command(flatten)]
+        paging: Paging,
+    },
+    /// Revokes a token; its next call is refused.
+    Revoke { id: String },
+}
+
+/// Runs one `token` action (admin tokens only).
+pub async fn token(d: Daemon, action: TokenAction) -> anyhow::Result<()> {
+    let mut c = TokenServiceClient::new(d.svc());
+    let wallet_id = d.wallet.clone();
+    match action {
+        TokenAction::Create { role, label } => {
+            let r = proto::CreateTokenRequest {
+                wallet_id,
+                role,
+                label,
+            };
+            d.out.one(&ok(c.create_token(r).await)?)?;
+        }
+        TokenAction::List { paging } => {
+            d.list(&paging, async |page| {
+                c.list_tokens(proto::ListTokensRequest {
+                    wallet_id: wallet_id.clone(),
+                    page: Some(page),
+                })
+                .await
+            })
+            .await?;
+        }
+        TokenAction::Revoke { id } => {
+            d.out
+                .one(&ok(c.revoke_token(proto::RevokeTokenRequest { id }).await)?)?;
         }
     }
     Ok(())
