@@ -26,6 +26,7 @@
 //!   run only once the transaction is durable. The control plane is
 //!   [`rpc`] (tonic), errors map to statuses there only.
 
+pub mod actor;
 pub mod after;
 pub mod bench;
 pub mod config;

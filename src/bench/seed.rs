@@ -81,6 +81,8 @@ fn record(role: Role, i: usize, claims: &Map<String, Value>, now: i64) -> Creden
         ack_requested: true,
         domain: String::new(),
         format: "prism/jwt".into(),
+        created_by: String::new(),
+        updated_by: String::new(),
         problem: None,
         comment: None,
         expires_at_ms: None,

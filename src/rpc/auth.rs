@@ -223,7 +223,11 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         match self.check.check(request.uri().path(), request.headers()) {
-            Ok(caller) => Box::pin(CALLER.scope(caller, self.inner.call(request))),
+            Ok(caller) => {
+                let actor = caller.id().to_string();
+                let handled = self.inner.call(request);
+                Box::pin(CALLER.scope(caller, crate::actor::acting(actor, handled)))
+            }
             Err(refused) => Box::pin(std::future::ready(Ok(refused.into_http()))),
         }
     }

@@ -74,6 +74,8 @@ pub fn record_to_proto(r: store::CredentialRecord) -> proto::CredentialRecord {
         domain,
         format: r.format,
         ack_requested: r.ack_requested,
+        created_by: r.created_by,
+        updated_by: r.updated_by,
         problem: r.problem.unwrap_or_default(),
         comment: r.comment.unwrap_or_default(),
         meta_retries: r.meta_retries,

@@ -304,6 +304,13 @@ pub struct CredentialRecord {
     pub meta_last_failure: Option<String>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
+    /// Who made the record and who changed it last: a control-plane token
+    /// id, "peer" (a message from the peer), "agentd" (delivery, sweeping),
+    /// or "" (no tokens, or before this was kept).
+    #[serde(default)]
+    pub created_by: String,
+    #[serde(default)]
+    pub updated_by: String,
 }
 
 impl CredentialRecord {

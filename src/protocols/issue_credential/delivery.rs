@@ -21,7 +21,12 @@ pub fn delivered(
     record_id: &str,
     msg_type: &str,
 ) -> Result<()> {
-    let io = &mut Io { core, tx, after };
+    let io = &mut Io {
+        core,
+        tx,
+        after,
+        by: super::BY_AGENT.into(),
+    };
     let cur = tx.record(wallet, record_id)?;
     let waiting = match cur.state {
         RecordState::OfferPending => OFFER,
@@ -50,7 +55,12 @@ pub fn delivery_failed(
     let Some(record_id) = &entry.record_id else {
         return Ok(());
     };
-    let io = &mut Io { core, tx, after };
+    let io = &mut Io {
+        core,
+        tx,
+        after,
+        by: super::BY_AGENT.into(),
+    };
     let cur = tx.record(&entry.wallet_id, record_id)?;
     let mut rec = cur.clone();
     let error = entry.last_error.clone().unwrap_or_default();

@@ -23,7 +23,12 @@ pub fn handle(
     msg: &Message,
     after: &mut After,
 ) -> Result<()> {
-    let io = &mut Io { core, tx, after };
+    let io = &mut Io {
+        core,
+        tx,
+        after,
+        by: super::BY_PEER.into(),
+    };
     match msg.typ.as_str() {
         OFFER => on_offer(io, conn, msg),
         REQUEST => on_request(io, conn, msg),
@@ -278,7 +283,12 @@ pub fn on_problem(
     if !problem_report::is_error(msg) {
         return Ok(false);
     }
-    let io = &mut Io { core, tx, after };
+    let io = &mut Io {
+        core,
+        tx,
+        after,
+        by: super::BY_PEER.into(),
+    };
     for thid in [msg.pthid.as_deref(), msg.thid.as_deref()]
         .into_iter()
         .flatten()

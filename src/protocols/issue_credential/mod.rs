@@ -120,7 +120,16 @@ struct Io<'a, 't> {
     core: &'a Core,
     tx: &'a StoreTx<'t>,
     after: &'a mut After,
+    /// Who makes the change, recorded as the record's `updated_by` (and
+    /// `created_by` when new): a control-plane token's id, [`BY_PEER`] or
+    /// [`BY_AGENT`].
+    by: String,
 }
+
+/// `updated_by` of a change a peer's message made.
+pub const BY_PEER: &str = "peer";
+/// `updated_by` of a change agentd made by itself (delivery, sweeping).
+pub const BY_AGENT: &str = "agentd";
 
 impl Io<'_, '_> {
     /// Applies `event` to `rec` (whose stored form is `old`, None if new)
@@ -132,7 +141,16 @@ impl Io<'_, '_> {
         event: Event,
         inputs: &Inputs,
     ) -> Result<()> {
-        let Io { core, tx, after } = self;
+        let Io {
+            core,
+            tx,
+            after,
+            by,
+        } = self;
+        if old.is_none() {
+            rec.created_by = by.clone();
+        }
+        rec.updated_by = by.clone();
         let reason = inputs.reason.clone();
         let prev = old.map(|o| o.state);
         let (next, effects) = machine::transition(rec.role, prev, &event)
@@ -234,7 +252,14 @@ fn perform(
 
 /// Runs `f` in a transaction and publishes its effects once it is durable.
 async fn commit<R>(core: &Core, f: impl Fn(&mut Io) -> Result<R>) -> Result<R> {
-    let (r, after) = After::transact(core, |tx, after| f(&mut Io { core, tx, after }))?;
+    let (r, after) = After::transact(core, |tx, after| {
+        f(&mut Io {
+            core,
+            tx,
+            after,
+            by: BY_AGENT.into(),
+        })
+    })?;
     after.publish(core).await?;
     Ok(r)
 }
@@ -253,10 +278,15 @@ impl Issuance {
         f: impl Fn(&mut Io) -> Result<CredentialRecord> + Send + Sync + 'static,
     ) -> Result<CredentialRecord> {
         let core = &self.core;
+        // The token behind the request; "" without tokens (grpc.auth = "none").
+        let by = crate::actor::current();
         let (rec, after) = self
             .actions
             .run(
-                Box::new(f),
+                Box::new(move |io: &mut Io| {
+                    io.by.clone_from(&by);
+                    f(io)
+                }),
                 |batch| run_actions(core, batch),
                 |(_, after)| after.publish_detached(core),
             )
@@ -273,7 +303,14 @@ impl Issuance {
 /// record no longer in its state), each in its own, so only it fails.
 fn run_actions(core: &Core, batch: &[Action]) -> Vec<Result<(CredentialRecord, After)>> {
     core.store.transact_each(batch, |tx, f| {
-        After::gather(|after| f(&mut Io { core, tx, after }))
+        After::gather(|after| {
+            f(&mut Io {
+                core,
+                tx,
+                after,
+                by: String::new(),
+            })
+        })
     })
 }
 
@@ -345,6 +382,8 @@ fn new_record(
         meta_last_failure: None,
         created_at_ms: now,
         updated_at_ms: now,
+        created_by: String::new(),
+        updated_by: String::new(),
     }
 }
 
