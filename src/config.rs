@@ -138,6 +138,11 @@ pub struct Grpc {
     pub reflection_requires_token: bool,
     /// Deprecated: an admin token by another name (AGENTD_API_KEY).
     pub api_key: Option<String>,
+    /// Each token's rate, in calls' worth per second (a read costs 1, an
+    /// action 5; see `rpc::auth::TABLE`), unless the token has its own; 0: none.
+    pub rate_per_sec: u32,
+    /// How much a token may spend at once.
+    pub rate_burst: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -247,6 +252,8 @@ impl Default for Grpc {
             admin_token_file: "data/admin.token".into(),
             reflection_requires_token: false,
             api_key: None,
+            rate_per_sec: 200,
+            rate_burst: 400,
         }
     }
 }

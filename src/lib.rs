@@ -39,6 +39,7 @@ pub mod events;
 pub mod harness;
 pub mod housekeeping;
 pub mod protocols;
+pub mod ratelimit;
 pub mod rpc;
 pub mod store;
 pub mod tokens;

@@ -166,6 +166,7 @@ async fn token(channel: &Channel, wallet: &str, role: proto::TokenRole) -> Strin
                 wallet_id: wallet.into(),
                 role: role as i32,
                 label: format!("{role:?}"),
+                ..Default::default()
             },
         ))
         .await
@@ -467,4 +468,67 @@ async fn the_cli_uses_tokens() {
         !String::from_utf8_lossy(&listed.stdout).contains(secret),
         "a secret listed"
     );
+}
+
+/// A token past its rate is refused with RESOURCE_EXHAUSTED, the reason
+/// RATE_LIMITED and how long to wait; reads cost 1, actions 5.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_past_its_rate_is_told_when_to_retry() {
+    let d = common::start(
+        "rate",
+        &[
+            ("AGENTD_GRPC_AUTH", "tokens"),
+            ("AGENTD_ADMIN_TOKEN", ADMIN),
+        ],
+    )
+    .await;
+    let channel = common::channel(&d).await;
+    let slow = TokenServiceClient::new(channel.clone())
+        .create_token(bearer(
+            ADMIN,
+            proto::CreateTokenRequest {
+                role: proto::TokenRole::Issuer as i32,
+                rate_per_sec: 3,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(slow.token.unwrap().rate_per_sec, 3);
+    let mut dids = proto::did_service_client::DidServiceClient::new(channel.clone());
+    // Burst 6: one action (5) and one read (1), then nothing.
+    let create = || {
+        bearer(
+            &slow.secret,
+            proto::CreateDidRequest {
+                method: proto::DidMethod::Key as i32,
+                ..Default::default()
+            },
+        )
+    };
+    let list = || bearer(&slow.secret, proto::ListDidsRequest::default());
+    dids.create_did(create()).await.unwrap();
+    dids.list_dids(list()).await.unwrap();
+    let refused = dids.list_dids(list()).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert_eq!(
+        refused.metadata().get("x-agentd-reason").unwrap(),
+        "RATE_LIMITED"
+    );
+    let wait: u64 = refused
+        .metadata()
+        .get("retry-after-ms")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(wait > 0 && wait <= 400, "{wait} ms");
+    // The admin's own bucket is untouched.
+    dids.list_dids(bearer(ADMIN, proto::ListDidsRequest::default()))
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(wait + 50)).await;
+    dids.list_dids(list()).await.unwrap();
 }

@@ -64,6 +64,9 @@ pub enum TokenAction {
         role: i32,
         #[arg(long, default_value = "", hide_default_value = true)]
         label: String,
+        /// Its own rate, in calls' worth per second; 0: grpc.rate_per_sec.
+        #[arg(long, default_value_t = 0)]
+        rate_per_sec: u32,
     },
     /// Lists tokens (of --wallet when given), never their secrets.
     List {
@@ -79,11 +82,16 @@ pub async fn token(d: Daemon, action: TokenAction) -> anyhow::Result<()> {
     let mut c = TokenServiceClient::new(d.svc());
     let wallet_id = d.wallet.clone();
     match action {
-        TokenAction::Create { role, label } => {
+        TokenAction::Create {
+            role,
+            label,
+            rate_per_sec,
+        } => {
             let r = proto::CreateTokenRequest {
                 wallet_id,
                 role,
                 label,
+                rate_per_sec,
             };
             d.out.one(&ok(c.create_token(r).await)?)?;
         }

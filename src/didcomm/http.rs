@@ -21,9 +21,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::Service;
 
-use super::limits::RateLimiter;
 use super::{ENCRYPTED_MEDIA_TYPE, EnvelopeError, Transport, inbox};
 use crate::error::{Error, clip};
+use crate::ratelimit::{Rate, RateLimiter};
 
 /// The HTTP layer refuses (with hyper's own, empty 431) only past this
 /// many times our header limits; up to there we answer in JSON.
@@ -33,7 +33,7 @@ const SHOWN: usize = 300;
 
 struct Front {
     transport: Transport,
-    limiter: RateLimiter,
+    limiter: RateLimiter<std::net::IpAddr>,
     in_flight: InFlight,
 }
 
@@ -41,7 +41,10 @@ pub async fn serve(transport: Transport, listener: TcpListener, shutdown: Cancel
     let config = &transport.core.config.didcomm;
     let limits = config.limits.clone();
     let front = Arc::new(Front {
-        limiter: RateLimiter::new(config.rate_limit_per_sec, config.rate_limit_burst),
+        limiter: RateLimiter::new(Rate {
+            per_sec: config.rate_limit_per_sec,
+            burst: config.rate_limit_burst,
+        }),
         in_flight: InFlight::new(limits.max_in_flight_per_address),
         transport: transport.clone(),
     });
@@ -101,7 +104,7 @@ async fn receive(
     let transport = &front.transport;
     let config = &transport.core.config.didcomm;
     // Limits first: a refused request costs no decryption and stores nothing.
-    if !front.limiter.admit(peer.ip()) {
+    if !front.limiter.admit(&peer.ip()) {
         let why = format!(
             "more than {} messages per second from {}",
             config.rate_limit_per_sec,

@@ -8,7 +8,6 @@ pub mod addresses;
 mod envelope;
 pub mod http;
 pub mod inbox;
-pub mod limits;
 mod message;
 pub mod outbox;
 

@@ -5,6 +5,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tonic::Status;
@@ -13,6 +14,7 @@ use tonic::codegen::http;
 use super::{Answer, status, with_reason};
 use crate::Core;
 use crate::error::Error;
+use crate::ratelimit::{Rate, RateLimiter};
 use crate::store::{Store, TokenRole};
 
 use TokenRole::{Admin, Auditor, Holder, Issuer};
@@ -20,51 +22,42 @@ use TokenRole::{Admin, Auditor, Holder, Issuer};
 const ALL: &[TokenRole] = &[Admin, Issuer, Holder, Auditor];
 const ACTORS: &[TokenRole] = &[Admin, Issuer, Holder];
 
-/// Every `agent.v1` method and the roles that may call it. A method missing
+/// Every `agent.v1` method, the roles that may call it, and what a call
+/// costs from the token's rate (`grpc.rate_per_sec`): reads 1, actions that
+/// sign, send or write 5, the custodial round trip 20. A method missing
 /// here is refused to everyone (and fails `every_method_has_a_rule`).
 /// Wallet-scoped methods are confined to the token's wallet by [`wallet`].
-pub const TABLE: &[(&str, &[TokenRole])] = &[
-    ("/agent.v1.WalletService/CreateWallet", &[Admin]),
-    ("/agent.v1.WalletService/GetWallet", ALL),
-    ("/agent.v1.WalletService/ListWallets", &[Admin]),
-    ("/agent.v1.TokenService/CreateToken", &[Admin]),
-    ("/agent.v1.TokenService/ListTokens", &[Admin]),
-    ("/agent.v1.TokenService/RevokeToken", &[Admin]),
-    ("/agent.v1.DidService/CreateDid", ACTORS),
-    ("/agent.v1.DidService/ListDids", ALL),
-    ("/agent.v1.DidService/ResolveDid", ALL),
-    ("/agent.v1.ConnectionService/CreateInvitation", ACTORS),
-    ("/agent.v1.ConnectionService/AcceptInvitation", ACTORS),
-    ("/agent.v1.ConnectionService/ListConnections", ALL),
-    ("/agent.v1.ConnectionService/GetConnection", ALL),
-    ("/agent.v1.ConnectionService/Ping", ACTORS),
-    ("/agent.v1.ConnectionService/DiscoverFeatures", ACTORS),
-    ("/agent.v1.IssuanceService/CreateOffer", &[Admin, Issuer]),
-    ("/agent.v1.IssuanceService/ListRecords", ALL),
-    ("/agent.v1.IssuanceService/GetRecord", ALL),
-    (
-        "/agent.v1.IssuanceService/IssueCredential",
-        &[Admin, Issuer],
-    ),
+#[rustfmt::skip]
+pub const TABLE: &[(&str, &[TokenRole], u32)] = &[
+    ("/agent.v1.WalletService/CreateWallet", &[Admin], 5),
+    ("/agent.v1.WalletService/GetWallet", ALL, 1),
+    ("/agent.v1.WalletService/ListWallets", &[Admin], 1),
+    ("/agent.v1.TokenService/CreateToken", &[Admin], 5),
+    ("/agent.v1.TokenService/ListTokens", &[Admin], 1),
+    ("/agent.v1.TokenService/RevokeToken", &[Admin], 1),
+    ("/agent.v1.DidService/CreateDid", ACTORS, 5),
+    ("/agent.v1.DidService/ListDids", ALL, 1),
+    ("/agent.v1.DidService/ResolveDid", ALL, 1),
+    ("/agent.v1.ConnectionService/CreateInvitation", ACTORS, 5),
+    ("/agent.v1.ConnectionService/AcceptInvitation", ACTORS, 5),
+    ("/agent.v1.ConnectionService/ListConnections", ALL, 1),
+    ("/agent.v1.ConnectionService/GetConnection", ALL, 1),
+    ("/agent.v1.ConnectionService/Ping", ACTORS, 5),
+    ("/agent.v1.ConnectionService/DiscoverFeatures", ACTORS, 5),
+    ("/agent.v1.IssuanceService/CreateOffer", &[Admin, Issuer], 5),
+    ("/agent.v1.IssuanceService/ListRecords", ALL, 1),
+    ("/agent.v1.IssuanceService/GetRecord", ALL, 1),
+    ("/agent.v1.IssuanceService/IssueCredential", &[Admin, Issuer], 5),
     // Acts in two wallets (issuer's and holder's) at once.
-    ("/agent.v1.IssuanceService/IssueCustodial", &[Admin]),
-    (
-        "/agent.v1.HolderService/ListOffers",
-        &[Admin, Holder, Auditor],
-    ),
-    ("/agent.v1.HolderService/AcceptOffer", &[Admin, Holder]),
-    ("/agent.v1.HolderService/RejectOffer", &[Admin, Holder]),
-    (
-        "/agent.v1.HolderService/ListCredentials",
-        &[Admin, Holder, Auditor],
-    ),
-    (
-        "/agent.v1.HolderService/GetCredential",
-        &[Admin, Holder, Auditor],
-    ),
-    ("/agent.v1.HolderService/DeleteCredential", &[Admin, Holder]),
-    ("/agent.v1.HolderService/MatchCredential", &[Admin, Holder]),
-    ("/agent.v1.EventService/Subscribe", ALL),
+    ("/agent.v1.IssuanceService/IssueCustodial", &[Admin], 20),
+    ("/agent.v1.HolderService/ListOffers", &[Admin, Holder, Auditor], 1),
+    ("/agent.v1.HolderService/AcceptOffer", &[Admin, Holder], 5),
+    ("/agent.v1.HolderService/RejectOffer", &[Admin, Holder], 5),
+    ("/agent.v1.HolderService/ListCredentials", &[Admin, Holder, Auditor], 1),
+    ("/agent.v1.HolderService/GetCredential", &[Admin, Holder, Auditor], 1),
+    ("/agent.v1.HolderService/DeleteCredential", &[Admin, Holder], 5),
+    ("/agent.v1.HolderService/MatchCredential", &[Admin, Holder], 2),
+    ("/agent.v1.EventService/Subscribe", ALL, 1),
 ];
 
 /// The caller of the request being handled.
@@ -140,6 +133,8 @@ pub struct Authorize {
     store: Store,
     tokens: bool,
     reflection_requires_token: bool,
+    rates: Arc<RateLimiter<String>>,
+    default_rate: u32,
 }
 
 impl Authorize {
@@ -149,6 +144,11 @@ impl Authorize {
             store: core.store.clone(),
             tokens: grpc.auth == "tokens",
             reflection_requires_token: grpc.reflection_requires_token,
+            rates: Arc::new(RateLimiter::new(Rate {
+                per_sec: grpc.rate_per_sec,
+                burst: grpc.rate_burst,
+            })),
+            default_rate: grpc.rate_per_sec,
         }
     }
 
@@ -172,15 +172,34 @@ impl Authorize {
         if path.starts_with("/grpc.reflection.") {
             return Ok(Caller::Anyone);
         }
-        let allowed = TABLE
-            .iter()
-            .find(|(method, _)| *method == path)
-            .is_some_and(|(_, roles)| roles.contains(&token.role));
-        if !allowed {
+        let rule = TABLE.iter().find(|(method, ..)| *method == path);
+        let Some((_, _, cost)) = rule.filter(|(_, roles, _)| roles.contains(&token.role)) else {
             return Err(with_reason(
                 Status::permission_denied(format!("a {:?} token may not call {path}", token.role)),
                 "PERMISSION_DENIED",
             ));
+        };
+        let own = Rate {
+            per_sec: token.rate_per_sec,
+            burst: token.rate_per_sec.saturating_mul(2),
+        };
+        if let Err(wait) = self.rates.take(&token.id, *cost, own) {
+            let mut refused = with_reason(
+                Status::resource_exhausted(format!(
+                    "rate limited: this token may make {} calls' worth per second; retry in {} ms",
+                    if own.per_sec > 0 {
+                        own.per_sec
+                    } else {
+                        self.default_rate
+                    },
+                    wait.as_millis()
+                )),
+                "RATE_LIMITED",
+            );
+            if let Ok(v) = wait.as_millis().to_string().parse() {
+                refused.metadata_mut().insert("retry-after-ms", v);
+            }
+            return Err(refused);
         }
         Ok(Caller::Token {
             id: token.id,
@@ -257,9 +276,9 @@ mod tests {
         }
         assert!(methods.len() >= 25, "{methods:?}");
         for m in &methods {
-            assert!(super::TABLE.iter().any(|(t, _)| t == m), "no rule for {m}");
+            assert!(super::TABLE.iter().any(|(t, ..)| t == m), "no rule for {m}");
         }
-        for (t, _) in super::TABLE {
+        for (t, ..) in super::TABLE {
             assert!(
                 methods.contains(&t.to_string()),
                 "a rule for no method: {t}"

@@ -26,6 +26,7 @@ fn to_proto(t: store::Token) -> proto::Token {
         created_at_ms: t.created_at_ms,
         created_by: t.created_by,
         revoked_at_ms: t.revoked_at_ms.unwrap_or(0),
+        rate_per_sec: t.rate_per_sec,
     }
 }
 
@@ -49,8 +50,8 @@ impl TokenService for Tokens {
         };
         let wallet = auth::wallet(&self.0, &r.wallet_id)?;
         let by = auth::caller();
-        let issued =
-            tokens::create(&self.0, &wallet, role, &r.label, 0, by.id()).map_err(status)?;
+        let issued = tokens::create(&self.0, &wallet, role, &r.label, r.rate_per_sec, by.id())
+            .map_err(status)?;
         Ok(Response::new(proto::CreateTokenResponse {
             token: Some(to_proto(issued.token)),
             secret: issued.secret,
