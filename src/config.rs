@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::tls::ServerTls;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
@@ -19,7 +21,7 @@ pub enum ConfigError {
     Invalid { key: String, message: String },
 }
 
-fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.to_string(),
         message: message.into(),
@@ -143,6 +145,22 @@ pub struct Grpc {
     pub rate_per_sec: u32,
     /// How much a token may spend at once.
     pub rate_burst: u32,
+    /// Serve the control plane over TLS (`[grpc.tls]`); plaintext when unset.
+    pub tls: GrpcTls,
+    /// Allow plaintext on an address that is not loopback, for a gateway
+    /// in front that terminates TLS (see `check_grpc_exposure`).
+    pub insecure: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpcTls {
+    /// PEM: the server's certificate chain (leaf first) and its private
+    /// key. Both or neither.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// PEM: when set, clients must present a certificate this CA signed (mTLS).
+    pub client_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -254,6 +272,8 @@ impl Default for Grpc {
             api_key: None,
             rate_per_sec: 200,
             rate_burst: 400,
+            tls: GrpcTls::default(),
+            insecure: false,
         }
     }
 }
@@ -316,6 +336,10 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("AGENTD_ADMIN_TOKEN", "grpc.admin_token"),
     ("AGENTD_ADMIN_TOKEN_FILE", "grpc.admin_token_file"),
     ("AGENTD_GRPC_AUTH", "grpc.auth"),
+    ("AGENTD_GRPC_TLS_CERT_FILE", "grpc.tls.cert_file"),
+    ("AGENTD_GRPC_TLS_KEY_FILE", "grpc.tls.key_file"),
+    ("AGENTD_GRPC_TLS_CLIENT_CA_FILE", "grpc.tls.client_ca_file"),
+    ("AGENTD_GRPC_INSECURE", "grpc.insecure"),
     ("AGENTD_MASTER_KEY_FILE", "keys.master_key_file"),
     ("AGENTD_LOG_FORMAT", "log.format"),
     (
@@ -386,6 +410,10 @@ impl Config {
                 "grpc.admin_token" => self.grpc.admin_token = Some(v),
                 "grpc.admin_token_file" => self.grpc.admin_token_file = v.into(),
                 "grpc.auth" => self.grpc.auth = v,
+                "grpc.tls.cert_file" => self.grpc.tls.cert_file = Some(v.into()),
+                "grpc.tls.key_file" => self.grpc.tls.key_file = Some(v.into()),
+                "grpc.tls.client_ca_file" => self.grpc.tls.client_ca_file = Some(v.into()),
+                "grpc.insecure" => self.grpc.insecure = boolean(&v)?,
                 "keys.master_key_file" => self.keys.master_key_file = v.into(),
                 "log.format" => self.log.format = v,
                 "outbox.retry_budget_secs" => self.outbox.retry_budget_secs = number(&v)?,
@@ -405,7 +433,8 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.didcomm_listen()?;
-        self.grpc_listen()?;
+        self.grpc_tls()?;
+        self.check_grpc_exposure()?;
         if let Some(url) = &self.didcomm.public_endpoint {
             let parsed = url::Url::parse(url)
                 .map_err(|e| invalid("didcomm.public_endpoint", format!("{url:?}: {e}")))?;
@@ -536,6 +565,48 @@ impl Config {
             )
         })
     }
+
+    /// The control plane's TLS material, read and checked; None for plaintext.
+    pub(crate) fn grpc_tls(&self) -> Result<Option<ServerTls>, ConfigError> {
+        let tls = &self.grpc.tls;
+        match (&tls.cert_file, &tls.key_file) {
+            (Some(cert), Some(key)) => {
+                ServerTls::load(cert, key, tls.client_ca_file.as_deref()).map(Some)
+            }
+            (None, None) if tls.client_ca_file.is_some() => Err(invalid(
+                "grpc.tls.client_ca_file",
+                "client certificates need TLS: set grpc.tls.cert_file and grpc.tls.key_file too",
+            )),
+            (None, None) => Ok(None),
+            (Some(_), None) => Err(invalid(
+                "grpc.tls.key_file",
+                "must be set with grpc.tls.cert_file",
+            )),
+            (None, Some(_)) => Err(invalid(
+                "grpc.tls.cert_file",
+                "must be set with grpc.tls.key_file",
+            )),
+        }
+    }
+
+    /// Whoever reaches the control plane can act on every wallet, and over
+    /// plaintext anyone on the path reads the API key: off loopback it must
+    /// be TLS, unless `grpc.insecure` says a gateway in front provides it.
+    fn check_grpc_exposure(&self) -> Result<(), ConfigError> {
+        let listen = self.grpc_listen()?;
+        let tls = self.grpc.tls.cert_file.is_some();
+        if listen.ip().is_loopback() || tls || self.grpc.insecure {
+            return Ok(());
+        }
+        Err(invalid(
+            "grpc.listen",
+            format!(
+                "{listen} is not a loopback address and the control plane would be plaintext: \
+                 set grpc.tls.cert_file and grpc.tls.key_file, or grpc.insecure = true if \
+                 a gateway in front of agentd terminates TLS"
+            ),
+        ))
+    }
 }
 
 #[cfg(test)]
@@ -570,6 +641,58 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("public_endpoint"), "{e}");
+    }
+
+    #[test]
+    fn tls_files_come_in_pairs() {
+        let e = parse("[grpc.tls]\ncert_file = \"c.pem\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("grpc.tls.key_file"), "{e}");
+        let e = parse("[grpc.tls]\nkey_file = \"k.pem\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("grpc.tls.cert_file"), "{e}");
+        let e = parse("[grpc.tls]\nclient_ca_file = \"ca.pem\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("grpc.tls.client_ca_file"), "{e}");
+        let e = parse("[grpc.tls]\ncert = \"c.pem\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cert"), "{e}");
+    }
+
+    #[test]
+    fn a_plaintext_control_plane_off_loopback_needs_insecure() {
+        for listen in ["0.0.0.0:50051", "[::]:50051", "192.0.2.1:50051"] {
+            let e = parse(&format!("[grpc]\nlisten = \"{listen}\"\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("grpc.listen"), "{e}");
+            assert!(
+                e.contains("grpc.tls.cert_file") && e.contains("grpc.insecure = true"),
+                "{e}"
+            );
+            parse(&format!("[grpc]\nlisten = \"{listen}\"\ninsecure = true\n")).unwrap();
+        }
+        parse("[grpc]\nlisten = \"[::1]:50051\"\n").unwrap();
+
+        let dir = tempfile::tempdir().unwrap();
+        let pair = rcgen::generate_simple_self_signed(["localhost".to_string()]).unwrap();
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert, pair.cert.pem()).unwrap();
+        std::fs::write(&key, pair.signing_key.serialize_pem()).unwrap();
+        let mut c = Config::default();
+        c.apply_env(|v| match v {
+            "AGENTD_GRPC_LISTEN" => Some("0.0.0.0:50051".into()),
+            "AGENTD_GRPC_TLS_CERT_FILE" => Some(cert.display().to_string()),
+            "AGENTD_GRPC_TLS_KEY_FILE" => Some(key.display().to_string()),
+            _ => None,
+        })
+        .unwrap();
+        c.validate().unwrap();
+        assert!(c.grpc_tls().unwrap().is_some());
     }
 
     #[test]

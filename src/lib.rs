@@ -46,6 +46,8 @@ pub mod tokens;
 pub mod vc;
 pub mod wallet;
 
+mod tls;
+
 #[cfg(test)]
 mod testing;
 
@@ -119,6 +121,9 @@ impl Agent {
         config
             .validate()
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let grpc_tls = config
+            .grpc_tls()
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
         // Bind first: a port in use fails the start before anything is written.
         let didcomm_listener = bind(config.didcomm_listen().expect("validated")).await?;
         let grpc_listener = bind(config.grpc_listen().expect("validated")).await?;
@@ -173,6 +178,7 @@ impl Agent {
             core.clone(),
             protocols.clone(),
             grpc_listener,
+            grpc_tls.map(|tls| tls.server_config()),
             shutdown.clone(),
         ));
         tasks.spawn(didcomm::inbox::run(transport.clone(), shutdown.clone()));

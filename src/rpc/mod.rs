@@ -25,6 +25,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 use tonic::metadata::MetadataValue;
+use tonic::transport::ServerTlsConfig;
 use tonic::transport::server::TcpIncoming;
 
 use crate::Core;
@@ -39,10 +40,13 @@ use proto::issuance_service_server::IssuanceServiceServer;
 use proto::token_service_server::TokenServiceServer;
 use proto::wallet_service_server::WalletServiceServer;
 
+/// Serves the control plane on `listener`, over TLS when `tls` is given,
+/// until `shutdown`.
 pub async fn serve(
     core: Core,
     protocols: Protocols,
     listener: TcpListener,
+    tls: Option<ServerTlsConfig>,
     shutdown: CancellationToken,
 ) {
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -72,7 +76,19 @@ pub async fn serve(
         .build_v1alpha()
         .expect("descriptor sets are valid");
     let reflection = reflection().build_v1().expect("descriptor sets are valid");
-    let result = tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        // The files were checked at load with the same provider, so this
+        // fails only if tonic disagrees with that check.
+        server = match server.tls_config(tls) {
+            Ok(server) => server,
+            Err(e) => {
+                tracing::error!(error = %e, "gRPC TLS setup failed");
+                return;
+            }
+        };
+    }
+    let result = server
         .layer(DurableAnswers {
             store: core.store.clone(),
         })
@@ -230,6 +246,7 @@ mod tests {
             t.core.clone(),
             t.protocols.clone(),
             listener,
+            None,
             shutdown.clone(),
         ));
         let mut client = WalletServiceClient::connect(format!("http://{addr}"))
