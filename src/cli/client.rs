@@ -2,12 +2,13 @@
 //! wallet to talk to, the channel (with the API key on every call), and
 //! turning gRPC failures into one readable line.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::anyhow;
+use anyhow::{Context, anyhow, bail};
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Request, Status};
 
 use agentd::config::Grpc;
@@ -19,9 +20,20 @@ use super::output::{Listed, Output};
 #[derive(clap::Args)]
 #[command(next_help_heading = "Daemon options")]
 pub struct Target {
-    /// The daemon's gRPC address (its `grpc.listen`).
+    /// The daemon's gRPC address (its `grpc.listen`): `host:port`, or a URL;
+    /// `https://host:port` talks TLS.
     #[arg(long, global = true, env = "AGENTD_GRPC", default_value_t = Grpc::default().listen)]
     grpc: String,
+    /// With https: trust this CA (PEM) instead of the system's roots.
+    #[arg(long, global = true, env = "AGENTD_CA_FILE")]
+    ca_file: Option<PathBuf>,
+    /// With https: present this client certificate (PEM), for a daemon
+    /// with `grpc.tls.client_ca_file`.
+    #[arg(long, global = true, requires = "key_file")]
+    cert_file: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, global = true, requires = "cert_file")]
+    key_file: Option<PathBuf>,
     /// The wallet to act on; empty is the daemon's default wallet.
     #[arg(
         long,
@@ -46,6 +58,49 @@ pub struct Target {
     json: bool,
 }
 
+impl Target {
+    /// Where to connect, and how: `https://` with TLS, anything else plaintext.
+    fn endpoint(&self) -> anyhow::Result<Endpoint> {
+        let (url, tls) = match self.grpc.split_once("://") {
+            None => (format!("http://{}", self.grpc), false),
+            Some(("http", _)) => (self.grpc.clone(), false),
+            Some(("https", _)) => (self.grpc.clone(), true),
+            Some(_) => bail!("--grpc {}: the scheme must be http or https", self.grpc),
+        };
+        let endpoint = Endpoint::from_shared(url)
+            .map_err(|_| anyhow!("--grpc {}: not host:port or a URL", self.grpc))?;
+        if !tls {
+            // Certificates given for a plaintext address mean TLS was
+            // intended: better to stop than to send the token in clear.
+            if self.ca_file.is_some() || self.cert_file.is_some() {
+                bail!(
+                    "--ca-file, --cert-file and --key-file need TLS: give --grpc as https://{}",
+                    self.grpc.trim_start_matches("http://")
+                );
+            }
+            return Ok(endpoint);
+        }
+        let mut config = ClientTlsConfig::new();
+        config = match &self.ca_file {
+            Some(ca) => config.ca_certificate(Certificate::from_pem(read("--ca-file", ca)?)),
+            None => config.with_native_roots(),
+        };
+        if let (Some(cert), Some(key)) = (&self.cert_file, &self.key_file) {
+            config = config.identity(Identity::from_pem(
+                read("--cert-file", cert)?,
+                read("--key-file", key)?,
+            ));
+        }
+        endpoint
+            .tls_config(config)
+            .map_err(|e| anyhow!("TLS: {}", root_cause(&e)))
+    }
+}
+
+fn read(flag: &str, path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("{flag} {}", path.display()))
+}
+
 /// The channel every typed client is built on: `FooServiceClient::new(d.svc())`.
 pub type Svc = InterceptedService<Channel, Auth>;
 
@@ -59,10 +114,10 @@ pub struct Daemon {
 impl Daemon {
     /// Connects eagerly, so an unreachable daemon is reported once, up front.
     pub async fn connect(t: Target) -> anyhow::Result<Daemon> {
+        let endpoint = t.endpoint()?;
         let token = t.token.or_else(|| std::env::var("AGENTD_API_KEY").ok());
         let auth = Auth::new(token.as_deref())?;
-        let channel = Endpoint::from_shared(format!("http://{}", t.grpc))
-            .map_err(|_| anyhow!("--grpc {}: not host:port", t.grpc))?
+        let channel = endpoint
             .connect_timeout(Duration::from_secs(5))
             .connect()
             .await
@@ -118,15 +173,17 @@ pub struct Paging {
 }
 
 /// The innermost cause, lower-case for an I/O error ("connection refused"),
-/// rather than tonic's generic "transport error".
+/// rather than tonic's generic "transport error". An I/O error that wraps
+/// another (a TLS failure: "invalid peer certificate: UnknownIssuer") says
+/// more than its kind ("invalid data").
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut last = e;
     while let Some(next) = last.source() {
         last = next;
     }
     match last.downcast_ref::<std::io::Error>() {
-        Some(io) => io.kind().to_string(),
-        None => last.to_string(),
+        Some(io) if io.get_ref().is_none() => io.kind().to_string(),
+        _ => last.to_string(),
     }
 }
 
