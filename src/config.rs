@@ -645,22 +645,17 @@ mod tests {
 
     #[test]
     fn tls_files_come_in_pairs() {
-        let e = parse("[grpc.tls]\ncert_file = \"c.pem\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("grpc.tls.key_file"), "{e}");
-        let e = parse("[grpc.tls]\nkey_file = \"k.pem\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("grpc.tls.cert_file"), "{e}");
-        let e = parse("[grpc.tls]\nclient_ca_file = \"ca.pem\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("grpc.tls.client_ca_file"), "{e}");
-        let e = parse("[grpc.tls]\ncert = \"c.pem\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("cert"), "{e}");
+        for (text, named) in [
+            ("cert_file = \"c.pem\"", "grpc.tls.key_file"),
+            ("key_file = \"k.pem\"", "grpc.tls.cert_file"),
+            ("client_ca_file = \"ca.pem\"", "grpc.tls.client_ca_file"),
+            ("cert = \"c.pem\"", "cert"),
+        ] {
+            let e = parse(&format!("[grpc.tls]\n{text}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(named), "{text}: {e}");
+        }
     }
 
     #[test]
