@@ -595,15 +595,24 @@ impl Config {
     fn check_grpc_exposure(&self) -> Result<(), ConfigError> {
         let listen = self.grpc_listen()?;
         let tls = self.grpc.tls.cert_file.is_some();
-        if listen.ip().is_loopback() || tls || self.grpc.insecure {
+        let tokens = self.grpc.auth == "tokens";
+        if listen.ip().is_loopback() || self.grpc.insecure || (tls && tokens) {
             return Ok(());
         }
+        let (exposed, fix) = if !tls {
+            ("plaintext", "set grpc.tls.cert_file and grpc.tls.key_file")
+        } else {
+            (
+                "open to anyone (grpc.auth = \"none\")",
+                "set grpc.auth = \"tokens\"",
+            )
+        };
         Err(invalid(
             "grpc.listen",
             format!(
-                "{listen} is not a loopback address and the control plane would be plaintext: \
-                 set grpc.tls.cert_file and grpc.tls.key_file, or grpc.insecure = true if \
-                 a gateway in front of agentd terminates TLS"
+                "{listen} is not a loopback address and the control plane would be {exposed}: \
+                 {fix}, or grpc.insecure = true if a gateway in front of agentd terminates TLS \
+                 and checks callers"
             ),
         ))
     }
@@ -659,7 +668,7 @@ mod tests {
     }
 
     #[test]
-    fn a_plaintext_control_plane_off_loopback_needs_insecure() {
+    fn a_control_plane_off_loopback_needs_tls_and_tokens_or_insecure() {
         for listen in ["0.0.0.0:50051", "[::]:50051", "192.0.2.1:50051"] {
             let e = parse(&format!("[grpc]\nlisten = \"{listen}\"\n"))
                 .unwrap_err()
@@ -688,6 +697,12 @@ mod tests {
         .unwrap();
         c.validate().unwrap();
         assert!(c.grpc_tls().unwrap().is_some());
+        // TLS without tokens is still open to anyone who can connect.
+        c.grpc.auth = "none".into();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("grpc.auth = \"tokens\""), "{e}");
+        c.grpc.insecure = true;
+        c.validate().unwrap();
     }
 
     #[test]

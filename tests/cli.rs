@@ -350,9 +350,12 @@ async fn failures_are_one_line_naming_the_cause() {
     assert!(text(&out.stderr).contains("invalid value 'nope' for '--state"));
     agent.stop().await.unwrap();
 
-    let locked = LocalAgent::start_with("cli-locked", |c| c.grpc.api_key = Some(API_KEY.into()))
-        .await
-        .unwrap();
+    let locked = LocalAgent::start_with("cli-locked", |c| {
+        c.grpc.auth = "tokens".into();
+        c.grpc.api_key = Some(API_KEY.into());
+    })
+    .await
+    .unwrap();
     let l = locked.grpc;
     let missing = failure(l, &["wallet", "list"]).await;
     assert!(

@@ -36,6 +36,7 @@ async fn reflection_lists_the_services_and_health_is_serving() {
             "agent.v1.EventService",
             "agent.v1.HolderService",
             "agent.v1.IssuanceService",
+            "agent.v1.TokenService",
             "agent.v1.WalletService",
             "grpc.health.v1.Health",
             "grpc.reflection.v1.ServerReflection",
@@ -66,7 +67,7 @@ async fn reflection_lists_the_services_and_health_is_serving() {
         panic!("unexpected v1alpha reflection response {response:?}");
     };
     let old_names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    for name in &names[..6] {
+    for name in names.iter().filter(|n| n.starts_with("agent.v1.")) {
         assert!(
             old_names.contains(name),
             "v1alpha lists no {name}: {old_names:?}"

@@ -102,8 +102,16 @@ fn display(path: &Path) -> String {
     path.display().to_string()
 }
 
+/// Off loopback, a control plane needs TLS and tokens: the daemons here
+/// have this admin token.
+const ADMIN: &str = "agentd_tls-test-admin-token-0123456789abcdef";
+
 async fn start(name: &str, env: &[(&str, String)]) -> ProcessAgent {
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    env.extend([
+        ("AGENTD_GRPC_AUTH", "tokens"),
+        ("AGENTD_ADMIN_TOKEN", ADMIN),
+    ]);
     common::start(name, &env).await
 }
 
@@ -118,8 +126,11 @@ async fn list_wallets(url: String, tls: Option<ClientTlsConfig>) -> Result<usize
         endpoint = endpoint.tls_config(tls).unwrap();
     }
     let channel = endpoint.connect().await.map_err(|e| causes(&e))?;
+    let mut request = tonic::Request::new(ListWalletsRequest::default());
+    let bearer = format!("Bearer {ADMIN}").parse().unwrap();
+    request.metadata_mut().insert("authorization", bearer);
     let wallets = WalletServiceClient::new(channel)
-        .list_wallets(ListWalletsRequest::default())
+        .list_wallets(request)
         .await
         .map_err(|s| causes(&s))?;
     Ok(wallets.into_inner().wallets.len())
@@ -139,7 +150,7 @@ fn causes(e: &(dyn std::error::Error + 'static)) -> String {
 /// on failure.
 fn cli(grpc: &str, flags: &[&str]) -> Result<String, String> {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_agentd"))
-        .args(["wallet", "list", "--grpc", grpc])
+        .args(["wallet", "list", "--grpc", grpc, "--token", ADMIN])
         .args(flags)
         .env_remove("AGENTD_CA_FILE")
         .env_remove("AGENTD_API_KEY")
