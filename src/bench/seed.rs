@@ -97,6 +97,7 @@ fn record(role: Role, i: usize, claims: &Map<String, Value>, now: i64) -> Creden
 
 fn credential(rec: &CredentialRecord) -> StoredCredential {
     StoredCredential {
+        created_by: String::new(),
         id: rec.credential_id.clone().unwrap_or_default(),
         wallet_id: rec.wallet_id.clone(),
         record_id: rec.id.clone(),

@@ -110,6 +110,7 @@ pub fn credential_to_proto(c: store::StoredCredential) -> proto::Credential {
         not_before: c.not_before,
         expires: c.expires.unwrap_or_default(),
         received_at_ms: c.received_at_ms,
+        created_by: c.created_by,
     }
 }
 

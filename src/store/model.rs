@@ -305,8 +305,9 @@ pub struct CredentialRecord {
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
     /// Who made the record and who changed it last: a control-plane token
-    /// id, "peer" (a message from the peer), "agentd" (delivery, sweeping),
-    /// or "" (no tokens, or before this was kept).
+    /// id, "peer" (a message from the peer), "agentd" (sweeping), or ""
+    /// (no tokens, or before this was kept). Delivery bookkeeping changes
+    /// no one's `updated_by`.
     #[serde(default)]
     pub created_by: String,
     #[serde(default)]
@@ -340,6 +341,9 @@ pub struct StoredCredential {
     pub not_before: u64,
     pub expires: Option<u64>,
     pub received_at_ms: i64,
+    /// The token that accepted the offer it answers ("" without tokens).
+    #[serde(default)]
+    pub created_by: String,
 }
 
 /// A committed record state change, in commit order.

@@ -25,7 +25,8 @@ pub fn delivered(
         core,
         tx,
         after,
-        by: super::BY_AGENT.into(),
+        // Bookkeeping, not a decision: `updated_by` stays whose it was.
+        by: String::new(),
     };
     let cur = tx.record(wallet, record_id)?;
     let waiting = match cur.state {
@@ -59,7 +60,8 @@ pub fn delivery_failed(
         core,
         tx,
         after,
-        by: super::BY_AGENT.into(),
+        // Bookkeeping, not a decision: `updated_by` stays whose it was.
+        by: String::new(),
     };
     let cur = tx.record(&entry.wallet_id, record_id)?;
     let mut rec = cur.clone();

@@ -261,6 +261,8 @@ fn verify_credential(
         not_before: c.not_before,
         expires: c.expires,
         received_at_ms: crate::now_ms(),
+        // Delivery keeps `updated_by`, so this is who accepted the offer.
+        created_by: rec.updated_by.clone(),
     })
 }
 

@@ -121,14 +121,15 @@ struct Io<'a, 't> {
     tx: &'a StoreTx<'t>,
     after: &'a mut After,
     /// Who makes the change, recorded as the record's `updated_by` (and
-    /// `created_by` when new): a control-plane token's id, [`BY_PEER`] or
-    /// [`BY_AGENT`].
+    /// `created_by` when new): a control-plane token's id, [`BY_PEER`],
+    /// [`BY_AGENT`], or "" (outbox bookkeeping; no tokens), which leaves
+    /// `updated_by` as it was.
     by: String,
 }
 
 /// `updated_by` of a change a peer's message made.
 pub const BY_PEER: &str = "peer";
-/// `updated_by` of a change agentd made by itself (delivery, sweeping).
+/// `updated_by` of a change agentd decided by itself (sweeping).
 pub const BY_AGENT: &str = "agentd";
 
 impl Io<'_, '_> {
@@ -150,7 +151,9 @@ impl Io<'_, '_> {
         if old.is_none() {
             rec.created_by = by.clone();
         }
-        rec.updated_by = by.clone();
+        if !by.is_empty() {
+            rec.updated_by = by.clone();
+        }
         let reason = inputs.reason.clone();
         let prev = old.map(|o| o.state);
         let (next, effects) = machine::transition(rec.role, prev, &event)
