@@ -532,3 +532,50 @@ async fn a_token_past_its_rate_is_told_when_to_retry() {
     tokio::time::sleep(std::time::Duration::from_millis(wait + 50)).await;
     dids.list_dids(list()).await.unwrap();
 }
+
+/// Reflection is open by default; `grpc.reflection_requires_token` closes
+/// it to callers without a token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflection_can_require_a_token() {
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest,
+    };
+    for closed in [false, true] {
+        let agent = agentd::harness::LocalAgent::start_with("reflection", |c| {
+            c.grpc.auth = "tokens".into();
+            c.grpc.admin_token = Some(ADMIN.into());
+            c.grpc.reflection_requires_token = closed;
+        })
+        .await
+        .unwrap();
+        let channel = Channel::from_shared(format!("http://{}", agent.grpc))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let list = |token: Option<&str>| {
+            let once = tokio_stream::once(ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(MessageRequest::ListServices(String::new())),
+            });
+            match token {
+                Some(t) => bearer(t, once),
+                None => Request::new(once),
+            }
+        };
+        let mut client = ServerReflectionClient::new(channel);
+        let anonymous = client.server_reflection_info(list(None)).await;
+        assert_eq!(anonymous.is_ok(), !closed, "{anonymous:?}");
+        if closed {
+            assert_eq!(anonymous.unwrap_err().code(), Code::Unauthenticated);
+        }
+        assert!(
+            client
+                .server_reflection_info(list(Some(ADMIN)))
+                .await
+                .is_ok()
+        );
+        agent.stop().await.unwrap();
+    }
+}
