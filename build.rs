@@ -21,5 +21,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     fs::write(out.join("agent_v1_descriptor.bin"), fds.encode_to_vec())?;
     tonic_prost_build::configure().compile_fds(fds)?;
     println!("cargo:rerun-if-changed=proto");
+    git_commit();
     Ok(())
+}
+
+/// `agentd --version` names the commit it was built from ("unknown" outside
+/// a git checkout, e.g. from a source tarball).
+fn git_commit() {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let commit = git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=AGENTD_GIT_COMMIT={commit}");
+    // A new commit moves HEAD or the branch it points to.
+    println!("cargo:rerun-if-changed=.git/HEAD");
+    if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
+        println!("cargo:rerun-if-changed=.git/{branch}");
+    }
 }

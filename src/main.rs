@@ -18,7 +18,11 @@ use agentd::config::Config;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "agentd", version, about = "A DIDComm v2 peer agent daemon")]
+#[command(
+    name = "agentd",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("AGENTD_GIT_COMMIT"), ")"),
+    about = "A DIDComm v2 peer agent daemon"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -378,3 +378,26 @@ async fn failures_are_one_line_naming_the_cause() {
     assert!(text(&right.stdout).contains("default"));
     locked.stop().await.unwrap();
 }
+
+/// `agentd --version` names the version and the commit it was built from.
+#[test]
+fn version_names_the_commit() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_agentd"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map_or("unknown".into(), |o| {
+            String::from_utf8_lossy(&o.stdout).trim().to_string()
+        });
+    assert_eq!(
+        printed,
+        format!("agentd {} (commit {head})", env!("CARGO_PKG_VERSION"))
+    );
+}
