@@ -1,0 +1,101 @@
+use super::*;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    let c: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        path: "t".into(),
+        message: e.to_string(),
+    })?;
+    c.validate()?;
+    Ok(c)
+}
+
+#[test]
+fn shipped_agent_toml_is_valid() {
+    parse(include_str!("../../agent.toml")).unwrap();
+}
+
+#[test]
+fn unknown_keys_and_bad_values_are_named() {
+    let e = parse("[storage]\npaht = \"x\"\n").unwrap_err().to_string();
+    assert!(e.contains("paht"), "{e}");
+    let e = parse("[didcomm]\nlisten = \"nope\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("didcomm.listen"), "{e}");
+    let e = parse("[log]\nformat = \"xml\"\n").unwrap_err().to_string();
+    assert!(e.contains("log.format"), "{e}");
+    let e = parse("[didcomm]\npublic_endpoint = \"ftp://x\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("public_endpoint"), "{e}");
+}
+
+#[test]
+fn tls_files_come_in_pairs() {
+    for (text, named) in [
+        ("cert_file = \"c.pem\"", "grpc.tls.key_file"),
+        ("key_file = \"k.pem\"", "grpc.tls.cert_file"),
+        ("client_ca_file = \"ca.pem\"", "grpc.tls.client_ca_file"),
+        ("cert = \"c.pem\"", "cert"),
+    ] {
+        let e = parse(&format!("[grpc.tls]\n{text}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(named), "{text}: {e}");
+    }
+}
+
+#[test]
+fn a_control_plane_off_loopback_needs_tls_and_tokens_or_insecure() {
+    for listen in ["0.0.0.0:50051", "[::]:50051", "192.0.2.1:50051"] {
+        let e = parse(&format!("[grpc]\nlisten = \"{listen}\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("grpc.listen"), "{e}");
+        assert!(
+            e.contains("grpc.tls.cert_file") && e.contains("grpc.insecure = true"),
+            "{e}"
+        );
+        parse(&format!("[grpc]\nlisten = \"{listen}\"\ninsecure = true\n")).unwrap();
+    }
+    parse("[grpc]\nlisten = \"[::1]:50051\"\n").unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let pair = rcgen::generate_simple_self_signed(["localhost".to_string()]).unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, pair.cert.pem()).unwrap();
+    std::fs::write(&key, pair.signing_key.serialize_pem()).unwrap();
+    let mut c = Config::default();
+    c.apply_env(|v| match v {
+        "AGENTD_GRPC_LISTEN" => Some("0.0.0.0:50051".into()),
+        "AGENTD_GRPC_TLS_CERT_FILE" => Some(cert.display().to_string()),
+        "AGENTD_GRPC_TLS_KEY_FILE" => Some(key.display().to_string()),
+        _ => None,
+    })
+    .unwrap();
+    c.validate().unwrap();
+    assert!(c.grpc_tls().unwrap().is_some());
+    // TLS without tokens is still open to anyone who can connect.
+    c.grpc.auth = "none".into();
+    let e = c.validate().unwrap_err().to_string();
+    assert!(e.contains("grpc.auth = \"tokens\""), "{e}");
+    c.grpc.insecure = true;
+    c.validate().unwrap();
+}
+
+#[test]
+fn environment_overrides_config() {
+    let mut c = Config::default();
+    c.apply_env(|v| match v {
+        "AGENTD_GRPC_LISTEN" => Some("127.0.0.1:1".into()),
+        "AGENTD_DIDCOMM_MAX_BODY_BYTES" => Some("2048".into()),
+        _ => None,
+    })
+    .unwrap();
+    assert_eq!(c.grpc.listen, "127.0.0.1:1");
+    assert_eq!(c.didcomm.max_body_bytes, 2048);
+    let e = c
+        .apply_env(|v| (v == "AGENTD_OUTBOX_MAX_RETRIES").then(|| "many".into()))
+        .unwrap_err();
+    assert!(e.to_string().contains("outbox.max_retries"));
+}
