@@ -140,7 +140,11 @@ async fn bad_envelopes_are_refused_and_store_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_control_plane_calls_get_typed_errors() {
     let key = "test-api-key-0123456789";
-    let d = common::start("api-key", &[("AGENTD_API_KEY", key)]).await;
+    let d = common::start(
+        "api-key",
+        &[("AGENTD_GRPC_AUTH", "tokens"), ("AGENTD_API_KEY", key)],
+    )
+    .await;
     let channel = common::channel(&d).await;
 
     let err = d
