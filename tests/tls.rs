@@ -239,7 +239,19 @@ async fn with_a_client_ca_only_its_certificates_get_in() {
     );
     let anonymous = list_wallets(https.clone(), Some(pki.client("ca.pem", None))).await;
     let e = anonymous.expect_err("no client certificate got through");
-    assert!(e.contains("CertificateRequired"), "{e}");
+    // In TLS 1.3 the server refuses after the client's side of the handshake
+    // is done: the client sees the alert, or, when the server's close wins
+    // the race, only that the connection closed.
+    assert!(
+        [
+            "CertificateRequired",
+            "connection closed",
+            "connection reset"
+        ]
+        .iter()
+        .any(|why| e.contains(why)),
+        "{e}"
+    );
     let stranger = list_wallets(https.clone(), Some(pki.client("ca.pem", Some("stranger")))).await;
     assert!(stranger.is_err(), "a certificate of another CA got through");
 
