@@ -387,6 +387,8 @@ fn new_record(
         updated_at_ms: now,
         created_by: String::new(),
         updated_by: String::new(),
+        status: None,
+        revocation: None,
     }
 }
 
