@@ -329,7 +329,7 @@ pub struct StatusSlot {
 }
 
 /// Who revoked a credential, when and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Revocation {
     pub at_ms: i64,
     pub reason: String,

@@ -4,7 +4,7 @@
 
 use super::tx::tx_err;
 use super::{CredentialRecord, StatusList, Store, StoreTx, T, key};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// An entry's value in the bits tree: given to a credential, or revoked.
 const TAKEN: u8 = 0;
@@ -92,13 +92,22 @@ impl StoreTx<'_> {
         Ok(())
     }
 
-    /// Sets the revocation bit of an index; false if it was set already.
+    /// Sets the revocation bit of an index and bumps the list's revision
+    /// (so it is signed again); false if the bit was set already.
     pub fn revoke_status_index(&self, list_id: &str, index: u32) -> Result<bool> {
         let was = self
             .tree(T::StatusBits)
             .insert(bit_key(list_id, index), &[REVOKED][..])
             .map_err(tx_err)?;
-        Ok(was.as_deref() != Some(&[REVOKED][..]))
+        if was.as_deref() == Some(&[REVOKED][..]) {
+            return Ok(false);
+        }
+        let mut list = self
+            .status_list(list_id)?
+            .ok_or_else(|| Error::not_found("status list", list_id))?;
+        list.revision += 1;
+        self.put(T::StatusLists, list.id.as_bytes(), &list)?;
+        Ok(true)
     }
 
     /// The wallet's issuer record of the credential with this id, if any.

@@ -22,6 +22,7 @@ mod delivery;
 mod inbound;
 pub mod machine;
 mod messages;
+mod revoke;
 mod sweep;
 
 use std::sync::Arc;
@@ -32,8 +33,9 @@ pub use custodial::Custodial;
 pub use delivery::{delivered, delivery_failed};
 pub use inbound::{handle, on_problem};
 pub use messages::{ACK, ISSUE, NOTIFICATION_ACK, OFFER, PROPOSE, REQUEST};
+pub use revoke::{MAX_BULK, Revoked};
 
-use super::problem_report;
+use super::{problem_report, revocation_notification};
 use crate::Core;
 use crate::after::After;
 use crate::didcomm::outbox;
