@@ -15,6 +15,7 @@
 //! - `delivery.rs`: what the outbox's report on a tracked message does.
 //! - `sweep.rs`: when an idle or expired thread is abandoned.
 //! - `custodial.rs`: issuing between two wallets of this daemon in one call.
+//! - `revoke.rs`: revoking issued credentials (status bit, notification).
 
 mod actions;
 mod custodial;
