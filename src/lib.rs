@@ -41,6 +41,7 @@ pub mod housekeeping;
 pub mod protocols;
 pub mod ratelimit;
 pub mod rpc;
+pub mod status;
 pub mod store;
 pub mod tokens;
 pub mod vc;

@@ -24,7 +24,12 @@ const ADMIN_ONLY: &[&str] = &[
     "RevokeToken",
     "IssueCustodial",
 ];
-const ISSUER_ACTS: &[&str] = &["CreateOffer", "IssueCredential"];
+const ISSUER_ACTS: &[&str] = &[
+    "CreateOffer",
+    "IssueCredential",
+    "RevokeCredential",
+    "RevokeCredentials",
+];
 const HOLDER_ACTS: &[&str] = &[
     "AcceptOffer",
     "RejectOffer",

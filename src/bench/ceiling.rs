@@ -110,6 +110,7 @@ impl Parties {
                 schema_id: None,
                 issued_at: crate::now_secs(),
                 validity_secs: 0,
+                status: None,
             },
         )
         .map_err(internal)?;

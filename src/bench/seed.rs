@@ -83,6 +83,8 @@ fn record(role: Role, i: usize, claims: &Map<String, Value>, now: i64) -> Creden
         format: "prism/jwt".into(),
         created_by: String::new(),
         updated_by: String::new(),
+        status: None,
+        revocation: None,
         problem: None,
         comment: None,
         expires_at_ms: None,
@@ -98,6 +100,7 @@ fn record(role: Role, i: usize, claims: &Map<String, Value>, now: i64) -> Creden
 fn credential(rec: &CredentialRecord) -> StoredCredential {
     StoredCredential {
         created_by: String::new(),
+        revocation: None,
         id: rec.credential_id.clone().unwrap_or_default(),
         wallet_id: rec.wallet_id.clone(),
         record_id: rec.id.clone(),

@@ -38,6 +38,7 @@ pub struct Config {
     pub log: Log,
     pub outbox: Outbox,
     pub issuance: Issuance,
+    pub status: Status,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -225,6 +226,23 @@ pub struct Issuance {
     pub please_ack: bool,
 }
 
+/// The Bitstring Status Lists we publish (see `crate::status`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Status {
+    /// A changed list is signed again at most this often: a burst of
+    /// revocations makes one new list, and readers cache it this long.
+    pub resign_interval_ms: u64,
+}
+
+impl Default for Status {
+    fn default() -> Self {
+        Status {
+            resign_interval_ms: 1000,
+        }
+    }
+}
+
 impl Default for Issuance {
     fn default() -> Self {
         Issuance {
@@ -361,6 +379,10 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
         "AGENTD_ISSUANCE_MAX_OPEN_RECORDS_PER_CONNECTION",
         "issuance.max_open_records_per_connection",
     ),
+    (
+        "AGENTD_STATUS_RESIGN_INTERVAL_MS",
+        "status.resign_interval_ms",
+    ),
 ];
 
 impl Config {
@@ -425,6 +447,7 @@ impl Config {
                 "issuance.max_open_records_per_connection" => {
                     self.issuance.max_open_records_per_connection = number(&v)?
                 }
+                "status.resign_interval_ms" => self.status.resign_interval_ms = number(&v)?,
                 _ => unreachable!("every override has a key"),
             }
         }

@@ -51,7 +51,8 @@ pub async fn serve(transport: Transport, listener: TcpListener, shutdown: Cancel
     let app = Router::new()
         .route("/didcomm", post(receive).fallback(wrong_method))
         .fallback(not_found)
-        .with_state(front);
+        .with_state(front)
+        .merge(crate::status::routes(transport.core.clone()));
     let mut http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     http.http1()
         .timer(TokioTimer::new())
@@ -243,7 +244,9 @@ fn too_many(code: &str, message: &str) -> Response {
     r
 }
 
-fn problem(status: StatusCode, code: &str, message: &str) -> Response {
+/// A JSON refusal, `{"error": code, "message": …}`, as every route of
+/// the listener answers.
+pub(crate) fn problem(status: StatusCode, code: &str, message: &str) -> Response {
     let body = serde_json::json!({ "error": code, "message": message });
     (status, axum::Json(body)).into_response()
 }

@@ -32,6 +32,10 @@ pub const PROTOCOLS: &[(&str, &[&str])] = &[
         "https://didcomm.org/issue-credential/3.0",
         &["issuer", "holder"],
     ),
+    (
+        "https://didcomm.org/revocation_notification/2.0",
+        &["issuer", "holder"],
+    ),
 ];
 
 /// The goal codes our invitations and offers carry.

@@ -8,6 +8,7 @@ pub mod connections;
 pub mod discover_features;
 pub mod issue_credential;
 pub mod problem_report;
+pub mod revocation_notification;
 pub mod trust_ping;
 
 #[cfg(test)]
@@ -69,6 +70,7 @@ impl Dispatch for Protocols {
             t if t.starts_with(ISSUE_CREDENTIAL) || t == issue_credential::NOTIFICATION_ACK => {
                 issue_credential::handle(core, tx, &conn, msg, after)
             }
+            revocation_notification::REVOKE => revocation_notification::on_revoke(tx, &conn, msg),
             other => Err(Error::Unsupported(format!("message type {other}"))),
         }
     }

@@ -50,6 +50,9 @@ pub const TABLE: &[(&str, &[TokenRole], u32)] = &[
     ("/agent.v1.IssuanceService/IssueCredential", &[Admin, Issuer], 5),
     // Acts in two wallets (issuer's and holder's) at once.
     ("/agent.v1.IssuanceService/IssueCustodial", &[Admin], 20),
+    ("/agent.v1.IssuanceService/RevokeCredential", &[Admin, Issuer], 5),
+    // Up to 1,000 revocations in one transaction.
+    ("/agent.v1.IssuanceService/RevokeCredentials", &[Admin, Issuer], 20),
     ("/agent.v1.HolderService/ListOffers", &[Admin, Holder, Auditor], 1),
     ("/agent.v1.HolderService/AcceptOffer", &[Admin, Holder], 5),
     ("/agent.v1.HolderService/RejectOffer", &[Admin, Holder], 5),

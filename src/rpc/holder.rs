@@ -33,7 +33,11 @@ impl HolderService for Holder {
             })
             .map_err(status)?;
         Ok(Response::new(proto::ListRecordsResponse {
-            records: p.items.into_iter().map(record_to_proto).collect(),
+            records: p
+                .items
+                .into_iter()
+                .map(|rec| record_to_proto(&self.0, rec))
+                .collect(),
             next_page_token: p.next_token,
         }))
     }
@@ -50,7 +54,7 @@ impl HolderService for Holder {
             .accept_offer(&wallet, &r.record_id, subject)
             .await
             .map_err(status)?;
-        Ok(Response::new(record_to_proto(rec)))
+        Ok(Response::new(record_to_proto(&self.0, rec)))
     }
 
     async fn reject_offer(
@@ -64,7 +68,7 @@ impl HolderService for Holder {
             .reject_offer(&wallet, &r.record_id, &r.reason)
             .await
             .map_err(status)?;
-        Ok(Response::new(record_to_proto(rec)))
+        Ok(Response::new(record_to_proto(&self.0, rec)))
     }
 
     async fn list_credentials(

@@ -6,7 +6,7 @@ use super::proto::{self, issuance_service_server::IssuanceService};
 use super::{page, status};
 use crate::Core;
 use crate::error::Error;
-use crate::protocols::issue_credential::{self, OfferSpec};
+use crate::protocols::issue_credential::{self, OfferSpec, Revoked};
 use crate::store::{self, RecordState, Role};
 
 pub struct Issuance(pub Core, pub issue_credential::Issuance);
@@ -49,9 +49,19 @@ pub fn role_from_proto(v: i32) -> Result<Option<Role>, Status> {
     }
 }
 
-pub fn record_to_proto(r: store::CredentialRecord) -> proto::CredentialRecord {
+pub fn record_to_proto(core: &Core, r: store::CredentialRecord) -> proto::CredentialRecord {
     let domain = r.audience().to_string();
+    let revocation = r.revocation.unwrap_or_default();
     proto::CredentialRecord {
+        status_list_credential: r
+            .status
+            .as_ref()
+            .map(|s| crate::status::list_url(&core.endpoint, &s.list_id))
+            .unwrap_or_default(),
+        status_list_index: r.status.map_or(0, |s| s.index),
+        revoked_at_ms: revocation.at_ms,
+        revocation_reason: revocation.reason,
+        revoked_by: revocation.by,
         id: r.id,
         wallet_id: r.wallet_id,
         role: role_to_proto(r.role) as i32,
@@ -111,6 +121,9 @@ pub fn credential_to_proto(c: store::StoredCredential) -> proto::Credential {
         expires: c.expires.unwrap_or_default(),
         received_at_ms: c.received_at_ms,
         created_by: c.created_by,
+        revoked: c.revocation.is_some(),
+        revoked_at_ms: c.revocation.as_ref().map_or(0, |r| r.at_ms),
+        revocation_reason: c.revocation.map(|r| r.reason).unwrap_or_default(),
     }
 }
 
@@ -140,7 +153,7 @@ impl IssuanceService for Issuance {
             format: non_empty(r.format),
         };
         let rec = self.1.create_offer(&wallet, &spec).await.map_err(status)?;
-        Ok(Response::new(record_to_proto(rec)))
+        Ok(Response::new(record_to_proto(&self.0, rec)))
     }
 
     async fn list_records(
@@ -163,7 +176,11 @@ impl IssuanceService for Issuance {
             })
             .map_err(status)?;
         Ok(Response::new(proto::ListRecordsResponse {
-            records: p.items.into_iter().map(record_to_proto).collect(),
+            records: p
+                .items
+                .into_iter()
+                .map(|rec| record_to_proto(&self.0, rec))
+                .collect(),
             next_page_token: p.next_token,
         }))
     }
@@ -175,7 +192,7 @@ impl IssuanceService for Issuance {
         let r = request.into_inner();
         let wallet = super::auth::wallet(&self.0, &r.wallet_id)?;
         let rec = self.0.store.record(&wallet, &r.record_id).map_err(status)?;
-        Ok(Response::new(record_to_proto(rec)))
+        Ok(Response::new(record_to_proto(&self.0, rec)))
     }
 
     async fn issue_credential(
@@ -185,7 +202,7 @@ impl IssuanceService for Issuance {
         let r = request.into_inner();
         let wallet = super::auth::wallet(&self.0, &r.wallet_id)?;
         let rec = self.1.issue(&wallet, &r.record_id).await.map_err(status)?;
-        Ok(Response::new(record_to_proto(rec)))
+        Ok(Response::new(record_to_proto(&self.0, rec)))
     }
 
     async fn issue_custodial(
@@ -228,9 +245,54 @@ impl IssuanceService for Issuance {
         Ok(Response::new(proto::IssueCustodialResponse {
             was_offered: done.was_offered,
             was_accepted: done.was_accepted,
-            issuer_record: Some(record_to_proto(done.issuer)),
-            holder_record: Some(record_to_proto(done.holder)),
+            issuer_record: Some(record_to_proto(&self.0, done.issuer)),
+            holder_record: Some(record_to_proto(&self.0, done.holder)),
             credential: Some(credential_to_proto(done.credential)),
         }))
+    }
+
+    async fn revoke_credential(
+        &self,
+        request: Request<proto::RevokeCredentialRequest>,
+    ) -> Result<Response<proto::CredentialRecord>, Status> {
+        let r = request.into_inner();
+        let wallet = super::auth::wallet(&self.0, &r.wallet_id)?;
+        let rec = self
+            .1
+            .revoke(&wallet, &r.id, &r.reason)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(record_to_proto(&self.0, rec)))
+    }
+
+    async fn revoke_credentials(
+        &self,
+        request: Request<proto::RevokeCredentialsRequest>,
+    ) -> Result<Response<proto::RevokeCredentialsResponse>, Status> {
+        let r = request.into_inner();
+        let wallet = super::auth::wallet(&self.0, &r.wallet_id)?;
+        let outcomes = self
+            .1
+            .revoke_all(&wallet, &r.ids, &r.reason)
+            .await
+            .map_err(status)?;
+        let results = r
+            .ids
+            .into_iter()
+            .zip(outcomes)
+            .map(|(id, outcome)| {
+                let (outcome, record) = match outcome {
+                    Revoked::Now(rec) => (proto::RevokeOutcome::Revoked, Some(rec)),
+                    Revoked::Already(rec) => (proto::RevokeOutcome::AlreadyRevoked, Some(rec)),
+                    Revoked::NotFound => (proto::RevokeOutcome::NotFound, None),
+                };
+                proto::RevokeResult {
+                    id,
+                    outcome: outcome as i32,
+                    record: record.map(|rec| record_to_proto(&self.0, rec)),
+                }
+            })
+            .collect();
+        Ok(Response::new(proto::RevokeCredentialsResponse { results }))
     }
 }

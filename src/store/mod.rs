@@ -9,6 +9,7 @@
 mod flush;
 mod group;
 mod model;
+mod status;
 mod tokens;
 mod tx;
 
@@ -57,9 +58,12 @@ enum T {
     Events,
     Tokens,
     TokenHashes,
+    StatusLists,
+    StatusBits,
+    CredentialIndex,
 }
 
-const TREE_NAMES: [&str; 22] = [
+const TREE_NAMES: [&str; 25] = [
     "meta",
     "wallets",
     "keys",
@@ -82,6 +86,9 @@ const TREE_NAMES: [&str; 22] = [
     "events",
     "tokens",
     "token_hashes",
+    "status_lists",
+    "status_bits",
+    "credential_index",
 ];
 
 /// The meta key of the last event sequence number.

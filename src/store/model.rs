@@ -312,6 +312,46 @@ pub struct CredentialRecord {
     pub created_by: String,
     #[serde(default)]
     pub updated_by: String,
+    /// Issuer: where the credential's revocation bit is (allocated when it
+    /// was signed; None for credentials from before status lists).
+    #[serde(default)]
+    pub status: Option<StatusSlot>,
+    /// Issuer: the credential was revoked.
+    #[serde(default)]
+    pub revocation: Option<Revocation>,
+}
+
+/// A credential's place in one of its issuer's status lists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusSlot {
+    pub list_id: String,
+    pub index: u32,
+}
+
+/// Who revoked a credential, when and why.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revocation {
+    pub at_ms: i64,
+    pub reason: String,
+    /// Issuer: the token that revoked it ("" without tokens); holder:
+    /// "peer" (the issuer's notification).
+    pub by: String,
+}
+
+/// One Bitstring Status List (purpose `revocation`) of an issuer DID.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusList {
+    pub id: String,
+    pub wallet_id: String,
+    pub issuer_did: String,
+    /// Entries (bits) in the list.
+    pub capacity: u32,
+    /// Entries given to credentials so far; the list is full at `capacity`.
+    pub allocated: u32,
+    /// Bumped whenever a bit changes: the served list is signed again when
+    /// it moved.
+    pub revision: u64,
+    pub created_at_ms: i64,
 }
 
 impl CredentialRecord {
@@ -344,6 +384,9 @@ pub struct StoredCredential {
     /// The token that accepted the offer it answers ("" without tokens).
     #[serde(default)]
     pub created_by: String,
+    /// The issuer told us it revoked the credential.
+    #[serde(default)]
+    pub revocation: Option<Revocation>,
 }
 
 /// A committed record state change, in commit order.

@@ -204,6 +204,13 @@ impl<'a> StoreTx<'a> {
                 .insert(k, &n.to_be_bytes()[..])
                 .map_err(tx_err)?;
         }
+        if let Some(c) = r.credential_id.as_ref().filter(|_| r.role == Role::Issuer)
+            && old.and_then(|o| o.credential_id.as_ref()) != Some(c)
+        {
+            self.tree(T::CredentialIndex)
+                .insert(key(&[&r.wallet_id, c]), r.id.as_bytes())
+                .map_err(tx_err)?;
+        }
         if old.is_none() {
             self.tree(T::ThreadIndex)
                 .insert(key(&[&r.wallet_id, &r.thid]), r.id.as_bytes())
@@ -238,6 +245,11 @@ impl<'a> StoreTx<'a> {
             .map_err(tx_err)?
             .map(|v| u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8])))
             .unwrap_or(0))
+    }
+
+    pub fn credential(&self, wallet: &str, id: &str) -> Result<StoredCredential> {
+        self.get(T::Credentials, &key(&[wallet, id]))?
+            .ok_or_else(|| Error::not_found("credential", id))
     }
 
     pub fn put_credential(&self, c: &StoredCredential) -> Result<()> {

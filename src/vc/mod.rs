@@ -52,6 +52,8 @@ pub struct CredentialSpec<'a> {
     pub schema_id: Option<&'a str>,
     pub issued_at: u64,
     pub validity_secs: u64,
+    /// The `credentialStatus` entry (see `crate::status::entry`), if any.
+    pub status: Option<&'a Value>,
 }
 
 /// A verified JWT: its header and payload.
@@ -191,6 +193,9 @@ pub fn unsigned(spec: &CredentialSpec) -> Value {
     });
     if let Some(schema) = spec.schema_id {
         vc["credentialSchema"] = json!({ "id": schema, "type": "JsonSchema" });
+    }
+    if let Some(status) = spec.status {
+        vc["credentialStatus"] = status.clone();
     }
     vc
 }

@@ -24,6 +24,7 @@ fn spec<'a>(
         schema_id: None,
         issued_at: 1_700_000_000,
         validity_secs: 3600,
+        status: None,
     }
 }
 

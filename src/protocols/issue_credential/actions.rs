@@ -9,9 +9,10 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::store::{
-    Connection, ConnectionState, CredentialRecord, DidMethod, RecordState, Role, StoreTx,
+    Connection, ConnectionState, CredentialRecord, DidMethod, RecordState, Role, StatusSlot,
+    StoreTx,
 };
-use crate::{Core, vc, wallet};
+use crate::{Core, status, vc, wallet};
 
 impl Issuance {
     /// Makes an offer on an active connection (OfferPending, then OfferSent
@@ -275,9 +276,11 @@ fn require_active(conn: &Connection) -> Result<()> {
 struct Signed {
     id: String,
     jwt: String,
+    status: StatusSlot,
 }
 
-/// Signs the record's credential, reading the issuer key through `tx`.
+/// Signs the record's credential, reading the issuer key through `tx`,
+/// with a new index in the issuer DID's status list.
 fn sign_credential(core: &Core, tx: &StoreTx, rec: &CredentialRecord) -> Result<Signed> {
     let subject = rec.subject_did.as_deref().ok_or_else(|| {
         Error::FailedPrecondition(format!("record {} has no subject DID", rec.id))
@@ -285,6 +288,8 @@ fn sign_credential(core: &Core, tx: &StoreTx, rec: &CredentialRecord) -> Result<
     let issuer = tx.did(&rec.wallet_id, &rec.issuer_did)?;
     let key = tx.key(&rec.wallet_id, &issuer.signing_key_id)?;
     let id = format!("urn:uuid:{}", uuid::Uuid::new_v4());
+    let slot = status::allocate(tx, &rec.wallet_id, &rec.issuer_did, status::CAPACITY)?;
+    let entry = status::entry(&core.endpoint, &slot);
     let jwt = vc::issue(
         &core.keys,
         &issuer,
@@ -297,10 +302,15 @@ fn sign_credential(core: &Core, tx: &StoreTx, rec: &CredentialRecord) -> Result<
             schema_id: rec.schema_id.as_deref(),
             issued_at: crate::now_secs(),
             validity_secs: rec.validity_period_secs,
+            status: Some(&entry),
         },
     )
     .map_err(|e| Error::Crypto(e.to_string()))?;
-    Ok(Signed { id, jwt })
+    Ok(Signed {
+        id,
+        jwt,
+        status: slot,
+    })
 }
 
 /// RequestReceived → CredentialPending → CredentialGenerated, signing in
@@ -311,6 +321,7 @@ pub(super) fn issue_in(io: &mut Io, cur: CredentialRecord) -> Result<CredentialR
     io.advance(Some(&cur), &mut rec, Event::Issue, &Inputs::default())?;
     let pending = rec.clone();
     rec.credential_id = Some(signed.id.clone());
+    rec.status = Some(signed.status);
     let inputs = Inputs {
         credential_jwt: Some(signed.jwt.clone()),
         ..Default::default()

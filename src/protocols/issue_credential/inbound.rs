@@ -263,6 +263,7 @@ fn verify_credential(
         received_at_ms: crate::now_ms(),
         // Delivery keeps `updated_by`, so this is who accepted the offer.
         created_by: rec.updated_by.clone(),
+        revocation: None,
     })
 }
 

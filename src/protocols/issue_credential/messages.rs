@@ -110,6 +110,7 @@ pub fn offer(r: &CredentialRecord) -> Message {
             schema_id: r.schema_id.as_deref(),
             issued_at: 0,
             validity_secs: r.validity_period_secs,
+            status: None,
         };
         let mut vc = crate::vc::unsigned(&spec);
         vc["issuer"] = Value::from(r.issuer_did.as_str());

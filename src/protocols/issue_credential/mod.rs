@@ -15,6 +15,7 @@
 //! - `delivery.rs`: what the outbox's report on a tracked message does.
 //! - `sweep.rs`: when an idle or expired thread is abandoned.
 //! - `custodial.rs`: issuing between two wallets of this daemon in one call.
+//! - `revoke.rs`: revoking issued credentials (status bit, notification).
 
 mod actions;
 mod custodial;
@@ -22,6 +23,7 @@ mod delivery;
 mod inbound;
 pub mod machine;
 mod messages;
+mod revoke;
 mod sweep;
 
 use std::sync::Arc;
@@ -32,8 +34,9 @@ pub use custodial::Custodial;
 pub use delivery::{delivered, delivery_failed};
 pub use inbound::{handle, on_problem};
 pub use messages::{ACK, ISSUE, NOTIFICATION_ACK, OFFER, PROPOSE, REQUEST};
+pub use revoke::{MAX_BULK, Revoked};
 
-use super::problem_report;
+use super::{problem_report, revocation_notification};
 use crate::Core;
 use crate::after::After;
 use crate::didcomm::outbox;
@@ -387,6 +390,8 @@ fn new_record(
         updated_at_ms: now,
         created_by: String::new(),
         updated_by: String::new(),
+        status: None,
+        revocation: None,
     }
 }
 

@@ -205,6 +205,7 @@ async fn a_message_from_another_peer_cannot_touch_a_thread() {
             schema_id: None,
             issued_at: crate::now_secs(),
             validity_secs: 60,
+            status: None,
         },
     )
     .unwrap();
@@ -277,6 +278,7 @@ fn genuine_payload(t: &TestCore, rec: &CredentialRecord) -> Value {
         schema_id: None,
         issued_at: crate::now_secs(),
         validity_secs: 60,
+        status: None,
     };
     let jwt = vc::issue(&t.core.keys, &issuer, &key, &spec).unwrap();
     vc::verify_jwt(&jwt).unwrap().payload

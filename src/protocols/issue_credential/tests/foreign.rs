@@ -70,6 +70,7 @@ fn credential_from(t: &TestCore, issuer: &DidRecord, h: &CredentialRecord) -> Me
         schema_id: None,
         issued_at: crate::now_secs(),
         validity_secs: 60,
+        status: None,
     };
     let jwt = vc::issue(&t.core.keys, issuer, &key, &spec).unwrap();
     let mut m = in_thread(ISSUE, &h.thid);
