@@ -122,8 +122,8 @@ async fn bad_envelopes_are_refused_and_store_nothing() {
             "{what}"
         );
     }
-    let (got, _) = post(&d, CT, vec![b' '; 1024 * 1024 + 1]).await;
-    assert_eq!(got, 413, "a body over max_body_bytes");
+    let (got, answer) = common::declared_post(d.didcomm, 1024 * 1024 + 1).await;
+    assert_eq!(got, 413, "a body over max_body_bytes: {answer}");
 
     let after = count(&mut d).await;
     assert_eq!(after, before, "refused input stored nothing");

@@ -584,7 +584,7 @@ async fn limits_of_the_http_layer_answer_in_json() {
     // A declared length over the limit is refused before any of the body is
     // read (a client still writing it may see its pipe break, so the body
     // is not sent here).
-    let (status, answer) = declared_post(agent.didcomm, 2 << 20).await;
+    let (status, answer) = common::declared_post(agent.didcomm, 2 << 20).await;
     assert_eq!(status, 413, "{answer}");
     assert!(answer.contains("body_too_large"), "{answer}");
     // Without a Content-Length (chunked), the limit holds while reading.
@@ -625,32 +625,7 @@ async fn chunked_post(addr: std::net::SocketAddr, total: usize) -> (u16, String)
         }
     }
     let _ = tcp.write_all(b"0\r\n\r\n").await;
-    answer_of(tcp).await
-}
-
-/// A POST that declares `length` bytes of body and sends none; the answer.
-async fn declared_post(addr: std::net::SocketAddr, length: usize) -> (u16, String) {
-    use tokio::io::AsyncWriteExt;
-    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let head = format!(
-        "POST /didcomm HTTP/1.1\r\nhost: {addr}\r\ncontent-type: {CT}\r\ncontent-length: {length}\r\n\r\n"
-    );
-    tcp.write_all(head.as_bytes()).await.unwrap();
-    answer_of(tcp).await
-}
-
-/// The status and text of the answer on `tcp`, read until it closes (5 s at most).
-async fn answer_of(mut tcp: tokio::net::TcpStream) -> (u16, String) {
-    use tokio::io::AsyncReadExt;
-    let mut answer = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut answer)).await;
-    let text = String::from_utf8_lossy(&answer).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, text)
+    common::answer_of(tcp).await
 }
 
 /// The data directory is the owner's alone, and a master key file others

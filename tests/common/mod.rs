@@ -146,3 +146,28 @@ pub async fn post(
 }
 
 pub const CT: &str = "application/didcomm-encrypted+json";
+
+/// A POST that declares `length` bytes of body and sends none; the answer.
+pub async fn declared_post(addr: std::net::SocketAddr, length: usize) -> (u16, String) {
+    use tokio::io::AsyncWriteExt;
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /didcomm HTTP/1.1\r\nhost: {addr}\r\ncontent-type: {CT}\r\ncontent-length: {length}\r\n\r\n"
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    answer_of(tcp).await
+}
+
+/// The status and text of the answer on `tcp`, read until it closes (5 s at most).
+pub async fn answer_of(mut tcp: tokio::net::TcpStream) -> (u16, String) {
+    use tokio::io::AsyncReadExt;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut answer)).await;
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
