@@ -24,17 +24,7 @@ fn tamper(jwe: &str, field: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_envelopes_are_refused_and_store_nothing() {
     let mut d = common::start("bad-envelopes", &[]).await;
-    let inv = d
-        .clients()
-        .await
-        .unwrap()
-        .connections
-        .create_invitation(CreateInvitationRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
-    let invitation: Value = serde_json::from_str(&inv.invitation_json).unwrap();
-    let ours = invitation["from"].as_str().unwrap().to_string();
+    let (ours, invitation, _) = common::open_invitation(&d).await;
     let outsider = Outsider::new();
     let ping = |id: &str, from: &str| {
         json!({
@@ -245,17 +235,7 @@ async fn over_the_rate_limit_gets_429_and_stores_nothing() {
         ],
     )
     .await;
-    let inv = d
-        .clients()
-        .await
-        .unwrap()
-        .connections
-        .create_invitation(CreateInvitationRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
-    let invitation: Value = serde_json::from_str(&inv.invitation_json).unwrap();
-    let ours = invitation["from"].as_str().unwrap().to_string();
+    let (ours, invitation, _) = common::open_invitation(&d).await;
     let outsider = Outsider::new();
     let ping = |id: &str| {
         let m = json!({

@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 
 use agentd::harness::ProcessAgent;
 use agentd::rpc::proto::{
-    AcceptInvitationRequest, ConnectionState, CreateInvitationRequest, GetConnectionRequest,
-    PingRequest,
+    AcceptInvitationRequest, ConnectionState, GetConnectionRequest, PingRequest,
 };
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -62,21 +61,6 @@ fn size_of(dir: &std::path::Path) -> u64 {
                 .sum()
         })
         .unwrap_or(0)
-}
-
-/// An open invitation of `agent`: our DID in it, and the invitation.
-async fn open_invitation(agent: &ProcessAgent) -> (String, Value) {
-    let inv = agent
-        .clients()
-        .await
-        .unwrap()
-        .connections
-        .create_invitation(CreateInvitationRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
-    let invitation: Value = serde_json::from_str(&inv.invitation_json).unwrap();
-    (invitation["from"].as_str().unwrap().to_string(), invitation)
 }
 
 fn ping(from: &str, to: &str, pthid: &Value) -> Value {
@@ -130,7 +114,7 @@ async fn ten_thousand_hostile_messages_store_nothing_and_cost_little() {
             .connections;
         list[0].our_did.clone()
     };
-    let (open_did, invitation) = open_invitation(&victim).await;
+    let (open_did, invitation, _) = common::open_invitation(&victim).await;
     let before_records = common::count(&mut victim).await;
     let db = victim.dir().join("db");
     let before_size = size_of(&db);
@@ -287,7 +271,7 @@ async fn a_flood_from_one_address_does_not_starve_a_peer() {
     let peer = start("peer", &[]).await;
     // The peer invites, so the connection id is the peer's.
     let (pc, _, connection) = connect(&peer, &victim).await;
-    let (open_did, invitation) = open_invitation(&victim).await;
+    let (open_did, invitation, _) = common::open_invitation(&victim).await;
     // The worst refused input we know: a stranger answering the open
     // invitation with a full-size body whose authentication tag is wrong
     // (resolved, key-agreed and MACed over a megabyte before refused).
@@ -389,19 +373,11 @@ async fn a_dead_endpoint_does_not_hold_up_other_peers() {
     .await;
     let (mut ac, _, to_healthy) = connect(&agent, &healthy).await;
     // The agent accepts the silent one's invitation: its pings go into the hole.
-    let inv = silent
-        .clients()
-        .await
-        .unwrap()
-        .connections
-        .create_invitation(CreateInvitationRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
+    let (_, _, invitation_url) = common::open_invitation(&silent).await;
     let to_silent = ac
         .connections
         .accept_invitation(AcceptInvitationRequest {
-            invitation_url: inv.invitation_url,
+            invitation_url,
             ..Default::default()
         })
         .await
@@ -461,7 +437,7 @@ async fn strangers_and_redirects_cannot_point_our_posts_anywhere() {
     let victim = start("victim", &[]).await;
     let peer = start("peer", &[]).await;
     let _ = connect(&victim, &peer).await;
-    let (open_did, invitation) = open_invitation(&victim).await;
+    let (open_did, invitation, _) = common::open_invitation(&victim).await;
     // A stranger whose DID points at the trap: a message of a type nobody
     // speaks, answering the open invitation, and one to a connection's DID.
     let stranger = Outsider::at(&trap_url);
@@ -483,22 +459,14 @@ async fn strangers_and_redirects_cannot_point_our_posts_anywhere() {
         &[("AGENTD_DIDCOMM_PUBLIC_ENDPOINT", redirecting.as_str())],
     )
     .await;
-    let inv = fickle
-        .clients()
-        .await
-        .unwrap()
-        .connections
-        .create_invitation(CreateInvitationRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
+    let (_, _, invitation_url) = common::open_invitation(&fickle).await;
     victim
         .clients()
         .await
         .unwrap()
         .connections
         .accept_invitation(AcceptInvitationRequest {
-            invitation_url: inv.invitation_url,
+            invitation_url,
             ..Default::default()
         })
         .await
@@ -522,22 +490,14 @@ async fn strangers_and_redirects_cannot_point_our_posts_anywhere() {
         &[("AGENTD_DIDCOMM_PUBLIC_ENDPOINT", local_url.as_str())],
     )
     .await;
-    let inv = local
-        .clients()
-        .await
-        .unwrap()
-        .connections
-        .create_invitation(CreateInvitationRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
+    let (_, _, invitation_url) = common::open_invitation(&local).await;
     strict
         .clients()
         .await
         .unwrap()
         .connections
         .accept_invitation(AcceptInvitationRequest {
-            invitation_url: inv.invitation_url,
+            invitation_url,
             ..Default::default()
         })
         .await

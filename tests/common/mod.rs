@@ -171,3 +171,19 @@ pub async fn answer_of(mut tcp: tokio::net::TcpStream) -> (u16, String) {
         .unwrap_or(0);
     (status, text)
 }
+
+/// A new invitation of `agent`: our DID in it, the invitation, its URL.
+pub async fn open_invitation(agent: &ProcessAgent) -> (String, Value, String) {
+    let inv = agent
+        .clients()
+        .await
+        .unwrap()
+        .connections
+        .create_invitation(agentd::rpc::proto::CreateInvitationRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let invitation: Value = serde_json::from_str(&inv.invitation_json).unwrap();
+    let ours = invitation["from"].as_str().unwrap().to_string();
+    (ours, invitation, inv.invitation_url)
+}
