@@ -11,6 +11,9 @@ use crate::store::{Connection, Revocation, Role, StoreTx};
 
 pub const REVOKE: &str = "https://didcomm.org/revocation_notification/2.0/revoke";
 
+/// Longest reason kept from a peer's notice: it is stored and listed.
+const MAX_REASON: usize = 1024;
+
 /// The notification of `credential_id`'s revocation, in thread `thid`.
 pub fn revoke(thid: &str, credential_id: &str, reason: &str) -> Message {
     let mut m = Message::new(
@@ -42,7 +45,10 @@ pub fn on_revoke(tx: &StoreTx, conn: &Connection, msg: &Message) -> Result<()> {
     if held.revocation.is_none() {
         held.revocation = Some(Revocation {
             at_ms: crate::now_ms(),
-            reason: msg.body["comment"].as_str().unwrap_or_default().to_string(),
+            reason: crate::error::clip(
+                msg.body["comment"].as_str().unwrap_or_default(),
+                MAX_REASON,
+            ),
             by: BY_PEER.into(),
         });
         tx.put_credential(&held)?;
