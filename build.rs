@@ -12,6 +12,7 @@ const PROTOS: &[&str] = &[
     "proto/agent/v1/holder.proto",
     "proto/agent/v1/events.proto",
     "proto/agent/v1/token.proto",
+    "proto/agent/v1/verifier.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

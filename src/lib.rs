@@ -27,6 +27,7 @@
 //!   [`rpc`] (tonic), errors map to statuses there only.
 
 pub mod actor;
+pub mod addresses;
 pub mod after;
 pub mod bench;
 pub mod config;
@@ -36,6 +37,7 @@ pub mod did;
 pub mod didcomm;
 pub mod error;
 pub mod events;
+pub mod fetch;
 pub mod harness;
 pub mod housekeeping;
 pub mod protocols;
@@ -45,6 +47,7 @@ pub mod status;
 pub mod store;
 pub mod tokens;
 pub mod vc;
+pub mod verify;
 pub mod wallet;
 
 mod tls;
@@ -175,9 +178,11 @@ impl Agent {
             didcomm_listener,
             shutdown.clone(),
         ));
+        let verifier = verify::Verifier::new(core.clone())?;
         tasks.spawn(rpc::serve(
             core.clone(),
             protocols.clone(),
+            verifier,
             grpc_listener,
             grpc_tls.map(|tls| tls.server_config()),
             shutdown.clone(),

@@ -266,6 +266,7 @@ async fn manual_issuance_between_two_daemons_with_events() {
         .get_credential(GetCredentialRequest {
             wallet_id: String::new(),
             credential_id: got.credential_id.clone(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -375,6 +376,7 @@ async fn manual_issuance_between_two_daemons_with_events() {
     let id = GetCredentialRequest {
         wallet_id: String::new(),
         credential_id: credential.id.clone(),
+        ..Default::default()
     };
     hc.holder
         .clone()

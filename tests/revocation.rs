@@ -150,6 +150,7 @@ async fn revoke_notify_and_publish_the_bit() {
                 .get_credential(GetCredentialRequest {
                     wallet_id: "alice".into(),
                     credential_id: id,
+                    ..Default::default()
                 })
                 .await
                 .unwrap()

@@ -101,6 +101,8 @@ fn credential(rec: &CredentialRecord) -> StoredCredential {
     StoredCredential {
         created_by: String::new(),
         revocation: None,
+        status_checked_at_ms: None,
+        status_check_error: None,
         id: rec.credential_id.clone().unwrap_or_default(),
         wallet_id: rec.wallet_id.clone(),
         record_id: rec.id.clone(),

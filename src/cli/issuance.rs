@@ -11,7 +11,7 @@ use agentd::rpc::proto::{
 };
 
 use super::client::{Daemon, Paging, ok};
-use super::output::{parse_enum, print};
+use super::output::{enum_name, parse_enum, print};
 
 /// What a credential says: shared by `offer create` and `issue-custodial`.
 #[derive(Args)]
@@ -263,11 +263,32 @@ pub enum CredentialAction {
             hide_default_value = true
         )]
         r#type: String,
+        /// Only credentials with this status (active, expired, revoked).
+        #[arg(long, value_name = "STATUS", value_parser = parse_enum::<proto::CredentialStatus>)]
+        status: Option<i32>,
+        /// Check the status lists of the listed credentials first.
+        #[arg(long)]
+        check_status: bool,
         #[command(flatten)]
         paging: Paging,
     },
     /// Shows one credential, with its VC-JWT.
-    Get { credential_id: String },
+    Get {
+        credential_id: String,
+        /// Check its status list first.
+        #[arg(long)]
+        check_status: bool,
+    },
+    /// Checks a credential's status list now and shows the credential.
+    Refresh { credential_id: String },
+    /// Issuer: revokes credentials (by record or credential id) with a reason;
+    /// more than one id goes in one call.
+    Revoke {
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
+        #[arg(long, default_value = "", hide_default_value = true)]
+        reason: String,
+    },
     /// Deletes a credential.
     Delete { credential_id: String },
     /// The first credential of a type (NOT_FOUND if none).
@@ -282,28 +303,48 @@ pub async fn credential(d: Daemon, action: CredentialAction) -> anyhow::Result<(
     let wallet_id = d.wallet.clone();
     let mut c = HolderServiceClient::new(d.svc());
     // Get and Delete take the same request.
-    let by_id = |credential_id| proto::GetCredentialRequest {
+    let by_id = |credential_id, check_status| proto::GetCredentialRequest {
         wallet_id: wallet_id.clone(),
         credential_id,
+        check_status,
     };
     match action {
-        CredentialAction::List { r#type, paging } => {
+        CredentialAction::List {
+            r#type,
+            status,
+            check_status,
+            paging,
+        } => {
             d.list(&paging, async |page| {
                 c.list_credentials(proto::ListCredentialsRequest {
                     wallet_id: wallet_id.clone(),
                     r#type: r#type.clone(),
                     page: Some(page),
+                    status: status.unwrap_or_default(),
+                    check_status,
                 })
                 .await
             })
             .await?;
         }
-        CredentialAction::Get { credential_id } => {
+        CredentialAction::Get {
+            credential_id,
+            check_status,
+        } => {
+            d.out.one(&ok(c
+                .get_credential(by_id(credential_id, check_status))
+                .await)?)?;
+        }
+        CredentialAction::Refresh { credential_id } => {
             d.out
-                .one(&ok(c.get_credential(by_id(credential_id)).await)?)?;
+                .one(&ok(c.refresh_status(by_id(credential_id, false)).await)?)?;
+        }
+        CredentialAction::Revoke { ids, reason } => {
+            revoke(&d, ids, reason).await?;
         }
         CredentialAction::Delete { credential_id } => {
-            ok(c.delete_credential(by_id(credential_id.clone())).await)?;
+            ok(c.delete_credential(by_id(credential_id.clone(), false))
+                .await)?;
             // The response is empty: say what happened.
             print(if d.out.json {
                 "{}".into()
@@ -318,6 +359,35 @@ pub async fn credential(d: Daemon, action: CredentialAction) -> anyhow::Result<(
             };
             d.out.one(&ok(c.match_credential(r).await)?)?;
         }
+    }
+    Ok(())
+}
+
+/// One id: RevokeCredential, the record shown. More: RevokeCredentials,
+/// a line per id with its outcome.
+async fn revoke(d: &Daemon, mut ids: Vec<String>, reason: String) -> anyhow::Result<()> {
+    let mut c = IssuanceServiceClient::new(d.svc());
+    let wallet_id = d.wallet.clone();
+    if ids.len() == 1 {
+        let r = proto::RevokeCredentialRequest {
+            wallet_id,
+            id: ids.remove(0),
+            reason,
+        };
+        return Ok(d.out.one(&ok(c.revoke_credential(r).await)?)?);
+    }
+    let r = proto::RevokeCredentialsRequest {
+        wallet_id,
+        ids,
+        reason,
+    };
+    for result in ok(c.revoke_credentials(r).await)?.results {
+        let outcome = enum_name::<proto::RevokeOutcome>(result.outcome);
+        print(if d.out.json {
+            serde_json::json!({ "id": result.id, "outcome": outcome }).to_string()
+        } else {
+            format!("{}  {outcome}", result.id)
+        })?;
     }
     Ok(())
 }

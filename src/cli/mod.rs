@@ -9,6 +9,7 @@ mod events;
 pub mod harness;
 mod issuance;
 mod output;
+mod verify;
 mod wallet;
 
 use client::{Daemon, Target};
@@ -28,8 +29,18 @@ pub enum Client {
     Offer(Group<issuance::OfferAction>),
     /// Issue-credential records of both roles; `issue` for a request received.
     Record(Group<issuance::RecordAction>),
-    /// Credentials the wallet holds.
+    /// Credentials the wallet holds, their status; `revoke` as the issuer.
     Credential(Group<issuance::CredentialAction>),
+    /// Verifies a VC-JWT or VP-JWT (the JWT, a file, or - for stdin): one line
+    /// per check. Exits 3 when a check fails.
+    Verify {
+        #[command(flatten)]
+        target: Target,
+        #[arg(value_name = "JWT|FILE")]
+        input: String,
+    },
+    /// The issuers the wallet trusts (VerifyCredential's TrustRegistryMembership).
+    Trust(Group<verify::TrustAction>),
     /// Issues from --wallet to --holder, both wallets of this daemon, in one call.
     IssueCustodial {
         #[command(flatten)]
@@ -83,6 +94,13 @@ impl Client {
             Client::Credential(g) => {
                 issuance::credential(Daemon::connect(g.target).await?, g.action).await
             }
+            Client::Verify { target, input } => {
+                if !verify::verify(Daemon::connect(target).await?, input).await? {
+                    std::process::exit(verify::INVALID_EXIT);
+                }
+                Ok(())
+            }
+            Client::Trust(g) => verify::trust(Daemon::connect(g.target).await?, g.action).await,
             Client::IssueCustodial { target, args } => {
                 issuance::custodial(Daemon::connect(target).await?, args).await
             }

@@ -173,16 +173,27 @@ impl Show for proto::CredentialRecord {
             thid, connection_id, our_did, their_did, claims_json, types, schema_id,
             validity_period_secs, automatic_issuance, idempotency_key, issuer_did, subject_did,
             credential_id, ack_received, problem, comment, meta_retries, meta_next_retry_ms,
-            meta_last_failure, expires_at_ms, created_at_ms, updated_at_ms)
+            meta_last_failure, expires_at_ms, created_at_ms, updated_at_ms, created_by,
+            updated_by, status_list_credential, status_list_index, revoked_at_ms,
+            revocation_reason, revoked_by)
     }
 }
 
 impl Show for proto::Credential {
-    const COLUMNS: &'static [&'static str] = &["id", "types", "claims_json", "expires"];
+    const COLUMNS: &'static [&'static str] = &["id", "status", "types", "claims_json", "expires"];
     fn fields(&self) -> Fields {
         fields!(self;
             id, wallet_id, record_id, thid, issuer, subject, types, claims_json, jwt,
-            not_before, expires, received_at_ms)
+            not_before, expires, received_at_ms, created_by,
+            status: name<proto::CredentialStatus>, revoked_at_ms, revocation_reason,
+            status_checked_at_ms, status_check_error)
+    }
+}
+
+impl Show for proto::TrustedIssuer {
+    const COLUMNS: &'static [&'static str] = &["did", "label", "added_at_ms"];
+    fn fields(&self) -> Fields {
+        fields!(self; wallet_id, did, label, added_at_ms, added_by)
     }
 }
 
@@ -239,6 +250,7 @@ listed!(
     ListConnectionsResponse: Connection in connections,
     ListRecordsResponse: CredentialRecord in records,
     ListCredentialsResponse: Credential in credentials,
+    ListTrustedIssuersResponse: TrustedIssuer in issuers,
 );
 
 /// Where and how responses are printed.

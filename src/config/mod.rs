@@ -8,6 +8,9 @@ use serde::Deserialize;
 
 use crate::tls::ServerTls;
 
+mod verification;
+pub use verification::Verification;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
@@ -39,6 +42,7 @@ pub struct Config {
     pub outbox: Outbox,
     pub issuance: Issuance,
     pub status: Status,
+    pub verification: Verification,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -383,6 +387,11 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
         "AGENTD_STATUS_RESIGN_INTERVAL_MS",
         "status.resign_interval_ms",
     ),
+    (
+        "AGENTD_VERIFICATION_FETCH_TIMEOUT_MS",
+        "verification.fetch_timeout_ms",
+    ),
+    ("AGENTD_VERIFICATION_CA_FILE", "verification.ca_file"),
 ];
 
 impl Config {
@@ -448,6 +457,8 @@ impl Config {
                     self.issuance.max_open_records_per_connection = number(&v)?
                 }
                 "status.resign_interval_ms" => self.status.resign_interval_ms = number(&v)?,
+                "verification.fetch_timeout_ms" => self.verification.fetch_timeout_ms = number(&v)?,
+                "verification.ca_file" => self.verification.ca_file = Some(v.into()),
                 _ => unreachable!("every override has a key"),
             }
         }
@@ -458,6 +469,7 @@ impl Config {
         self.didcomm_listen()?;
         self.grpc_tls()?;
         self.check_grpc_exposure()?;
+        self.verification.validate()?;
         if let Some(url) = &self.didcomm.public_endpoint {
             let parsed = url::Url::parse(url)
                 .map_err(|e| invalid("didcomm.public_endpoint", format!("{url:?}: {e}")))?;

@@ -1,5 +1,5 @@
 //! DIDs: create and resolve `did:key` (Ed25519, secp256k1, P-256) and
-//! `did:peer:2`, offline.
+//! `did:peer:2`, offline; read a fetched `did:web` document ([`web`]).
 //!
 //! Resolution yields the few facts the agent acts on (signing key,
 //! key-agreement key, DIDComm endpoint) plus a DID document for display.
@@ -7,6 +7,7 @@
 mod key;
 mod multikey;
 mod peer;
+pub mod web;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -4,7 +4,6 @@
 //! delivery outcomes reach the protocols through [`Dispatch`], which the
 //! agent registers when it starts.
 
-pub mod addresses;
 mod envelope;
 pub mod http;
 pub mod inbox;
@@ -100,7 +99,7 @@ impl Transport {
             .redirect(reqwest::redirect::Policy::none());
         let private_allowed = core.config.private_destinations_allowed();
         if !private_allowed {
-            http = http.dns_resolver(Arc::new(addresses::PublicOnly));
+            http = http.dns_resolver(Arc::new(crate::addresses::PublicOnly));
         }
         let http = http
             .build()

@@ -60,7 +60,13 @@ pub const TABLE: &[(&str, &[TokenRole], u32)] = &[
     ("/agent.v1.HolderService/GetCredential", &[Admin, Holder, Auditor], 1),
     ("/agent.v1.HolderService/DeleteCredential", &[Admin, Holder], 5),
     ("/agent.v1.HolderService/MatchCredential", &[Admin, Holder], 2),
+    ("/agent.v1.HolderService/RefreshStatus", &[Admin, Holder], 5),
     ("/agent.v1.EventService/Subscribe", ALL, 1),
+    // May fetch DID documents, status lists and schemas.
+    ("/agent.v1.VerifierService/VerifyCredential", ALL, 5),
+    ("/agent.v1.VerifierService/AddTrustedIssuer", ACTORS, 5),
+    ("/agent.v1.VerifierService/RemoveTrustedIssuer", ACTORS, 5),
+    ("/agent.v1.VerifierService/ListTrustedIssuers", ALL, 1),
 ];
 
 /// The caller of the request being handled.

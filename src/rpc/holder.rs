@@ -6,13 +6,33 @@ use super::{page, status};
 use crate::Core;
 use crate::error::Error;
 use crate::protocols::issue_credential;
-use crate::store::{RecordState, Role};
+use crate::store::{RecordState, Role, StoredCredential};
+use crate::verify::Verifier;
+use crate::verify::held::{self, HeldStatus};
 
-pub struct Holder(pub Core, pub issue_credential::Issuance);
+pub struct Holder(pub Core, pub issue_credential::Issuance, pub Verifier);
 
 impl Holder {
     fn wallet(&self, id: &str) -> Result<String, Status> {
         super::auth::wallet(&self.0, id)
+    }
+
+    async fn refresh(&self, wallet: &str, id: &str) -> Result<StoredCredential, Status> {
+        held::refresh(&self.2, wallet, id).await.map_err(status)
+    }
+}
+
+/// The status a filter asks for (None: any).
+fn wanted(s: i32) -> Result<Option<HeldStatus>, Status> {
+    use proto::CredentialStatus as P;
+    match P::try_from(s) {
+        Ok(P::Unspecified) => Ok(None),
+        Ok(P::Active) => Ok(Some(HeldStatus::Active)),
+        Ok(P::Expired) => Ok(Some(HeldStatus::Expired)),
+        Ok(P::Revoked) => Ok(Some(HeldStatus::Revoked)),
+        Err(_) => Err(status(Error::InvalidArgument(format!(
+            "status {s} is not a CredentialStatus"
+        )))),
     }
 }
 
@@ -78,15 +98,29 @@ impl HolderService for Holder {
         let r = request.into_inner();
         let wallet = self.wallet(&r.wallet_id)?;
         let (size, token) = page(&r.page)?;
+        let wanted = wanted(r.status)?;
+        let now = crate::now_secs();
         let p = self
             .0
             .store
             .credentials(&wallet, size, token, |c| {
-                r.r#type.is_empty() || c.types.contains(&r.r#type)
+                (r.r#type.is_empty() || c.types.contains(&r.r#type))
+                    && wanted.is_none_or(|w| held::status_of(c, now) == w)
             })
             .map_err(status)?;
+        let mut credentials = p.items;
+        if r.check_status {
+            let mut checked = Vec::with_capacity(credentials.len());
+            for c in credentials {
+                checked.push(self.refresh(&wallet, &c.id).await?);
+            }
+            credentials = checked
+                .into_iter()
+                .filter(|c| wanted.is_none_or(|w| held::status_of(c, now) == w))
+                .collect();
+        }
         Ok(Response::new(proto::ListCredentialsResponse {
-            credentials: p.items.into_iter().map(credential_to_proto).collect(),
+            credentials: credentials.into_iter().map(credential_to_proto).collect(),
             next_page_token: p.next_token,
         }))
     }
@@ -97,11 +131,24 @@ impl HolderService for Holder {
     ) -> Result<Response<proto::Credential>, Status> {
         let r = request.into_inner();
         let wallet = self.wallet(&r.wallet_id)?;
-        let c = self
-            .0
-            .store
-            .credential(&wallet, &r.credential_id)
-            .map_err(status)?;
+        let c = if r.check_status {
+            self.refresh(&wallet, &r.credential_id).await?
+        } else {
+            self.0
+                .store
+                .credential(&wallet, &r.credential_id)
+                .map_err(status)?
+        };
+        Ok(Response::new(credential_to_proto(c)))
+    }
+
+    async fn refresh_status(
+        &self,
+        request: Request<proto::GetCredentialRequest>,
+    ) -> Result<Response<proto::Credential>, Status> {
+        let r = request.into_inner();
+        let wallet = self.wallet(&r.wallet_id)?;
+        let c = self.refresh(&wallet, &r.credential_id).await?;
         Ok(Response::new(credential_to_proto(c)))
     }
 

@@ -107,7 +107,16 @@ fn shown(value: impl FnOnce() -> String) -> String {
 }
 
 pub fn credential_to_proto(c: store::StoredCredential) -> proto::Credential {
+    use crate::verify::held::{HeldStatus, status_of};
+    let status = match status_of(&c, crate::now_secs()) {
+        HeldStatus::Active => proto::CredentialStatus::Active,
+        HeldStatus::Expired => proto::CredentialStatus::Expired,
+        HeldStatus::Revoked => proto::CredentialStatus::Revoked,
+    };
     proto::Credential {
+        status: status.into(),
+        status_checked_at_ms: c.status_checked_at_ms.unwrap_or_default(),
+        status_check_error: c.status_check_error.unwrap_or_default(),
         id: c.id,
         wallet_id: c.wallet_id,
         record_id: c.record_id,

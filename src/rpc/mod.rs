@@ -8,6 +8,7 @@ mod events;
 mod holder;
 mod issuance;
 mod token;
+mod verifier;
 mod wallet;
 
 pub mod proto {
@@ -32,12 +33,14 @@ use crate::Core;
 use crate::error::Error;
 use crate::protocols::Protocols;
 use crate::store::Store;
+use crate::verify::Verifier;
 use proto::connection_service_server::ConnectionServiceServer;
 use proto::did_service_server::DidServiceServer;
 use proto::event_service_server::EventServiceServer;
 use proto::holder_service_server::HolderServiceServer;
 use proto::issuance_service_server::IssuanceServiceServer;
 use proto::token_service_server::TokenServiceServer;
+use proto::verifier_service_server::VerifierServiceServer;
 use proto::wallet_service_server::WalletServiceServer;
 
 /// Serves the control plane on `listener`, over TLS when `tls` is given,
@@ -45,6 +48,7 @@ use proto::wallet_service_server::WalletServiceServer;
 pub async fn serve(
     core: Core,
     protocols: Protocols,
+    verifier: Verifier,
     listener: TcpListener,
     tls: Option<ServerTlsConfig>,
     shutdown: CancellationToken,
@@ -65,6 +69,9 @@ pub async fn serve(
         .await;
     health
         .set_serving::<EventServiceServer<events::Events>>()
+        .await;
+    health
+        .set_serving::<VerifierServiceServer<verifier::Verification>>()
         .await;
     // v1alpha too: older grpcurl, Postman and evans speak only that.
     let reflection = || {
@@ -109,6 +116,11 @@ pub async fn serve(
         .add_service(HolderServiceServer::new(holder::Holder(
             core.clone(),
             protocols.issuance,
+            verifier.clone(),
+        )))
+        .add_service(VerifierServiceServer::new(verifier::Verification(
+            core.clone(),
+            verifier,
         )))
         .add_service(EventServiceServer::new(events::Events(
             core,
@@ -245,6 +257,7 @@ mod tests {
         tokio::spawn(serve(
             t.core.clone(),
             t.protocols.clone(),
+            crate::verify::Verifier::new(t.core.clone()).unwrap(),
             listener,
             None,
             shutdown.clone(),

@@ -12,6 +12,7 @@ mod model;
 mod records;
 mod status;
 mod tokens;
+mod trust;
 mod tx;
 
 pub use flush::Flushed;
@@ -62,9 +63,10 @@ enum T {
     StatusLists,
     StatusBits,
     CredentialIndex,
+    TrustedIssuers,
 }
 
-const TREE_NAMES: [&str; 25] = [
+const TREE_NAMES: [&str; 26] = [
     "meta",
     "wallets",
     "keys",
@@ -90,6 +92,7 @@ const TREE_NAMES: [&str; 25] = [
     "status_lists",
     "status_bits",
     "credential_index",
+    "trusted_issuers",
 ];
 
 /// The meta key of the last event sequence number.

@@ -338,6 +338,17 @@ pub struct Revocation {
     pub by: String,
 }
 
+/// An issuer a wallet trusts: `VerifyCredential`'s `TrustRegistryMembership`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustedIssuer {
+    pub wallet_id: String,
+    pub did: String,
+    /// A name for people; not checked.
+    pub label: String,
+    pub added_at_ms: i64,
+    pub added_by: String,
+}
+
 /// One Bitstring Status List (purpose `revocation`) of an issuer DID.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatusList {
@@ -384,9 +395,16 @@ pub struct StoredCredential {
     /// The token that accepted the offer it answers ("" without tokens).
     #[serde(default)]
     pub created_by: String,
-    /// The issuer told us it revoked the credential.
+    /// The issuer told us it revoked the credential, or its status list
+    /// said so when we last checked.
     #[serde(default)]
     pub revocation: Option<Revocation>,
+    /// When its status list was last checked, and what kept that check from
+    /// an answer (None: it answered).
+    #[serde(default)]
+    pub status_checked_at_ms: Option<i64>,
+    #[serde(default)]
+    pub status_check_error: Option<String>,
 }
 
 /// A committed record state change, in commit order.

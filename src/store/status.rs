@@ -25,6 +25,14 @@ impl Store {
         self.get(T::StatusLists, id.as_bytes())
     }
 
+    /// Whether index `index` of the list is revoked (the committed bit).
+    pub fn status_revoked(&self, list_id: &str, index: u32) -> Result<bool> {
+        Ok(self
+            .tree(T::StatusBits)
+            .get(bit_key(list_id, index))?
+            .is_some_and(|v| v.as_ref() == [REVOKED]))
+    }
+
     /// The revoked indices of a list, in order.
     pub fn revoked_indices(&self, list_id: &str) -> Result<Vec<u32>> {
         let prefix = key(&[list_id, ""]);

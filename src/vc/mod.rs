@@ -106,9 +106,17 @@ pub fn key_id(did_key: &str) -> String {
     format!("{did_key}#{fragment}")
 }
 
-/// Checks the signature of a compact JWS against the key its `kid` names,
-/// and that this key belongs to `iss`. Returns header and payload.
-pub fn verify_jwt(jwt: &str) -> Result<Verified, VcError> {
+/// A compact JWS, decoded but not yet verified.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Jws {
+    pub header: Value,
+    pub payload: Value,
+    signing_input: String,
+    signature: Vec<u8>,
+}
+
+/// Decodes a compact JWS whose header and payload are JSON objects.
+pub fn parse_jwt(jwt: &str) -> Result<Jws, VcError> {
     let mut parts = jwt.split('.');
     let (Some(h), Some(p), Some(s), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -128,48 +136,87 @@ pub fn verify_jwt(jwt: &str) -> Result<Verified, VcError> {
             .filter(Value::is_object)
             .ok_or_else(|| VcError::Malformed(format!("{name} is not a JSON object")))
     };
-    let header = json("header", part("header", h)?)?;
-    let payload = json("payload", part("payload", p)?)?;
-    let signature = part("signature", s)?;
-    let key_type = [KeyType::Ed25519, KeyType::Secp256k1, KeyType::P256]
-        .into_iter()
-        .find(|t| header["alg"] == alg(*t))
-        .ok_or_else(|| {
-            VcError::Header(format!(
-                "alg {} (EdDSA, ES256K or ES256)",
-                crate::error::clip(&header["alg"].to_string(), SHOWN)
-            ))
-        })?;
-    let kid = header["kid"]
-        .as_str()
-        .ok_or_else(|| VcError::Header("no kid".into()))?;
-    let iss = payload["iss"].as_str().ok_or(VcError::Claim {
+    Ok(Jws {
+        header: json("header", part("header", h)?)?,
+        payload: json("payload", part("payload", p)?)?,
+        signature: part("signature", s)?,
+        signing_input: format!("{h}.{p}"),
+    })
+}
+
+impl Jws {
+    /// The header's `kid`: the DID URL of the signing key.
+    pub fn kid(&self) -> Result<&str, VcError> {
+        self.header["kid"]
+            .as_str()
+            .ok_or_else(|| VcError::Header("no kid".into()))
+    }
+
+    /// The key type the header's `alg` names (one we verify).
+    fn key_type(&self) -> Result<KeyType, VcError> {
+        [KeyType::Ed25519, KeyType::Secp256k1, KeyType::P256]
+            .into_iter()
+            .find(|t| self.header["alg"] == alg(*t))
+            .ok_or_else(|| {
+                VcError::Header(format!(
+                    "alg {} (EdDSA, ES256K or ES256)",
+                    crate::error::clip(&self.header["alg"].to_string(), SHOWN)
+                ))
+            })
+    }
+
+    /// Checks the signature against the key of `signer` (the resolved DID
+    /// of the `kid`) that the `kid` names.
+    pub fn verify_with(&self, signer: &did::ResolvedDid) -> Result<(), VcError> {
+        let key_type = self.key_type()?;
+        let kid = self.kid()?;
+        let key = signer
+            .signing_key(kid)
+            .map_err(|e| VcError::WrongKey(e.to_string()))?;
+        // `alg` is whatever the sender wrote; the key the DID names decides
+        // which algorithm may verify, so a token cannot pick the rules it is
+        // checked by.
+        if key.public.key_type() != key_type {
+            return Err(VcError::AlgMismatch {
+                alg: alg(key_type),
+                kid: crate::error::clip(kid, SHOWN),
+                key_type: key.public.key_type(),
+            });
+        }
+        if !key
+            .public
+            .verify(self.signing_input.as_bytes(), &self.signature)
+        {
+            return Err(VcError::BadSignature);
+        }
+        Ok(())
+    }
+}
+
+/// Checks the signature of a compact JWS against the key its `kid` names,
+/// and that this key belongs to `iss` (a DID resolved offline). Returns
+/// header and payload.
+pub fn verify_jwt(jwt: &str) -> Result<Verified, VcError> {
+    let jws = parse_jwt(jwt)?;
+    jws.key_type()?;
+    let kid = jws.kid()?;
+    let iss = jws.payload["iss"].as_str().ok_or(VcError::Claim {
         claim: "iss",
         why: "missing".into(),
     })?;
     if did::did_of(kid) != iss {
         return Err(VcError::WrongKey(format!(
-            "kid {kid} is not a key of {iss}"
+            "kid {} is not a key of {}",
+            crate::error::clip(kid, SHOWN),
+            crate::error::clip(iss, SHOWN)
         )));
     }
     let resolved = did::resolve(iss).map_err(|e| VcError::WrongKey(e.to_string()))?;
-    let key = resolved
-        .signing_key(kid)
-        .map_err(|e| VcError::WrongKey(e.to_string()))?;
-    // `alg` is whatever the sender wrote; the key the DID names decides
-    // which algorithm may verify, so a token cannot pick the rules it is
-    // checked by.
-    if key.public.key_type() != key_type {
-        return Err(VcError::AlgMismatch {
-            alg: alg(key_type),
-            kid: crate::error::clip(kid, SHOWN),
-            key_type: key.public.key_type(),
-        });
-    }
-    if !key.public.verify(format!("{h}.{p}").as_bytes(), &signature) {
-        return Err(VcError::BadSignature);
-    }
-    Ok(Verified { header, payload })
+    jws.verify_with(&resolved)?;
+    Ok(Verified {
+        header: jws.header,
+        payload: jws.payload,
+    })
 }
 
 /// The credential `spec` describes, unsigned, without issuer or dates (an

@@ -79,7 +79,7 @@ pub(super) async fn deliver(
     if let Some(endpoint) = endpoint
         && !transport.inner.private_allowed
     {
-        super::super::addresses::check_literal(endpoint).map_err(Failure::permanent)?;
+        crate::addresses::check_literal(endpoint).map_err(Failure::permanent)?;
     }
     let Some(endpoint) = endpoint else {
         return match inbox::receive(transport, packed.into()).await {

@@ -264,6 +264,8 @@ fn verify_credential(
         // Delivery keeps `updated_by`, so this is who accepted the offer.
         created_by: rec.updated_by.clone(),
         revocation: None,
+        status_checked_at_ms: None,
+        status_check_error: None,
     })
 }
 

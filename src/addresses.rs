@@ -1,7 +1,9 @@
-//! Which addresses the outbox may post to. A peer chooses the endpoint in
-//! its DID; a daemon facing the internet must not let it point our posts at
-//! loopback, private or link-local addresses inside our network
-//! (`outbox.allow_private_destinations`). Host names are checked after DNS
+//! Which addresses we may connect to on someone else's word: the outbox
+//! posts to the endpoint a peer's DID names, the verifier fetches the status
+//! lists, did:web documents and schemas a credential names. A daemon facing
+//! the internet must not let either point our requests at loopback, private
+//! or link-local addresses inside our network
+//! (`outbox.allow_private_destinations` governs both). Host names are checked after DNS
 //! resolution, in the HTTP client's resolver, so a name that resolves to
 //! such an address is refused too; literal addresses in the URL are checked
 //! before the post.
