@@ -45,6 +45,7 @@ pub struct Fetcher {
 
 #[derive(Default)]
 struct Cache {
+    /// Each body and when it goes stale.
     bodies: HashMap<String, (Instant, Arc<[u8]>)>,
     bytes: usize,
 }
@@ -81,19 +82,26 @@ impl Fetcher {
         })
     }
 
-    /// The body at `url`, from the cache while it is fresh.
+    /// The body at `url`, from the cache while it is fresh: for
+    /// `verification.cache_secs`, or less if the answer's `Cache-Control`
+    /// says so.
     pub async fn get(&self, url: &str) -> std::result::Result<Arc<[u8]>, FetchError> {
         let shown = || crate::error::clip(url, SHOWN);
         let parsed = url::Url::parse(url).map_err(|_| FetchError::BadUrl(shown()))?;
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(FetchError::BadUrl(shown()));
         }
-        if let Some((at, body)) = self.cache().bodies.get(url)
-            && at.elapsed() < self.ttl
+        if let Some((until, body)) = self.cache().bodies.get(url)
+            && Instant::now() < *until
         {
             return Ok(body.clone());
         }
-        let body: Arc<[u8]> = self.fetch(parsed).await?.into();
+        let (body, ttl) = self.fetch(parsed).await?;
+        let body: Arc<[u8]> = body.into();
+        let ttl = ttl.map_or(self.ttl, |t| t.min(self.ttl));
+        if ttl.is_zero() {
+            return Ok(body);
+        }
         let mut cache = self.cache();
         if cache.bytes + body.len() > CACHE_BYTES {
             *cache = Cache::default();
@@ -101,7 +109,7 @@ impl Fetcher {
         cache.bytes += body.len();
         if let Some((_, old)) = cache
             .bodies
-            .insert(url.to_string(), (Instant::now(), body.clone()))
+            .insert(url.to_string(), (Instant::now() + ttl, body.clone()))
         {
             cache.bytes -= old.len();
         }
@@ -112,7 +120,11 @@ impl Fetcher {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    async fn fetch(&self, url: url::Url) -> std::result::Result<Vec<u8>, FetchError> {
+    /// The body, and how long its publisher lets it be reused, if it says.
+    async fn fetch(
+        &self,
+        url: url::Url,
+    ) -> std::result::Result<(Vec<u8>, Option<Duration>), FetchError> {
         let shown = crate::error::clip(url.as_str(), SHOWN);
         let failed = |e: reqwest::Error| {
             if e.is_timeout() {
@@ -153,6 +165,11 @@ impl Fetcher {
         {
             return Err(too_large());
         }
+        let ttl = response
+            .headers()
+            .get(reqwest::header::CACHE_CONTROL)
+            .and_then(|v| v.to_str().ok())
+            .map(max_age);
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(failed)? {
             if body.len() + chunk.len() > self.max_bytes {
@@ -160,8 +177,24 @@ impl Fetcher {
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(body)
+        Ok((body, ttl.flatten()))
     }
+}
+
+/// How long a `Cache-Control` lets a body be reused: its `max-age`, zero
+/// for `no-store` or `no-cache`, None when it says neither.
+fn max_age(cache_control: &str) -> Option<Duration> {
+    let mut age = None;
+    for directive in cache_control.split(',').map(str::trim) {
+        let lower = directive.to_ascii_lowercase();
+        if lower == "no-store" || lower == "no-cache" {
+            return Some(Duration::ZERO);
+        }
+        if let Some(n) = lower.strip_prefix("max-age=") {
+            age = n.trim_matches('"').parse().ok().map(Duration::from_secs);
+        }
+    }
+    age
 }
 
 /// An error with its causes: reqwest's own text alone says only
@@ -175,4 +208,19 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_control_caps_reuse() {
+        assert_eq!(max_age("public, max-age=1"), Some(Duration::from_secs(1)));
+        assert_eq!(max_age("max-age=0"), Some(Duration::ZERO));
+        assert_eq!(max_age("no-store"), Some(Duration::ZERO));
+        assert_eq!(max_age("private, No-Cache"), Some(Duration::ZERO));
+        assert_eq!(max_age("public"), None);
+        assert_eq!(max_age("max-age=soon"), None);
+    }
 }
