@@ -234,3 +234,177 @@ async fn revoke_notify_and_publish_the_bit() {
     let body: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
     assert_eq!(body["error"], "not_found");
 }
+
+/// Issues `n` custodial credentials to wallet `alice` of `d` (made here),
+/// 8 at a time: (credential id, list URL, index).
+async fn issue_many(c: &agentd::harness::Clients, n: usize) -> Vec<(String, String, u32)> {
+    c.wallets
+        .clone()
+        .create_wallet(CreateWalletRequest {
+            id: "alice".into(),
+            label: "Alice".into(),
+        })
+        .await
+        .unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for worker in 0..8 {
+        let mut api = c.issuance.clone();
+        tasks.spawn(async move {
+            let mut issued = Vec::new();
+            for _ in (worker..n).step_by(8) {
+                let r = api
+                    .issue_custodial(IssueCustodialRequest {
+                        holder_wallet_id: "alice".into(),
+                        claims_json: r#"{"name":"Alice"}"#.into(),
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner();
+                let record = r.issuer_record.unwrap();
+                issued.push((
+                    r.credential.unwrap().id,
+                    record.status_list_credential,
+                    record.status_list_index,
+                ));
+            }
+            issued
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(part) = tasks.join_next().await {
+        all.extend(part.unwrap());
+    }
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_revocations_from_50_callers_set_exactly_those_bits() {
+    const N: usize = 1000;
+    const CALLERS: usize = 50;
+    let d = start(
+        "burst",
+        &[("AGENTD_STATUS_RESIGN_INTERVAL_MS", &RESIGN_MS.to_string())],
+    )
+    .await;
+    let c = d.clients().await.unwrap();
+    // One more than revoked: a bit that must stay clear.
+    let issued = issue_many(&c, N + 1).await;
+    let url = issued[0].1.clone();
+    assert!(issued.iter().all(|i| i.1 == url), "one list per issuer DID");
+    let (spared, revoked) = issued.split_last().unwrap();
+
+    // A reader polls the list throughout, noting each version it sees.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let reader = {
+        let (url, stop) = (url.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut versions: Vec<String> = Vec::new();
+            while !stop.is_cancelled() {
+                let (status, etag, _) = fetch(&url, None).await;
+                assert_eq!(status, 200);
+                if versions.last() != Some(&etag) {
+                    versions.push(etag);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            versions
+        })
+    };
+    let started = std::time::Instant::now();
+    let mut callers = tokio::task::JoinSet::new();
+    for caller in 0..CALLERS {
+        let mut api = c.issuance.clone();
+        let mine: Vec<String> = revoked
+            .iter()
+            .skip(caller)
+            .step_by(CALLERS)
+            .map(|i| i.0.clone())
+            .collect();
+        callers.spawn(async move {
+            for id in mine {
+                api.revoke_credential(RevokeCredentialRequest {
+                    id,
+                    reason: "burst".into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            }
+        });
+    }
+    while let Some(done) = callers.join_next().await {
+        done.unwrap();
+    }
+    let burst = started.elapsed();
+    tokio::time::sleep(Duration::from_millis(RESIGN_MS + 100)).await;
+    stop.cancel();
+    let versions = reader.await.unwrap();
+
+    let (bits, _) = set_bits(&url).await;
+    let mut want: Vec<u32> = revoked.iter().map(|i| i.2).collect();
+    want.sort();
+    assert_eq!(bits.len(), N);
+    assert_eq!(bits, want);
+    assert!(!bits.contains(&spared.2));
+    // At most one new version per re-sign interval (plus the one before
+    // the burst and the one after it).
+    let intervals = (burst.as_millis() as u64 + RESIGN_MS + 100).div_ceil(RESIGN_MS) as usize;
+    eprintln!(
+        "{N} revocations by {CALLERS} callers in {burst:?}: {} list versions seen",
+        versions.len()
+    );
+    assert!(
+        versions.len() <= intervals + 2,
+        "{} versions in {burst:?} ({intervals} intervals)",
+        versions.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_after_a_revocation_is_answered_loses_nothing() {
+    let mut d = start(
+        "crash",
+        &[("AGENTD_STATUS_RESIGN_INTERVAL_MS", &RESIGN_MS.to_string())],
+    )
+    .await;
+    let c = d.clients().await.unwrap();
+    let issued = issue_many(&c, 4).await;
+    let url = issued[0].1.clone();
+    // Signed once before: the cached list shows nothing revoked.
+    assert_eq!(set_bits(&url).await.0, Vec::<u32>::new());
+    let mut api = c.issuance.clone();
+    api.revoke_credential(RevokeCredentialRequest {
+        id: issued[0].0.clone(),
+        reason: "one".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    api.revoke_credentials(RevokeCredentialsRequest {
+        ids: vec![issued[1].0.clone(), issued[2].0.clone()],
+        reason: "two more".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    // Killed before the list was signed again.
+    d.kill().await.unwrap();
+    d.restart().await.unwrap();
+    let (bits, _) = set_bits(&url).await;
+    let mut want: Vec<u32> = issued[..3].iter().map(|i| i.2).collect();
+    want.sort();
+    assert_eq!(bits, want);
+    let c = d.clients().await.unwrap();
+    let again = c
+        .issuance
+        .clone()
+        .revoke_credential(RevokeCredentialRequest {
+            id: issued[1].0.clone(),
+            reason: "again".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), Code::FailedPrecondition, "{again:?}");
+}
