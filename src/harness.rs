@@ -21,7 +21,8 @@ use crate::config::Config;
 use crate::rpc::proto::{
     self, connection_service_client::ConnectionServiceClient, did_service_client::DidServiceClient,
     event_service_client::EventServiceClient, holder_service_client::HolderServiceClient,
-    issuance_service_client::IssuanceServiceClient, wallet_service_client::WalletServiceClient,
+    issuance_service_client::IssuanceServiceClient, verifier_service_client::VerifierServiceClient,
+    wallet_service_client::WalletServiceClient,
 };
 use crate::{Agent, RunningAgent};
 
@@ -138,6 +139,7 @@ pub struct Clients {
     pub issuance: IssuanceServiceClient<Channel>,
     pub holder: HolderServiceClient<Channel>,
     pub events: EventServiceClient<Channel>,
+    pub verifier: VerifierServiceClient<Channel>,
 }
 
 impl Clients {
@@ -154,7 +156,8 @@ impl Clients {
             connections: ConnectionServiceClient::new(channel.clone()),
             issuance: IssuanceServiceClient::new(channel.clone()),
             holder: HolderServiceClient::new(channel.clone()),
-            events: EventServiceClient::new(channel),
+            events: EventServiceClient::new(channel.clone()),
+            verifier: VerifierServiceClient::new(channel),
         })
     }
 }

@@ -2,12 +2,16 @@
 //! issuer and a holder agent (default config: sled with its normal
 //! durability, HTTP on loopback, authcrypt), at several concurrencies,
 //! against the crypto ceiling measured in the same run, and again with many
-//! records already stored. Figures are printed and returned as JSON.
+//! records already stored; then revocations and verifications per second.
+//! Figures are printed and returned as JSON.
 
 mod ceiling;
 mod flows;
 mod proc;
+mod revocation;
 mod seed;
+
+pub use revocation::Revocation;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -38,6 +42,9 @@ pub struct Options {
     pub growth_flows: usize,
     pub growth_concurrency: usize,
     pub ceiling_flows: u64,
+    /// Credentials revoked, and verifications on each side, after the levels.
+    pub revocations: usize,
+    pub verifications: usize,
 }
 
 impl Options {
@@ -49,6 +56,8 @@ impl Options {
             growth_flows: 2_000,
             growth_concurrency: 100,
             ceiling_flows: 2_000,
+            revocations: 2_000,
+            verifications: 2_000,
         }
     }
 
@@ -61,6 +70,8 @@ impl Options {
             growth_concurrency: 100,
             // About a second: fewer flows made the ceiling swing by ±20%.
             ceiling_flows: 1_000,
+            revocations: 200,
+            verifications: 200,
         }
     }
 }
@@ -106,6 +117,7 @@ pub struct Report {
     pub growth: Vec<Growth>,
     /// Flows/s with the most records stored ÷ with the fewest.
     pub growth_ratio: Option<f64>,
+    pub revocation: Revocation,
 }
 
 impl Report {
@@ -148,6 +160,17 @@ pub async fn run(binary: &Path, opts: &Options, mut progress: impl FnMut(&str)) 
         progress(&describe(&level));
         levels.push(level);
     }
+    let revoking =
+        revocation::measure(&pair.ic, &pair.hc, opts.revocations, opts.verifications).await?;
+    progress(&format!(
+        "revocation: {} one by one from 10 callers = {:.0}/s, {} in calls of 100 = {:.0}/s; verification: {:.0}/s against the issuer's own list, {:.0}/s at the holder (list fetched, cached)",
+        revoking.revoked_one_by_one,
+        revoking.revocations_per_sec,
+        revoking.revoked_in_bulk,
+        revoking.bulk_revocations_per_sec,
+        revoking.verifications_per_sec_own_list,
+        revoking.verifications_per_sec_fetched_list,
+    ));
     pair.stop().await?;
 
     let mut growth = Vec::new();
@@ -181,6 +204,7 @@ pub async fn run(binary: &Path, opts: &Options, mut progress: impl FnMut(&str)) 
         levels,
         growth,
         growth_ratio,
+        revocation: revoking,
     })
 }
 
