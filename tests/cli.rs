@@ -401,3 +401,105 @@ fn version_names_the_commit() {
         format!("agentd {} (commit {head})", env!("CARGO_PKG_VERSION"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_revoke_and_trust_from_the_cli() {
+    let agent = LocalAgent::start("cli-verify").await.unwrap();
+    let a = agent.grpc;
+    stdout(a, &["wallet", "create", "--id", "holder"]).await;
+    let issued = json(
+        a,
+        &[
+            "issue-custodial",
+            "--holder",
+            "holder",
+            "--claim",
+            "name=Ann",
+        ],
+    )
+    .await;
+    let credential = &issued["credential"];
+    let (id, jwt) = (
+        credential["id"].as_str().unwrap(),
+        credential["jwt"].as_str().unwrap(),
+    );
+    let issuer = credential["issuer"].as_str().unwrap();
+
+    // A JWT on the command line, or in a file: one line per check.
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), format!("{jwt}\n")).unwrap();
+    for input in [jwt, file.path().to_str().unwrap()] {
+        let out = stdout(a, &["verify", input]).await;
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "VALID", "{out}");
+        assert!(lines[1].starts_with(&format!("credential {id}")), "{out}");
+        assert!(lines[2].starts_with("  ✓ SignatureVerification"), "{out}");
+        assert!(out.contains("  ✓ CredentialStatus"), "{out}");
+        assert!(
+            out.contains("  - TrustRegistryMembership  the wallet lists no trusted issuers"),
+            "{out}"
+        );
+    }
+
+    // Trusting someone else makes it fail that check, exit status 3.
+    let other = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK";
+    stdout(a, &["trust", "add", other, "--label", "another issuer"]).await;
+    let listed = json(a, &["trust", "list"]).await;
+    assert_eq!(items(&listed, "issuers")[0]["did"], other);
+    let out = run(a, &["verify", jwt]).await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("  ✗ TrustRegistryMembership  issuer"));
+    stdout(a, &["trust", "add", issuer]).await;
+    assert!(run(a, &["verify", jwt]).await.status.success());
+    for did in [other, issuer] {
+        let removed = stdout(a, &["trust", "remove", did]).await;
+        assert_eq!(removed.trim(), format!("removed {did}"));
+    }
+
+    // Revoked: CredentialStatus fails with the reason the list gives.
+    let revoked = json(
+        a,
+        &["credential", "revoke", id, "--reason", "key compromised"],
+    )
+    .await;
+    assert_eq!(revoked["revocation_reason"], "key compromised");
+    let out = run(a, &["verify", jwt, "--json"]).await;
+    assert_eq!(out.status.code(), Some(3));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["valid"], false);
+    let failed: Vec<&Value> = report["credentials"][0]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["valid"] == false)
+        .collect();
+    assert_eq!(failed.len(), 1, "{report}");
+    assert_eq!(failed[0]["name"], "CredentialStatus");
+    assert_eq!(
+        failed[0]["messages"][0],
+        "the issuer's status list says: revoked"
+    );
+    let again = failure(a, &["credential", "revoke", id]).await;
+    assert!(again.contains("already revoked"), "{again}");
+
+    // The holder's copy: revoked (the notice), listed by status.
+    let shown = eventually(
+        a,
+        &[
+            "credential",
+            "list",
+            "--wallet",
+            "holder",
+            "--status",
+            "revoked",
+        ],
+        |list| items(list, "credentials").first().cloned(),
+    )
+    .await;
+    assert_eq!(shown["status"], "Revoked");
+    assert_eq!(shown["revocation_reason"], "key compromised");
+
+    let bad = failure(a, &["verify", "not-a-jwt.x.y"]).await;
+    assert!(bad.starts_with("agentd: INVALID_ARGUMENT: "), "{bad}");
+    agent.stop().await.unwrap();
+}
