@@ -5,14 +5,14 @@ mod common;
 
 use agentd::harness::Clients;
 use agentd::rpc::proto::{
-    AcceptOfferRequest, CreateOfferRequest, CreateWalletRequest, GetCredentialRequest,
-    GetRecordRequest, IssueCredentialRequest, IssueCustodialRequest, ListConnectionsRequest,
-    ListCredentialsRequest, ListOffersRequest, ListRecordsRequest, MatchCredentialRequest,
-    RecordEvent, RecordState, RejectOfferRequest, Role, SubscribeRequest,
+    AcceptOfferRequest, CreateOfferRequest, GetCredentialRequest, GetRecordRequest,
+    IssueCredentialRequest, IssueCustodialRequest, ListConnectionsRequest, ListCredentialsRequest,
+    ListOffersRequest, ListRecordsRequest, MatchCredentialRequest, RecordEvent, RecordState,
+    RejectOfferRequest, Role, SubscribeRequest,
 };
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::{connect, eventually, start};
+use common::{connect, create_wallet, eventually, start};
 use tokio_stream::StreamExt;
 use tonic::Code;
 
@@ -526,14 +526,7 @@ async fn expired_offers_are_abandoned_on_both_sides() {
 async fn custodial_issuance_in_one_call() {
     let d = start("custodial", &[]).await;
     let c = d.clients().await.unwrap();
-    c.wallets
-        .clone()
-        .create_wallet(CreateWalletRequest {
-            id: "alice".into(),
-            label: "Alice".into(),
-        })
-        .await
-        .unwrap();
+    create_wallet(&c, "alice").await;
     let mut api = c.issuance.clone();
     for round in 0..2 {
         let r = api

@@ -9,12 +9,12 @@ use std::io::Read;
 use std::time::Duration;
 
 use agentd::rpc::proto::{
-    CreateWalletRequest, GetCredentialRequest, GetRecordRequest, IssueCustodialRequest,
-    RevokeCredentialRequest, RevokeCredentialsRequest, RevokeOutcome,
+    GetCredentialRequest, GetRecordRequest, IssueCustodialRequest, RevokeCredentialRequest,
+    RevokeCredentialsRequest, RevokeOutcome,
 };
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::{eventually, http, start};
+use common::{create_wallet, eventually, http, start};
 use serde_json::Value;
 use tonic::Code;
 
@@ -81,14 +81,7 @@ async fn revoke_notify_and_publish_the_bit() {
     )
     .await;
     let c = d.clients().await.unwrap();
-    c.wallets
-        .clone()
-        .create_wallet(CreateWalletRequest {
-            id: "alice".into(),
-            label: "Alice".into(),
-        })
-        .await
-        .unwrap();
+    create_wallet(&c, "alice").await;
     let mut api = c.issuance.clone();
     // (credential id, issuer record id, list URL, index)
     let mut issued = Vec::new();
@@ -238,14 +231,7 @@ async fn revoke_notify_and_publish_the_bit() {
 /// Issues `n` custodial credentials to wallet `alice` of `d` (made here),
 /// 8 at a time: (credential id, list URL, index).
 async fn issue_many(c: &agentd::harness::Clients, n: usize) -> Vec<(String, String, u32)> {
-    c.wallets
-        .clone()
-        .create_wallet(CreateWalletRequest {
-            id: "alice".into(),
-            label: "Alice".into(),
-        })
-        .await
-        .unwrap();
+    create_wallet(c, "alice").await;
     let mut tasks = tokio::task::JoinSet::new();
     for worker in 0..8 {
         let mut api = c.issuance.clone();

@@ -15,7 +15,7 @@ use agentd::rpc::proto::{
 };
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::{WAIT, channel, connect, eventually, start};
+use common::{WAIT, channel, connect, create_wallet, eventually, start};
 use serde_json::{Value, json};
 use tonic::Code;
 
@@ -463,14 +463,7 @@ async fn expiry_and_an_unreachable_foreign_list_each_fail_one_check() {
     .await;
     let v = verifier(&d).await;
     let c = d.clients().await.unwrap();
-    c.wallets
-        .clone()
-        .create_wallet(proto::CreateWalletRequest {
-            id: "bob".into(),
-            label: "Bob".into(),
-        })
-        .await
-        .unwrap();
+    create_wallet(&c, "bob").await;
 
     // Expired: only ValidityPeriod; the held copy shows expired.
     let issued = c

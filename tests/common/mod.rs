@@ -187,3 +187,15 @@ pub async fn open_invitation(agent: &ProcessAgent) -> (String, Value, String) {
     let ours = invitation["from"].as_str().unwrap().to_string();
     (ours, invitation, inv.invitation_url)
 }
+
+/// Creates wallet `id` (labelled the same) through `c`.
+pub async fn create_wallet(c: &Clients, id: &str) {
+    c.wallets
+        .clone()
+        .create_wallet(agentd::rpc::proto::CreateWalletRequest {
+            id: id.into(),
+            label: id.into(),
+        })
+        .await
+        .unwrap();
+}
