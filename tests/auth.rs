@@ -35,6 +35,7 @@ const HOLDER_ACTS: &[&str] = &[
     "RejectOffer",
     "DeleteCredential",
     "MatchCredential",
+    "RefreshStatus",
 ];
 const HOLDER_READS: &[&str] = &["ListOffers", "ListCredentials", "GetCredential"];
 const ISSUER_OR_HOLDER_ACTS: &[&str] = &[
@@ -43,6 +44,8 @@ const ISSUER_OR_HOLDER_ACTS: &[&str] = &[
     "AcceptInvitation",
     "Ping",
     "DiscoverFeatures",
+    "AddTrustedIssuer",
+    "RemoveTrustedIssuer",
 ];
 const EVERYONE_READS: &[&str] = &[
     "GetWallet",
@@ -53,6 +56,8 @@ const EVERYONE_READS: &[&str] = &[
     "ListRecords",
     "GetRecord",
     "Subscribe",
+    "VerifyCredential",
+    "ListTrustedIssuers",
 ];
 /// Not about a wallet: naming another one in field 1 is not a trespass.
 const UNSCOPED: &[&str] = &["ResolveDid"];
@@ -351,8 +356,9 @@ async fn every_rpc_with_every_role_in_its_own_wallet_and_another() {
         .unwrap();
 }
 
-/// An auditor reads records and credentials without their claims or JWTs;
-/// the holder's own token sees them.
+/// An auditor reads records and credentials without their claims or JWTs,
+/// and cannot have their status checked (that writes); the holder's own
+/// token sees them and can.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auditors_see_no_claims() {
     let d = common::start(
@@ -413,6 +419,26 @@ async fn auditors_see_no_claims() {
                 .all(|r| r.claims_json.contains("s3cret") == sees),
             "{role:?}"
         );
+        // Checking status stores the outcome: a write an auditor may not make.
+        let checked = proto::holder_service_client::HolderServiceClient::new(channel.clone())
+            .list_credentials(bearer(
+                &t,
+                proto::ListCredentialsRequest {
+                    check_status: true,
+                    ..Default::default()
+                },
+            ))
+            .await;
+        match checked {
+            Ok(list) => {
+                assert!(sees, "{role:?}");
+                assert!(list.into_inner().credentials[0].status_checked_at_ms > 0);
+            }
+            Err(e) => {
+                assert!(!sees, "{role:?}: {e:?}");
+                assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+            }
+        }
     }
 }
 

@@ -102,10 +102,15 @@ impl Caller {
         self.role() == Admin
     }
 
+    /// An auditor's token reads, and nothing it calls writes.
+    pub fn is_auditor(&self) -> bool {
+        self.role() == Auditor
+    }
+
     /// Whether claims (and credential JWTs) are shown to this caller:
     /// everyone but an auditor.
     pub fn sees_claims(&self) -> bool {
-        self.role() != Auditor
+        !self.is_auditor()
     }
 
     /// The token id recorded as who did something ("" without tokens).

@@ -17,7 +17,15 @@ impl Holder {
         super::auth::wallet(&self.0, id)
     }
 
+    /// Checks a held credential's status list and keeps the outcome: a
+    /// write, so not for an auditor's token (whose reads get PERMISSION_DENIED
+    /// with `check_status`).
     async fn refresh(&self, wallet: &str, id: &str) -> Result<StoredCredential, Status> {
+        if super::auth::caller().is_auditor() {
+            return Err(status(Error::PermissionDenied(
+                "an auditor's token cannot check status (it stores the outcome)".into(),
+            )));
+        }
         held::refresh(&self.2, wallet, id).await.map_err(status)
     }
 }
