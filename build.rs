@@ -13,6 +13,7 @@ const PROTOS: &[&str] = &[
     "proto/agent/v1/events.proto",
     "proto/agent/v1/token.proto",
     "proto/agent/v1/verifier.proto",
+    "proto/agent/v1/template.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -21,8 +21,8 @@ use crate::config::Config;
 use crate::rpc::proto::{
     self, connection_service_client::ConnectionServiceClient, did_service_client::DidServiceClient,
     event_service_client::EventServiceClient, holder_service_client::HolderServiceClient,
-    issuance_service_client::IssuanceServiceClient, verifier_service_client::VerifierServiceClient,
-    wallet_service_client::WalletServiceClient,
+    issuance_service_client::IssuanceServiceClient, template_service_client::TemplateServiceClient,
+    verifier_service_client::VerifierServiceClient, wallet_service_client::WalletServiceClient,
 };
 use crate::{Agent, RunningAgent};
 
@@ -140,6 +140,7 @@ pub struct Clients {
     pub holder: HolderServiceClient<Channel>,
     pub events: EventServiceClient<Channel>,
     pub verifier: VerifierServiceClient<Channel>,
+    pub templates: TemplateServiceClient<Channel>,
 }
 
 impl Clients {
@@ -157,7 +158,8 @@ impl Clients {
             issuance: IssuanceServiceClient::new(channel.clone()),
             holder: HolderServiceClient::new(channel.clone()),
             events: EventServiceClient::new(channel.clone()),
-            verifier: VerifierServiceClient::new(channel),
+            verifier: VerifierServiceClient::new(channel.clone()),
+            templates: TemplateServiceClient::new(channel),
         })
     }
 }

@@ -29,6 +29,8 @@ const ISSUER_ACTS: &[&str] = &[
     "IssueCredential",
     "RevokeCredential",
     "RevokeCredentials",
+    "CreateTemplate",
+    "ArchiveTemplate",
 ];
 const HOLDER_ACTS: &[&str] = &[
     "AcceptOffer",
@@ -58,6 +60,8 @@ const EVERYONE_READS: &[&str] = &[
     "Subscribe",
     "VerifyCredential",
     "ListTrustedIssuers",
+    "GetTemplate",
+    "ListTemplates",
 ];
 /// Not about a wallet: naming another one in field 1 is not a trespass.
 const UNSCOPED: &[&str] = &["ResolveDid"];

@@ -34,9 +34,19 @@ pub struct Spec {
     /// The same key returns the same record instead of a second one.
     #[arg(long, default_value = "", hide_default_value = true)]
     idempotency_key: String,
-    /// A did:key of the issuing wallet; default: the wallet's issuer DID.
+    /// A did:key of the issuing wallet; default: the template's, else the
+    /// wallet's issuer DID.
     #[arg(long, default_value = "", hide_default_value = true)]
     issuer_did: String,
+    /// A template of the wallet (`agentd template list`): its types, schema
+    /// and validity bounds apply, and the claims must meet its schema.
+    #[arg(long, value_name = "ID", default_value = "", hide_default_value = true)]
+    template: String,
+    /// Your own ids for the offer, stored and filterable (`record list`).
+    #[arg(long, value_name = "ID", default_value = "", hide_default_value = true)]
+    correlation_id: String,
+    #[arg(long, value_name = "ID", default_value = "", hide_default_value = true)]
+    reference_id: String,
 }
 
 fn claim(s: &str) -> Result<(String, String), String> {
@@ -60,6 +70,8 @@ impl Spec {
     }
 }
 
+// Parsed once per process: the size of its largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum OfferAction {
     /// Issuer: offers a credential on an active connection.
@@ -128,6 +140,9 @@ pub async fn offer(d: Daemon, action: OfferAction) -> anyhow::Result<()> {
                 expires_in_secs: expires_in,
                 comment,
                 format,
+                template_id: spec.template,
+                correlation_id: spec.correlation_id,
+                reference_id: spec.reference_id,
             };
             let mut c = IssuanceServiceClient::new(d.svc());
             d.out.one(&ok(c.create_offer(r).await)?)?;
@@ -200,6 +215,13 @@ pub enum RecordAction {
         /// Only records on this connection.
         #[arg(long, value_name = "ID", default_value = "", hide_default_value = true)]
         connection: String,
+        /// Only offers of this template, or with this correlation or reference id.
+        #[arg(long, value_name = "ID", default_value = "", hide_default_value = true)]
+        template: String,
+        #[arg(long, value_name = "ID", default_value = "", hide_default_value = true)]
+        correlation_id: String,
+        #[arg(long, value_name = "ID", default_value = "", hide_default_value = true)]
+        reference_id: String,
         #[command(flatten)]
         paging: Paging,
     },
@@ -217,6 +239,9 @@ pub async fn record(d: Daemon, action: RecordAction) -> anyhow::Result<()> {
         RecordAction::List {
             filter,
             connection,
+            template,
+            correlation_id,
+            reference_id,
             paging,
         } => {
             d.list(&paging, async |page| {
@@ -228,6 +253,9 @@ pub async fn record(d: Daemon, action: RecordAction) -> anyhow::Result<()> {
                     thid,
                     connection_id: connection.clone(),
                     page: Some(page),
+                    template_id: template.clone(),
+                    correlation_id: correlation_id.clone(),
+                    reference_id: reference_id.clone(),
                 })
                 .await
             })
@@ -430,6 +458,9 @@ pub async fn custodial(d: Daemon, args: Custodial) -> anyhow::Result<()> {
         issuer_did: args.spec.issuer_did,
         subject_did: args.subject_did,
         wait_ms: args.wait.saturating_mul(1000),
+        template_id: args.spec.template,
+        correlation_id: args.spec.correlation_id,
+        reference_id: args.spec.reference_id,
     };
     let mut c = IssuanceServiceClient::new(d.svc());
     d.out.one(&ok(c.issue_custodial(r).await)?)?;

@@ -9,6 +9,7 @@ mod events;
 pub mod harness;
 mod issuance;
 mod output;
+mod template;
 mod verify;
 mod wallet;
 
@@ -25,6 +26,8 @@ pub enum Client {
     Did(Group<wallet::DidAction>),
     /// Connections with peer agents (Out-of-Band invitations, trust ping, discover features).
     Connection(Group<connection::Action>),
+    /// Credential templates of an issuer wallet: types, a JSON Schema for the claims, validity bounds.
+    Template(Group<template::TemplateAction>),
     /// Credential offers: `create` as the issuer; `list`, `accept`, `reject` as the holder.
     Offer(Group<issuance::OfferAction>),
     /// Issue-credential records of both roles; `issue` for a request received.
@@ -89,6 +92,7 @@ impl Client {
             Client::Connection(g) => {
                 connection::run(Daemon::connect(g.target).await?, g.action).await
             }
+            Client::Template(g) => template::run(Daemon::connect(g.target).await?, g.action).await,
             Client::Offer(g) => issuance::offer(Daemon::connect(g.target).await?, g.action).await,
             Client::Record(g) => issuance::record(Daemon::connect(g.target).await?, g.action).await,
             Client::Credential(g) => {

@@ -175,7 +175,7 @@ impl Show for proto::CredentialRecord {
             credential_id, ack_received, problem, comment, meta_retries, meta_next_retry_ms,
             meta_last_failure, expires_at_ms, created_at_ms, updated_at_ms, created_by,
             updated_by, status_list_credential, status_list_index, revoked_at_ms,
-            revocation_reason, revoked_by)
+            revocation_reason, revoked_by, template_id, correlation_id, reference_id)
     }
 }
 
@@ -187,6 +187,22 @@ impl Show for proto::Credential {
             not_before, expires, received_at_ms, created_by,
             status: name<proto::CredentialStatus>, revoked_at_ms, revocation_reason,
             status_checked_at_ms, status_check_error)
+    }
+}
+
+impl Show for proto::Template {
+    const COLUMNS: &'static [&'static str] = &["id", "name", "types", "archived_at_ms"];
+    fn fields(&self) -> Fields {
+        // The schema itself, not a string holding it.
+        let schema = serde_json::from_str(&self.schema_json)
+            .unwrap_or_else(|_| Value::String(self.schema_json.clone()));
+        let mut f = fields!(self; id, wallet_id, name, types);
+        f.push(("schema", Field::Value(schema)));
+        f.extend(
+            fields!(self; schema_url, default_validity_secs, max_validity_secs, issuer_did,
+            created_at_ms, created_by, archived_at_ms),
+        );
+        f
     }
 }
 
@@ -251,6 +267,7 @@ listed!(
     ListRecordsResponse: CredentialRecord in records,
     ListCredentialsResponse: Credential in credentials,
     ListTrustedIssuersResponse: TrustedIssuer in issuers,
+    ListTemplatesResponse: Template in templates,
 );
 
 /// Where and how responses are printed.

@@ -52,7 +52,8 @@ pub async fn serve(transport: Transport, listener: TcpListener, shutdown: Cancel
         .route("/didcomm", post(receive).fallback(wrong_method))
         .fallback(not_found)
         .with_state(front)
-        .merge(crate::status::routes(transport.core.clone()));
+        .merge(crate::status::routes(transport.core.clone()))
+        .merge(crate::templates::routes(transport.core.clone()));
     let mut http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     http.http1()
         .timer(TokioTimer::new())

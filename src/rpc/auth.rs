@@ -67,6 +67,10 @@ pub const TABLE: &[(&str, &[TokenRole], u32)] = &[
     ("/agent.v1.VerifierService/AddTrustedIssuer", ACTORS, 5),
     ("/agent.v1.VerifierService/RemoveTrustedIssuer", ACTORS, 5),
     ("/agent.v1.VerifierService/ListTrustedIssuers", ALL, 1),
+    ("/agent.v1.TemplateService/CreateTemplate", &[Admin, Issuer], 5),
+    ("/agent.v1.TemplateService/GetTemplate", ALL, 1),
+    ("/agent.v1.TemplateService/ListTemplates", ALL, 1),
+    ("/agent.v1.TemplateService/ArchiveTemplate", &[Admin, Issuer], 5),
 ];
 
 /// The caller of the request being handled.

@@ -62,6 +62,9 @@ pub fn record_to_proto(core: &Core, r: store::CredentialRecord) -> proto::Creden
         revoked_at_ms: revocation.at_ms,
         revocation_reason: revocation.reason,
         revoked_by: revocation.by,
+        template_id: r.template_id.unwrap_or_default(),
+        correlation_id: r.correlation_id.unwrap_or_default(),
+        reference_id: r.reference_id.unwrap_or_default(),
         id: r.id,
         wallet_id: r.wallet_id,
         role: role_to_proto(r.role) as i32,
@@ -140,6 +143,11 @@ fn non_empty(s: String) -> Option<String> {
     (!s.is_empty()).then_some(s)
 }
 
+/// A filter on an optional field: empty matches anything.
+fn matches(wanted: &str, field: &Option<String>) -> bool {
+    wanted.is_empty() || field.as_deref() == Some(wanted)
+}
+
 #[tonic::async_trait]
 impl IssuanceService for Issuance {
     async fn create_offer(
@@ -160,6 +168,9 @@ impl IssuanceService for Issuance {
             expires_in_secs: r.expires_in_secs,
             comment: non_empty(r.comment),
             format: non_empty(r.format),
+            template_id: non_empty(r.template_id),
+            correlation_id: non_empty(r.correlation_id),
+            reference_id: non_empty(r.reference_id),
         };
         let rec = self.1.create_offer(&wallet, &spec).await.map_err(status)?;
         Ok(Response::new(record_to_proto(&self.0, rec)))
@@ -182,6 +193,9 @@ impl IssuanceService for Issuance {
                     && state.is_none_or(|x| x == rec.state)
                     && (r.thid.is_empty() || r.thid == rec.thid)
                     && (r.connection_id.is_empty() || r.connection_id == rec.connection_id)
+                    && matches(&r.template_id, &rec.template_id)
+                    && matches(&r.correlation_id, &rec.correlation_id)
+                    && matches(&r.reference_id, &rec.reference_id)
             })
             .map_err(status)?;
         Ok(Response::new(proto::ListRecordsResponse {
@@ -233,6 +247,9 @@ impl IssuanceService for Issuance {
             validity_period_secs: r.validity_period_secs,
             idempotency_key: non_empty(r.idempotency_key),
             issuer_did: non_empty(r.issuer_did),
+            template_id: non_empty(r.template_id),
+            correlation_id: non_empty(r.correlation_id),
+            reference_id: non_empty(r.reference_id),
             ..Default::default()
         };
         let wait_ms = match r.wait_ms {

@@ -7,6 +7,7 @@ mod did;
 mod events;
 mod holder;
 mod issuance;
+mod template;
 mod token;
 mod verifier;
 mod wallet;
@@ -39,6 +40,7 @@ use proto::did_service_server::DidServiceServer;
 use proto::event_service_server::EventServiceServer;
 use proto::holder_service_server::HolderServiceServer;
 use proto::issuance_service_server::IssuanceServiceServer;
+use proto::template_service_server::TemplateServiceServer;
 use proto::token_service_server::TokenServiceServer;
 use proto::verifier_service_server::VerifierServiceServer;
 use proto::wallet_service_server::WalletServiceServer;
@@ -72,6 +74,9 @@ pub async fn serve(
         .await;
     health
         .set_serving::<VerifierServiceServer<verifier::Verification>>()
+        .await;
+    health
+        .set_serving::<TemplateServiceServer<template::Templates>>()
         .await;
     // v1alpha too: older grpcurl, Postman and evans speak only that.
     let reflection = || {
@@ -117,6 +122,9 @@ pub async fn serve(
             core.clone(),
             protocols.issuance,
             verifier.clone(),
+        )))
+        .add_service(TemplateServiceServer::new(template::Templates(
+            core.clone(),
         )))
         .add_service(VerifierServiceServer::new(verifier::Verification(
             core.clone(),

@@ -11,6 +11,7 @@ mod group;
 mod model;
 mod records;
 mod status;
+mod templates;
 mod tokens;
 mod trust;
 mod tx;
@@ -64,9 +65,10 @@ enum T {
     StatusBits,
     CredentialIndex,
     TrustedIssuers,
+    Templates,
 }
 
-const TREE_NAMES: [&str; 26] = [
+const TREE_NAMES: [&str; 27] = [
     "meta",
     "wallets",
     "keys",
@@ -93,6 +95,7 @@ const TREE_NAMES: [&str; 26] = [
     "status_bits",
     "credential_index",
     "trusted_issuers",
+    "templates",
 ];
 
 /// The meta key of the last event sequence number.

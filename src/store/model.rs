@@ -319,6 +319,14 @@ pub struct CredentialRecord {
     /// Issuer: the credential was revoked.
     #[serde(default)]
     pub revocation: Option<Revocation>,
+    /// Issuer: the template the offer named.
+    #[serde(default)]
+    pub template_id: Option<String>,
+    /// Issuer: the caller's own ids for the offer.
+    #[serde(default)]
+    pub correlation_id: Option<String>,
+    #[serde(default)]
+    pub reference_id: Option<String>,
 }
 
 /// A credential's place in one of its issuer's status lists.
@@ -336,6 +344,28 @@ pub struct Revocation {
     /// Issuer: the token that revoked it ("" without tokens); holder:
     /// "peer" (the issuer's notification).
     pub by: String,
+}
+
+/// An issuer wallet's credential template: what its offers may say.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Template {
+    pub id: String,
+    pub wallet_id: String,
+    pub name: String,
+    /// Credential types besides `VerifiableCredential`.
+    pub types: Vec<String>,
+    /// A JSON Schema for `credentialSubject` (without `id`).
+    pub schema: serde_json::Value,
+    /// Validity of its credentials when an offer names none (0: no expiry).
+    pub default_validity_secs: u64,
+    /// The longest validity an offer may ask (0: no bound).
+    pub max_validity_secs: u64,
+    /// The did:key that signs its credentials when an offer names none.
+    pub issuer_did: Option<String>,
+    pub created_at_ms: i64,
+    pub created_by: String,
+    /// Archived: kept (its schema is still served) but no offer may use it.
+    pub archived_at_ms: Option<i64>,
 }
 
 /// An issuer a wallet trusts: `VerifyCredential`'s `TrustRegistryMembership`.

@@ -1,9 +1,8 @@
 //! `SchemaConformance`: the credential's `credentialSchema` (one or more),
 //! fetched when its id is an http(s) URL, compiled as JSON Schema and
-//! applied to `credentialSubject` (as Identus and our own schemas describe
-//! claims). A schema id that is not a URL cannot be resolved: the check
-//! does not apply. Patterns use the linear-time `regex` engine, since the
-//! schema comes from whoever wrote the credential.
+//! applied to `credentialSubject` without its `id` (as Identus and our own
+//! templates describe claims). A schema id that is not a URL cannot be resolved: the check
+//! does not apply. Compiling and applying is [`crate::schema`]'s.
 
 use serde_json::Value;
 
@@ -26,6 +25,12 @@ pub(super) async fn check(v: &Verifier, vc: &Value) -> Check {
             format!("{} schemas, over {MAX_SCHEMAS}", schemas.len()),
         );
     }
+    // The claims: `id` names the subject and is no claim (schemas of
+    // templates, ours and Identus's, describe the claims alone).
+    let mut claims = vc["credentialSubject"].clone();
+    if let Some(o) = claims.as_object_mut() {
+        o.remove("id");
+    }
     let mut messages = Vec::new();
     let mut resolved = 0;
     for schema in schemas {
@@ -40,7 +45,7 @@ pub(super) async fn check(v: &Verifier, vc: &Value) -> Check {
         resolved += 1;
         match v.fetcher.get(id).await {
             Err(e) => messages.push(e.to_string()),
-            Ok(body) => messages.extend(conform(&shown, &body, &vc["credentialSubject"])),
+            Ok(body) => messages.extend(conform(&shown, &body, &claims)),
         }
     }
     match (resolved, messages.is_empty()) {
@@ -62,20 +67,11 @@ fn conform(shown: &str, body: &[u8], subject: &Value) -> Vec<String> {
         Ok(s) => s,
         Err(e) => return vec![format!("schema {shown} is not JSON: {e}")],
     };
-    let validator = match jsonschema::options()
-        .with_pattern_options(jsonschema::PatternOptions::regex())
-        .build(&schema)
-    {
-        Ok(v) => v,
-        Err(e) => return vec![format!("schema {shown} does not compile: {e}")],
-    };
-    validator
-        .iter_errors(subject)
-        .take(MAX_MESSAGES)
-        .map(|e| {
-            let at = e.instance_path().to_string();
-            let at = if at.is_empty() { "/".to_string() } else { at };
-            format!("credentialSubject{at}: {e}")
-        })
-        .collect()
+    match crate::schema::compile(&schema) {
+        Ok(validator) => crate::schema::violations(&validator, subject, MAX_MESSAGES)
+            .into_iter()
+            .map(|v| format!("credentialSubject{v}"))
+            .collect(),
+        Err(e) => vec![format!("schema {shown}: {e}")],
+    }
 }

@@ -12,7 +12,7 @@ use crate::store::{
     Connection, ConnectionState, CredentialRecord, DidMethod, RecordState, Role, StatusSlot,
     StoreTx,
 };
-use crate::{Core, status, vc, wallet};
+use crate::{Core, status, templates, vc, wallet};
 
 impl Issuance {
     /// Makes an offer on an active connection (OfferPending, then OfferSent
@@ -28,7 +28,26 @@ impl Issuance {
         }
         let conn = core.store.connection(wallet, &spec.connection_id)?;
         require_active(&conn)?;
-        let issuer_candidate = match spec.issuer_did.as_deref().filter(|d| !d.is_empty()) {
+        let asked = templates::Terms {
+            types: spec.types.clone(),
+            schema_id: spec.schema_id.clone().filter(|s| !s.is_empty()),
+            validity_period_secs: spec.validity_period_secs,
+            issuer_did: spec.issuer_did.clone(),
+        };
+        let template_id = spec.template_id.clone().filter(|t| !t.is_empty());
+        let terms = match &template_id {
+            Some(id) => templates::apply(core, wallet, id, &claims, asked)?,
+            None => asked,
+        };
+        for (name, value) in [
+            ("correlation_id", &spec.correlation_id),
+            ("reference_id", &spec.reference_id),
+        ] {
+            if value.as_deref().is_some_and(|v| v.len() > 256) {
+                return Err(Error::InvalidArgument(format!("{name} is over 256 bytes")));
+            }
+        }
+        let issuer_candidate = match terms.issuer_did.as_deref().filter(|d| !d.is_empty()) {
             Some(d) => IssuerDid::Given(user_did_key(core, wallet, d, "issuer_did")?.did),
             None => match core.store.meta(&IssuerDid::meta_name(wallet))? {
                 Some(did) => IssuerDid::Given(String::from_utf8_lossy(&did).into_owned()),
@@ -44,9 +63,9 @@ impl Issuance {
         let now = crate::now_ms();
         let terms = messages::OfferTerms {
             claims,
-            types: spec.types.clone(),
-            schema_id: spec.schema_id.clone().filter(|s| !s.is_empty()),
-            validity_period_secs: spec.validity_period_secs,
+            types: terms.types,
+            schema_id: terms.schema_id,
+            validity_period_secs: terms.validity_period_secs,
             // Filled in the transaction, where the default one may be made.
             issuer_did: String::new(),
             // 122 random bits from the OS RNG, as hex.
@@ -58,7 +77,7 @@ impl Issuance {
         };
         let expires = (spec.expires_in_secs > 0)
             .then(|| now.saturating_add(crate::secs_to_ms(spec.expires_in_secs)));
-        let mut template = new_record(
+        let mut fresh = new_record(
             core,
             Role::Issuer,
             &conn,
@@ -66,16 +85,19 @@ impl Issuance {
             terms,
             expires,
         );
-        template.automatic_issuance = spec.automatic_issuance;
-        template.idempotency_key = spec.idempotency_key.clone().filter(|k| !k.is_empty());
+        fresh.automatic_issuance = spec.automatic_issuance;
+        fresh.idempotency_key = spec.idempotency_key.clone().filter(|k| !k.is_empty());
+        fresh.template_id = template_id;
+        fresh.correlation_id = spec.correlation_id.clone().filter(|k| !k.is_empty());
+        fresh.reference_id = spec.reference_id.clone().filter(|k| !k.is_empty());
         let wallet = wallet.to_string();
         self.act_on(move |io| {
-            if let Some(k) = &template.idempotency_key
+            if let Some(k) = &fresh.idempotency_key
                 && let Some(existing) = io.tx.record_by_idempotency(&wallet, k)?
             {
                 return Ok(existing);
             }
-            let mut rec = template.clone();
+            let mut rec = fresh.clone();
             rec.issuer_did = issuer_candidate.resolve(io.tx, &wallet)?;
             io.advance(None, &mut rec, Event::OfferCreated, &Inputs::default())?;
             Ok(rec)

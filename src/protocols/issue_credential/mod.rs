@@ -85,6 +85,12 @@ pub struct OfferSpec {
     /// The attachment format (`prism/jwt`, `jwt_vc_json`, `vc+jwt`); None:
     /// `prism/jwt`.
     pub format: Option<String>,
+    /// A template of the wallet: its types, schema, validity bounds and
+    /// issuer DID apply, and the claims must meet its schema.
+    pub template_id: Option<String>,
+    /// The caller's own ids for the offer, stored and listed with it.
+    pub correlation_id: Option<String>,
+    pub reference_id: Option<String>,
 }
 
 /// What a transition's effects need that is computed before the transaction.
@@ -392,6 +398,9 @@ fn new_record(
         updated_by: String::new(),
         status: None,
         revocation: None,
+        template_id: None,
+        correlation_id: None,
+        reference_id: None,
     }
 }
 
