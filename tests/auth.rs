@@ -31,6 +31,7 @@ const ISSUER_ACTS: &[&str] = &[
     "RevokeCredentials",
     "CreateTemplate",
     "ArchiveTemplate",
+    "WithdrawOffer",
 ];
 const HOLDER_ACTS: &[&str] = &[
     "AcceptOffer",

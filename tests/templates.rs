@@ -303,3 +303,89 @@ async fn offers_from_a_template_across_two_daemons() {
         .unwrap_err();
     assert_eq!(e.code(), Code::NotFound, "{e:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unclaimed_offer_can_be_withdrawn_a_claimed_one_cannot() {
+    let issuer = start("issuer", &[]).await;
+    let holder = start("holder", &[]).await;
+    let (ic, hc, ci) = connect(&issuer, &holder).await;
+    let (mut ic2, mut hc2) = (ic.clone(), hc.clone());
+    let mut api = ic.issuance.clone();
+    let offer = CreateOfferRequest {
+        connection_id: ci.clone(),
+        claims_json: json!({"name": "Alice"}).to_string(),
+        ..Default::default()
+    };
+
+    // Unclaimed: withdrawn, the holder told with the reason.
+    let first = api.create_offer(offer.clone()).await.unwrap().into_inner();
+    wait_for_state(&mut ic2, "", &first.thid, RecordState::OfferSent, WAIT)
+        .await
+        .unwrap();
+    wait_for_state(&mut hc2, "", &first.thid, RecordState::OfferReceived, WAIT)
+        .await
+        .unwrap();
+    let withdrawn = api
+        .withdraw_offer(proto::WithdrawOfferRequest {
+            record_id: first.id.clone(),
+            reason: "sent to the wrong person".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(withdrawn.state, RecordState::ProblemReportPending as i32);
+    let told = wait_for_state(
+        &mut hc2,
+        "",
+        &first.thid,
+        RecordState::ProblemReportReceived,
+        WAIT,
+    )
+    .await
+    .unwrap();
+    assert!(told.reason.contains("sent to the wrong person"), "{told:?}");
+    // The holder can no longer accept it.
+    let e = hc
+        .holder
+        .clone()
+        .accept_offer(AcceptOfferRequest {
+            record_id: told.record_id,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+
+    // Claimed: the holder's request arrived, withdrawal is refused.
+    let second = api.create_offer(offer).await.unwrap().into_inner();
+    let received = wait_for_state(&mut hc2, "", &second.thid, RecordState::OfferReceived, WAIT)
+        .await
+        .unwrap();
+    hc.holder
+        .clone()
+        .accept_offer(AcceptOfferRequest {
+            record_id: received.record_id,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    wait_for_state(
+        &mut ic2,
+        "",
+        &second.thid,
+        RecordState::RequestReceived,
+        WAIT,
+    )
+    .await
+    .unwrap();
+    let e = api
+        .withdraw_offer(proto::WithdrawOfferRequest {
+            record_id: second.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+    assert!(e.message().contains("claimed"), "{e:?}");
+}

@@ -227,6 +227,12 @@ pub enum RecordAction {
     },
     /// Shows one record.
     Get { record_id: String },
+    /// Issuer: withdraws an offer the holder has not claimed; the holder is told.
+    Withdraw {
+        record_id: String,
+        #[arg(long, default_value = "", hide_default_value = true)]
+        reason: String,
+    },
     /// Issuer: issues the credential of a record in RequestReceived.
     Issue { record_id: String },
 }
@@ -267,6 +273,14 @@ pub async fn record(d: Daemon, action: RecordAction) -> anyhow::Result<()> {
                 record_id,
             };
             d.out.one(&ok(c.get_record(r).await)?)?;
+        }
+        RecordAction::Withdraw { record_id, reason } => {
+            let r = proto::WithdrawOfferRequest {
+                wallet_id,
+                record_id,
+                reason,
+            };
+            d.out.one(&ok(c.withdraw_offer(r).await)?)?;
         }
         RecordAction::Issue { record_id } => {
             let r = proto::IssueCredentialRequest {

@@ -51,6 +51,7 @@ pub const TABLE: &[(&str, &[TokenRole], u32)] = &[
     // Acts in two wallets (issuer's and holder's) at once.
     ("/agent.v1.IssuanceService/IssueCustodial", &[Admin], 20),
     ("/agent.v1.IssuanceService/RevokeCredential", &[Admin, Issuer], 5),
+    ("/agent.v1.IssuanceService/WithdrawOffer", &[Admin, Issuer], 5),
     // Up to 1,000 revocations in one transaction.
     ("/agent.v1.IssuanceService/RevokeCredentials", &[Admin, Issuer], 20),
     ("/agent.v1.HolderService/ListOffers", &[Admin, Holder, Auditor], 1),

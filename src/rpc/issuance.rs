@@ -228,6 +228,20 @@ impl IssuanceService for Issuance {
         Ok(Response::new(record_to_proto(&self.0, rec)))
     }
 
+    async fn withdraw_offer(
+        &self,
+        request: Request<proto::WithdrawOfferRequest>,
+    ) -> Result<Response<proto::CredentialRecord>, Status> {
+        let r = request.into_inner();
+        let wallet = super::auth::wallet(&self.0, &r.wallet_id)?;
+        let rec = self
+            .1
+            .withdraw_offer(&wallet, &r.record_id, &r.reason)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(record_to_proto(&self.0, rec)))
+    }
+
     async fn issue_custodial(
         &self,
         request: Request<proto::IssueCustodialRequest>,

@@ -223,6 +223,62 @@ impl Issuance {
         self.act(&seen, Event::Fail, inputs, |_, _| Ok(())).await
     }
 
+    /// Issuer: withdraws an offer the holder has not claimed. The holder is
+    /// told with a problem report in the thread and both records end. Once
+    /// the holder's request arrived (claimed), or while the offer is still
+    /// on its way (OfferPending: the report could overtake it), it is refused.
+    pub async fn withdraw_offer(
+        &self,
+        wallet: &str,
+        record_id: &str,
+        reason: &str,
+    ) -> Result<CredentialRecord> {
+        let seen = self.core.store.record(wallet, record_id)?;
+        if seen.role == Role::Issuer
+            && matches!(
+                seen.state,
+                RecordState::RequestReceived
+                    | RecordState::CredentialPending
+                    | RecordState::CredentialGenerated
+                    | RecordState::CredentialSent
+            )
+        {
+            return Err(Error::FailedPrecondition(format!(
+                "the holder has claimed the offer of record {record_id} (its request arrived; {:?}): \
+                 it can no longer be withdrawn",
+                seen.state
+            )));
+        }
+        if seen.role == Role::Issuer && seen.state == RecordState::OfferPending {
+            return Err(Error::FailedPrecondition(format!(
+                "the offer of record {record_id} is still being delivered (OfferPending); \
+                 withdraw it once it is OfferSent"
+            )));
+        }
+        let seen = require(
+            &self.core,
+            wallet,
+            record_id,
+            Role::Issuer,
+            RecordState::OfferSent,
+            "withdrawn",
+        )?;
+        let reason = if reason.is_empty() {
+            "the issuer withdrew the offer".to_string()
+        } else {
+            format!(
+                "the issuer withdrew the offer: {}",
+                crate::error::clip(reason, 1024)
+            )
+        };
+        let inputs = Inputs {
+            problem_code: "e.p.offer-withdrawn",
+            reason: Some(reason),
+            ..Default::default()
+        };
+        self.act(&seen, Event::Fail, inputs, |_, _| Ok(())).await
+    }
+
     async fn abandon(&self, seen: &CredentialRecord, reason: String) -> Result<CredentialRecord> {
         self.act(seen, Event::Abandon, Inputs::because(reason), |_, _| Ok(()))
             .await
