@@ -26,6 +26,7 @@ const ADMIN_ONLY: &[&str] = &[
 ];
 const ISSUER_ACTS: &[&str] = &[
     "CreateOffer",
+    "CreateOffers",
     "IssueCredential",
     "RevokeCredential",
     "RevokeCredentials",

@@ -94,6 +94,15 @@ pub enum OfferAction {
         #[arg(long, default_value = "", hide_default_value = true)]
         format: String,
     },
+    /// Issuer: up to 1,000 offers from a JSON Lines file (one CreateOfferRequest
+    /// object per line, `-` for stdin); one line per item, created or failed.
+    Bulk {
+        #[arg(value_name = "FILE")]
+        file: String,
+        /// Retrying with the same key makes nothing twice.
+        #[arg(long, default_value = "", hide_default_value = true)]
+        idempotency_key: String,
+    },
     /// Holder: the offers received and not answered yet.
     List {
         #[command(flatten)]
@@ -147,6 +156,10 @@ pub async fn offer(d: Daemon, action: OfferAction) -> anyhow::Result<()> {
             let mut c = IssuanceServiceClient::new(d.svc());
             d.out.one(&ok(c.create_offer(r).await)?)?;
         }
+        OfferAction::Bulk {
+            file,
+            idempotency_key,
+        } => super::bulk::offers(&d, &file, idempotency_key).await?,
         OfferAction::List { paging } => {
             d.list(&paging, async |page| {
                 holder

@@ -2,6 +2,7 @@
 //! `agentd <group> <action>`, a client for every gRPC call of a running
 //! daemon (one module per group of calls).
 
+mod bulk;
 mod client;
 mod connection;
 pub mod demo;

@@ -45,6 +45,8 @@ pub const TABLE: &[(&str, &[TokenRole], u32)] = &[
     ("/agent.v1.ConnectionService/Ping", ACTORS, 5),
     ("/agent.v1.ConnectionService/DiscoverFeatures", ACTORS, 5),
     ("/agent.v1.IssuanceService/CreateOffer", &[Admin, Issuer], 5),
+    // Up to 1,000 offers, stored in shared transactions.
+    ("/agent.v1.IssuanceService/CreateOffers", &[Admin, Issuer], 50),
     ("/agent.v1.IssuanceService/ListRecords", ALL, 1),
     ("/agent.v1.IssuanceService/GetRecord", ALL, 1),
     ("/agent.v1.IssuanceService/IssueCredential", &[Admin, Issuer], 5),

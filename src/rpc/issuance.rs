@@ -143,6 +143,26 @@ fn non_empty(s: String) -> Option<String> {
     (!s.is_empty()).then_some(s)
 }
 
+/// A CreateOffer request as the library's offer.
+fn offer_spec(r: proto::CreateOfferRequest) -> OfferSpec {
+    OfferSpec {
+        connection_id: r.connection_id,
+        claims_json: r.claims_json,
+        types: r.types,
+        schema_id: non_empty(r.schema_id),
+        validity_period_secs: r.validity_period_secs,
+        automatic_issuance: r.automatic_issuance,
+        idempotency_key: non_empty(r.idempotency_key),
+        issuer_did: non_empty(r.issuer_did),
+        expires_in_secs: r.expires_in_secs,
+        comment: non_empty(r.comment),
+        format: non_empty(r.format),
+        template_id: non_empty(r.template_id),
+        correlation_id: non_empty(r.correlation_id),
+        reference_id: non_empty(r.reference_id),
+    }
+}
+
 /// A filter on an optional field: empty matches anything.
 fn matches(wanted: &str, field: &Option<String>) -> bool {
     wanted.is_empty() || field.as_deref() == Some(wanted)
@@ -156,24 +176,60 @@ impl IssuanceService for Issuance {
     ) -> Result<Response<proto::CredentialRecord>, Status> {
         let r = request.into_inner();
         let wallet = super::auth::wallet(&self.0, &r.wallet_id)?;
-        let spec = OfferSpec {
-            connection_id: r.connection_id,
-            claims_json: r.claims_json,
-            types: r.types,
-            schema_id: non_empty(r.schema_id),
-            validity_period_secs: r.validity_period_secs,
-            automatic_issuance: r.automatic_issuance,
-            idempotency_key: non_empty(r.idempotency_key),
-            issuer_did: non_empty(r.issuer_did),
-            expires_in_secs: r.expires_in_secs,
-            comment: non_empty(r.comment),
-            format: non_empty(r.format),
-            template_id: non_empty(r.template_id),
-            correlation_id: non_empty(r.correlation_id),
-            reference_id: non_empty(r.reference_id),
-        };
+        let spec = offer_spec(r);
         let rec = self.1.create_offer(&wallet, &spec).await.map_err(status)?;
         Ok(Response::new(record_to_proto(&self.0, rec)))
+    }
+
+    async fn create_offers(
+        &self,
+        request: Request<proto::CreateOffersRequest>,
+    ) -> Result<Response<proto::CreateOffersResponse>, Status> {
+        let r = request.into_inner();
+        let wallet = super::auth::wallet(&self.0, &r.wallet_id)?;
+        if let Some(i) = r
+            .offers
+            .iter()
+            .position(|o| !o.wallet_id.is_empty() && o.wallet_id != wallet)
+        {
+            return Err(status(Error::InvalidArgument(format!(
+                "offers[{i}] names wallet {}, not {wallet}",
+                r.offers[i].wallet_id
+            ))));
+        }
+        let specs = r.offers.into_iter().map(offer_spec).collect();
+        let key = non_empty(r.idempotency_key);
+        let results = self
+            .1
+            .create_offers(&wallet, specs, key.as_deref())
+            .await
+            .map_err(status)?;
+        let mut response = proto::CreateOffersResponse::default();
+        for (i, result) in results.into_iter().enumerate() {
+            let index = i as u32;
+            match result {
+                Ok(rec) => response.created.push(proto::OfferOutcome {
+                    index,
+                    record: Some(record_to_proto(&self.0, rec)),
+                    ..Default::default()
+                }),
+                Err(e) => {
+                    let s = status(e);
+                    response.failed.push(proto::OfferOutcome {
+                        index,
+                        record: None,
+                        error_code: s
+                            .metadata()
+                            .get("x-agentd-reason")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("INTERNAL")
+                            .to_string(),
+                        error: s.message().to_string(),
+                    })
+                }
+            }
+        }
+        Ok(Response::new(response))
     }
 
     async fn list_records(

@@ -1,110 +1,19 @@
-//! What the issuer and the holder ask for over the control plane: offer,
-//! issue; accept, reject; delete a held credential. Each is one action on
+//! What the issuer and the holder ask for over the control plane besides
+//! offers (`offers.rs`): issue, withdraw; accept, reject; delete a held
+//! credential. Each is one action on
 //! one record, compare-and-swap on the version the caller saw, batched
 //! with concurrent actions into one transaction ([`Issuance::act_on`]).
 
 use super::machine::Event;
-use super::{
-    Inputs, Io, Issuance, OfferSpec, current, messages, new_record, parse_claims, user_did_key,
-};
+use super::{Inputs, Io, Issuance, current, messages, user_did_key};
 use crate::error::{Error, Result};
 use crate::store::{
     Connection, ConnectionState, CredentialRecord, DidMethod, RecordState, Role, StatusSlot,
     StoreTx,
 };
-use crate::{Core, status, templates, vc, wallet};
+use crate::{Core, status, vc, wallet};
 
 impl Issuance {
-    /// Makes an offer on an active connection (OfferPending, then OfferSent
-    /// once delivered). The same idempotency key returns the same record.
-    pub async fn create_offer(&self, wallet: &str, spec: &OfferSpec) -> Result<CredentialRecord> {
-        let core = &self.core;
-        let claims = parse_claims(&spec.claims_json)?;
-        super::inbound::check_claims_size(&claims, core.config.issuance.max_claims_bytes)?;
-        if spec.types.iter().any(|t| t.trim().is_empty()) {
-            return Err(Error::InvalidArgument(
-                "credential types must not be empty".into(),
-            ));
-        }
-        let conn = core.store.connection(wallet, &spec.connection_id)?;
-        require_active(&conn)?;
-        let asked = templates::Terms {
-            types: spec.types.clone(),
-            schema_id: spec.schema_id.clone().filter(|s| !s.is_empty()),
-            validity_period_secs: spec.validity_period_secs,
-            issuer_did: spec.issuer_did.clone(),
-        };
-        let template_id = spec.template_id.clone().filter(|t| !t.is_empty());
-        let terms = match &template_id {
-            Some(id) => templates::apply(core, wallet, id, &claims, asked)?,
-            None => asked,
-        };
-        for (name, value) in [
-            ("correlation_id", &spec.correlation_id),
-            ("reference_id", &spec.reference_id),
-        ] {
-            if value.as_deref().is_some_and(|v| v.len() > 256) {
-                return Err(Error::InvalidArgument(format!("{name} is over 256 bytes")));
-            }
-        }
-        let issuer_candidate = match terms.issuer_did.as_deref().filter(|d| !d.is_empty()) {
-            Some(d) => IssuerDid::Given(user_did_key(core, wallet, d, "issuer_did")?.did),
-            None => match core.store.meta(&IssuerDid::meta_name(wallet))? {
-                Some(did) => IssuerDid::Given(String::from_utf8_lossy(&did).into_owned()),
-                None => IssuerDid::Default(wallet::new_did(
-                    &core.keys,
-                    &core.endpoint,
-                    wallet,
-                    DidMethod::Key,
-                    "issuer",
-                )),
-            },
-        };
-        let now = crate::now_ms();
-        let terms = messages::OfferTerms {
-            claims,
-            types: terms.types,
-            schema_id: terms.schema_id,
-            validity_period_secs: terms.validity_period_secs,
-            // Filled in the transaction, where the default one may be made.
-            issuer_did: String::new(),
-            // 122 random bits from the OS RNG, as hex.
-            challenge: uuid::Uuid::new_v4().simple().to_string(),
-            // Our offers name the issuer DID as the proof's audience.
-            domain: String::new(),
-            format: messages::spoken(spec.format.as_deref().unwrap_or(messages::FORMAT))?.into(),
-            comment: spec.comment.clone().filter(|c| !c.is_empty()),
-        };
-        let expires = (spec.expires_in_secs > 0)
-            .then(|| now.saturating_add(crate::secs_to_ms(spec.expires_in_secs)));
-        let mut fresh = new_record(
-            core,
-            Role::Issuer,
-            &conn,
-            uuid::Uuid::new_v4().to_string(),
-            terms,
-            expires,
-        );
-        fresh.automatic_issuance = spec.automatic_issuance;
-        fresh.idempotency_key = spec.idempotency_key.clone().filter(|k| !k.is_empty());
-        fresh.template_id = template_id;
-        fresh.correlation_id = spec.correlation_id.clone().filter(|k| !k.is_empty());
-        fresh.reference_id = spec.reference_id.clone().filter(|k| !k.is_empty());
-        let wallet = wallet.to_string();
-        self.act_on(move |io| {
-            if let Some(k) = &fresh.idempotency_key
-                && let Some(existing) = io.tx.record_by_idempotency(&wallet, k)?
-            {
-                return Ok(existing);
-            }
-            let mut rec = fresh.clone();
-            rec.issuer_did = issuer_candidate.resolve(io.tx, &wallet)?;
-            io.advance(None, &mut rec, Event::OfferCreated, &Inputs::default())?;
-            Ok(rec)
-        })
-        .await
-    }
-
     /// Signs the credential for a record in RequestReceived and sends it
     /// (CredentialPending → CredentialGenerated → CredentialSent on delivery).
     pub async fn issue(&self, wallet: &str, record_id: &str) -> Result<CredentialRecord> {
@@ -313,35 +222,7 @@ impl Issuance {
     }
 }
 
-enum IssuerDid {
-    Given(String),
-    /// A new DID, stored as the wallet's issuer DID unless one was made meanwhile.
-    Default(wallet::NewDid),
-}
-
-impl IssuerDid {
-    fn meta_name(wallet: &str) -> String {
-        format!("issuer_did/{wallet}")
-    }
-
-    /// The issuer DID; the wallet's default one is made on first use.
-    fn resolve(&self, tx: &StoreTx, wallet: &str) -> Result<String> {
-        match self {
-            IssuerDid::Given(did) => Ok(did.clone()),
-            IssuerDid::Default(new) => {
-                let name = IssuerDid::meta_name(wallet);
-                if let Some(did) = tx.meta(&name)? {
-                    return Ok(String::from_utf8_lossy(&did).into_owned());
-                }
-                wallet::put_did(tx, new)?;
-                tx.set_meta(&name, new.record.did.as_bytes())?;
-                Ok(new.record.did.clone())
-            }
-        }
-    }
-}
-
-fn require_active(conn: &Connection) -> Result<()> {
+pub(super) fn require_active(conn: &Connection) -> Result<()> {
     match (&conn.their_did, conn.state) {
         (Some(_), ConnectionState::Active) => Ok(()),
         _ => Err(Error::FailedPrecondition(format!(

@@ -23,6 +23,7 @@ mod delivery;
 mod inbound;
 pub mod machine;
 mod messages;
+mod offers;
 mod revoke;
 mod sweep;
 
@@ -34,6 +35,7 @@ pub use custodial::Custodial;
 pub use delivery::{delivered, delivery_failed};
 pub use inbound::{handle, on_problem};
 pub use messages::{ACK, ISSUE, NOTIFICATION_ACK, OFFER, PROPOSE, REQUEST};
+pub use offers::MAX_OFFERS;
 pub use revoke::{MAX_BULK, Revoked};
 
 use super::{problem_report, revocation_notification};

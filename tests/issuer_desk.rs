@@ -1,6 +1,7 @@
-//! Credential templates across two daemons: claims checked against the
-//! template's schema before anything is stored or sent, its validity bounds
-//! and types applied, its schema published for verifiers, archiving.
+//! The issuer's desk across two daemons: templates (claims checked against
+//! the schema before anything is stored or sent, validity bounds and types
+//! applied, the schema published for verifiers, archiving), withdrawing
+//! unclaimed offers, and bulk offers with per-item outcomes.
 
 mod common;
 
@@ -388,4 +389,129 @@ async fn an_unclaimed_offer_can_be_withdrawn_a_claimed_one_cannot() {
         .unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
     assert!(e.message().contains("claimed"), "{e:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_offers_answer_per_item_and_deliver_only_the_good_ones() {
+    let issuer = start("issuer", &[]).await;
+    let holder = start("holder", &[]).await;
+    let (ic, hc, ci) = connect(&issuer, &holder).await;
+    let t = ic
+        .templates
+        .clone()
+        .create_template(CreateTemplateRequest {
+            name: "Membership".into(),
+            schema_json: schema().to_string(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let good = |n: usize| CreateOfferRequest {
+        connection_id: ci.clone(),
+        claims_json: json!({"name": format!("member {n}"), "level": 1 + n % 5}).to_string(),
+        template_id: t.id.clone(),
+        correlation_id: format!("row-{n}"),
+        ..Default::default()
+    };
+    let mut offers: Vec<CreateOfferRequest> = (0..40).map(good).collect();
+    // Four bad ones among them, each for its own reason.
+    offers[3].claims_json = "not json".into();
+    offers[10].connection_id = "no-such-connection".into();
+    offers[17].claims_json = json!({"name": "x", "level": 99}).to_string();
+    offers[25].validity_period_secs = 1;
+    offers[25].template_id = "no-such-template".into();
+    let request = proto::CreateOffersRequest {
+        offers,
+        idempotency_key: "batch-1".into(),
+        ..Default::default()
+    };
+    let mut api = ic.issuance.clone();
+    let r = api
+        .create_offers(request.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    let failed: Vec<(u32, &str)> = r
+        .failed
+        .iter()
+        .map(|f| (f.index, f.error_code.as_str()))
+        .collect();
+    assert_eq!(
+        failed,
+        [
+            (3, "INVALID_ARGUMENT"),
+            (10, "NOT_FOUND"),
+            (17, "INVALID_ARGUMENT"),
+            (25, "NOT_FOUND"),
+        ],
+        "{:#?}",
+        r.failed
+    );
+    assert!(r.failed[2].error.contains("/level"), "{:?}", r.failed[2]);
+    assert_eq!(r.created.len(), 36);
+    for c in &r.created {
+        let rec = c.record.as_ref().unwrap();
+        assert_eq!(rec.correlation_id, format!("row-{}", c.index));
+        assert_eq!(rec.idempotency_key, format!("batch-1:{}", c.index));
+    }
+
+    // Exactly the good ones reach the holder.
+    let holder_offers = || {
+        let mut h = hc.holder.clone();
+        async move {
+            h.list_offers(proto::ListOffersRequest {
+                page: Some(proto::PageRequest {
+                    page_size: 100,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .records
+            .len()
+        }
+    };
+    common::eventually(15, "36 offers at the holder", || async {
+        (holder_offers().await == 36).then_some(())
+    })
+    .await;
+
+    // The same batch again makes nothing new.
+    let again = api.create_offers(request).await.unwrap().into_inner();
+    assert_eq!(again.created.len(), 36);
+    let ids = |r: &proto::CreateOffersResponse| {
+        r.created
+            .iter()
+            .map(|c| c.record.as_ref().unwrap().id.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&again), ids(&r));
+    let issued = api
+        .list_records(ListRecordsRequest {
+            page: Some(proto::PageRequest {
+                page_size: 100,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .records;
+    assert_eq!(issued.len(), 36);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(holder_offers().await, 36);
+
+    // Over 1,000 is refused whole.
+    let e = api
+        .create_offers(proto::CreateOffersRequest {
+            offers: (0..1001).map(good).collect(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
 }

@@ -1,0 +1,183 @@
+//! Making offers, one ([`Issuance::create_offer`]) or up to 1,000 at once
+//! ([`Issuance::create_offers`]). Each is checked — claims, template,
+//! connection, issuer DID — before anything is stored; the good ones of a
+//! batch are stored together (concurrent actions share transactions), and
+//! each item has its own outcome.
+
+use tokio::task::JoinSet;
+
+use super::actions::require_active;
+use super::machine::Event;
+use super::{Inputs, Issuance, OfferSpec, messages, new_record, parse_claims, user_did_key};
+use crate::error::{Error, Result};
+use crate::store::{CredentialRecord, DidMethod, Role};
+use crate::{templates, wallet};
+
+/// Offers one `CreateOffers` call may carry.
+pub const MAX_OFFERS: usize = 1000;
+
+impl Issuance {
+    /// Makes an offer on an active connection (OfferPending, then OfferSent
+    /// once delivered). The same idempotency key returns the same record.
+    pub async fn create_offer(&self, wallet: &str, spec: &OfferSpec) -> Result<CredentialRecord> {
+        let fresh = self.prepare(wallet, spec)?;
+        self.store_offer(fresh).await
+    }
+
+    /// Up to [`MAX_OFFERS`] offers, each checked and stored on its own (one
+    /// failing does not stop the others): one result per spec, in order.
+    /// A spec without an idempotency key gets `<batch_key>:<index>` when
+    /// `batch_key` is given, so retrying the whole batch makes nothing twice.
+    pub async fn create_offers(
+        &self,
+        wallet: &str,
+        specs: Vec<OfferSpec>,
+        batch_key: Option<&str>,
+    ) -> Result<Vec<Result<CredentialRecord>>> {
+        if specs.len() > MAX_OFFERS {
+            return Err(Error::InvalidArgument(format!(
+                "{} offers, over {MAX_OFFERS}",
+                specs.len()
+            )));
+        }
+        if let Some(key) = batch_key
+            && key.len() > 200
+        {
+            return Err(Error::InvalidArgument(
+                "idempotency_key is over 200 bytes".into(),
+            ));
+        }
+        let mut results: Vec<Option<Result<CredentialRecord>>> = Vec::new();
+        results.resize_with(specs.len(), || None);
+        let mut stores = JoinSet::new();
+        for (i, mut spec) in specs.into_iter().enumerate() {
+            if spec.idempotency_key.as_deref().is_none_or(str::is_empty)
+                && let Some(key) = batch_key
+            {
+                spec.idempotency_key = Some(format!("{key}:{i}"));
+            }
+            match self.prepare(wallet, &spec) {
+                Err(e) => results[i] = Some(Err(e)),
+                Ok(fresh) => {
+                    let this = self.clone();
+                    stores.spawn(async move { (i, this.store_offer(fresh).await) });
+                }
+            }
+        }
+        while let Some(done) = stores.join_next().await {
+            let (i, result) =
+                done.map_err(|e| Error::Internal(format!("storing an offer panicked: {e}")))?;
+            results[i] = Some(result);
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| r.expect("every offer has an outcome"))
+            .collect())
+    }
+
+    /// The record an offer makes, checked; nothing is stored but, on a
+    /// wallet's first offer, its issuer DID.
+    fn prepare(&self, wallet: &str, spec: &OfferSpec) -> Result<CredentialRecord> {
+        let core = &self.core;
+        let claims = parse_claims(&spec.claims_json)?;
+        super::inbound::check_claims_size(&claims, core.config.issuance.max_claims_bytes)?;
+        if spec.types.iter().any(|t| t.trim().is_empty()) {
+            return Err(Error::InvalidArgument(
+                "credential types must not be empty".into(),
+            ));
+        }
+        for (name, value) in [
+            ("correlation_id", &spec.correlation_id),
+            ("reference_id", &spec.reference_id),
+            ("idempotency_key", &spec.idempotency_key),
+        ] {
+            if value.as_deref().is_some_and(|v| v.len() > 256) {
+                return Err(Error::InvalidArgument(format!("{name} is over 256 bytes")));
+            }
+        }
+        let conn = core.store.connection(wallet, &spec.connection_id)?;
+        require_active(&conn)?;
+        let asked = templates::Terms {
+            types: spec.types.clone(),
+            schema_id: spec.schema_id.clone().filter(|s| !s.is_empty()),
+            validity_period_secs: spec.validity_period_secs,
+            issuer_did: spec.issuer_did.clone(),
+        };
+        let template_id = spec.template_id.clone().filter(|t| !t.is_empty());
+        let terms = match &template_id {
+            Some(id) => templates::apply(core, wallet, id, &claims, asked)?,
+            None => asked,
+        };
+        let format = messages::spoken(spec.format.as_deref().unwrap_or(messages::FORMAT))?;
+        let issuer_did = match terms.issuer_did.as_deref().filter(|d| !d.is_empty()) {
+            Some(d) => user_did_key(core, wallet, d, "issuer_did")?.did,
+            None => self.default_issuer(wallet)?,
+        };
+        let now = crate::now_ms();
+        let terms = messages::OfferTerms {
+            claims,
+            types: terms.types,
+            schema_id: terms.schema_id,
+            validity_period_secs: terms.validity_period_secs,
+            issuer_did,
+            // 122 random bits from the OS RNG, as hex.
+            challenge: uuid::Uuid::new_v4().simple().to_string(),
+            // Our offers name the issuer DID as the proof's audience.
+            domain: String::new(),
+            format: format.into(),
+            comment: spec.comment.clone().filter(|c| !c.is_empty()),
+        };
+        let expires = (spec.expires_in_secs > 0)
+            .then(|| now.saturating_add(crate::secs_to_ms(spec.expires_in_secs)));
+        let mut fresh = new_record(
+            core,
+            Role::Issuer,
+            &conn,
+            uuid::Uuid::new_v4().to_string(),
+            terms,
+            expires,
+        );
+        fresh.automatic_issuance = spec.automatic_issuance;
+        fresh.idempotency_key = spec.idempotency_key.clone().filter(|k| !k.is_empty());
+        fresh.template_id = template_id;
+        fresh.correlation_id = spec.correlation_id.clone().filter(|k| !k.is_empty());
+        fresh.reference_id = spec.reference_id.clone().filter(|k| !k.is_empty());
+        Ok(fresh)
+    }
+
+    /// Stores a prepared offer and queues it (one action, batched with
+    /// concurrent ones); an offer with a known idempotency key returns the
+    /// record that key made.
+    async fn store_offer(&self, fresh: CredentialRecord) -> Result<CredentialRecord> {
+        self.act_on(move |io| {
+            if let Some(k) = &fresh.idempotency_key
+                && let Some(existing) = io.tx.record_by_idempotency(&fresh.wallet_id, k)?
+            {
+                return Ok(existing);
+            }
+            let mut rec = fresh.clone();
+            io.advance(None, &mut rec, Event::OfferCreated, &Inputs::default())?;
+            Ok(rec)
+        })
+        .await
+    }
+
+    /// The wallet's issuer DID, made (and stored, in its own transaction)
+    /// on first use; of two made at once, the first stored wins.
+    fn default_issuer(&self, wallet: &str) -> Result<String> {
+        let core = &self.core;
+        let name = format!("issuer_did/{wallet}");
+        if let Some(did) = core.store.meta(&name)? {
+            return Ok(String::from_utf8_lossy(&did).into_owned());
+        }
+        let new = wallet::new_did(&core.keys, &core.endpoint, wallet, DidMethod::Key, "issuer");
+        core.store.transact(|tx| {
+            if let Some(did) = tx.meta(&name)? {
+                return Ok(String::from_utf8_lossy(&did).into_owned());
+            }
+            wallet::put_did(tx, &new)?;
+            tx.set_meta(&name, new.record.did.as_bytes())?;
+            Ok(new.record.did.clone())
+        })
+    }
+}
