@@ -2,15 +2,18 @@
 //! issuer and a holder agent (default config: sled with its normal
 //! durability, HTTP on loopback, authcrypt), at several concurrencies,
 //! against the crypto ceiling measured in the same run, and again with many
-//! records already stored; then revocations and verifications per second.
+//! records already stored; then revocations and verifications per second,
+//! and bulk offers stored per second.
 //! Figures are printed and returned as JSON.
 
+mod bulk;
 mod ceiling;
 mod flows;
 mod proc;
 mod revocation;
 mod seed;
 
+pub use bulk::Bulk;
 pub use revocation::Revocation;
 
 use std::path::Path;
@@ -45,6 +48,8 @@ pub struct Options {
     /// Credentials revoked, and verifications on each side, after the levels.
     pub revocations: usize,
     pub verifications: usize,
+    /// `CreateOffers` calls of 1,000, last on the pair.
+    pub bulk_batches: usize,
 }
 
 impl Options {
@@ -58,6 +63,7 @@ impl Options {
             ceiling_flows: 2_000,
             revocations: 2_000,
             verifications: 2_000,
+            bulk_batches: 10,
         }
     }
 
@@ -72,6 +78,7 @@ impl Options {
             ceiling_flows: 1_000,
             revocations: 200,
             verifications: 200,
+            bulk_batches: 2,
         }
     }
 }
@@ -118,6 +125,7 @@ pub struct Report {
     /// Flows/s with the most records stored ÷ with the fewest.
     pub growth_ratio: Option<f64>,
     pub revocation: Revocation,
+    pub bulk: Bulk,
 }
 
 impl Report {
@@ -171,6 +179,12 @@ pub async fn run(binary: &Path, opts: &Options, mut progress: impl FnMut(&str)) 
         revoking.verifications_per_sec_own_list,
         revoking.verifications_per_sec_fetched_list,
     ));
+    // Last on this pair: the holder is left with thousands of offers.
+    let bulk = bulk::measure(&pair.ic, &pair.connection, opts.bulk_batches).await?;
+    progress(&format!(
+        "bulk offers: {} in calls of {} stored in {:.2} s = {:.0} offers/s",
+        bulk.offers, bulk.batch, bulk.seconds, bulk.offers_per_sec
+    ));
     pair.stop().await?;
 
     let mut growth = Vec::new();
@@ -205,6 +219,7 @@ pub async fn run(binary: &Path, opts: &Options, mut progress: impl FnMut(&str)) 
         growth,
         growth_ratio,
         revocation: revoking,
+        bulk,
     })
 }
 
