@@ -515,3 +515,60 @@ async fn bulk_offers_answer_per_item_and_deliver_only_the_good_ones() {
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_credential_is_refused_when_asked() {
+    let d = start("duplicates", &[]).await;
+    let c = d.clients().await.unwrap();
+    common::create_wallet(&c, "alice").await;
+    let mut api = c.issuance.clone();
+    let issue = |claims: Value, refuse_duplicate: bool| proto::IssueCustodialRequest {
+        holder_wallet_id: "alice".into(),
+        claims_json: claims.to_string(),
+        types: vec!["MembershipCredential".into()],
+        refuse_duplicate,
+        ..Default::default()
+    };
+    let first = api
+        .issue_custodial(issue(json!({"name": "Alice"}), true))
+        .await
+        .unwrap()
+        .into_inner();
+    let credential = first.credential.unwrap().id;
+
+    // The same kind and claims again: refused, naming the credential.
+    let e = api
+        .issue_custodial(issue(json!({"name": "Alice"}), true))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::AlreadyExists, "{e:?}");
+    assert!(e.message().contains(&credential), "{e:?}");
+    // Other claims are fine; so is the same when not asking, and that one
+    // is then the live duplicate a later asking offer is refused for.
+    api.issue_custodial(issue(json!({"name": "Alice", "level": 2}), true))
+        .await
+        .unwrap();
+    let second = api
+        .issue_custodial(issue(json!({"name": "Alice"}), false))
+        .await
+        .unwrap()
+        .into_inner()
+        .credential
+        .unwrap()
+        .id;
+    let e = api
+        .issue_custodial(issue(json!({"name": "Alice"}), true))
+        .await
+        .unwrap_err();
+    assert!(e.message().contains(&second), "{e:?}");
+    // Once revoked, it is no longer live: the same may be issued again.
+    api.revoke_credentials(proto::RevokeCredentialsRequest {
+        ids: vec![credential, second],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    api.issue_custodial(issue(json!({"name": "Alice"}), true))
+        .await
+        .unwrap();
+}

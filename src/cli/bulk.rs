@@ -45,6 +45,8 @@ struct Line {
     correlation_id: String,
     #[serde(default)]
     reference_id: String,
+    #[serde(default)]
+    refuse_duplicate: bool,
 }
 
 impl Line {
@@ -71,6 +73,7 @@ impl Line {
             template_id: self.template_id,
             correlation_id: self.correlation_id,
             reference_id: self.reference_id,
+            refuse_duplicate: self.refuse_duplicate,
         })
     }
 }

@@ -47,6 +47,10 @@ pub struct Spec {
     correlation_id: String,
     #[arg(long, value_name = "ID", default_value = "", hide_default_value = true)]
     reference_id: String,
+    /// Refuse if the holder already has a live offer or credential of the
+    /// same template (or types) with the same claims.
+    #[arg(long)]
+    refuse_duplicate: bool,
 }
 
 fn claim(s: &str) -> Result<(String, String), String> {
@@ -152,6 +156,7 @@ pub async fn offer(d: Daemon, action: OfferAction) -> anyhow::Result<()> {
                 template_id: spec.template,
                 correlation_id: spec.correlation_id,
                 reference_id: spec.reference_id,
+                refuse_duplicate: spec.refuse_duplicate,
             };
             let mut c = IssuanceServiceClient::new(d.svc());
             d.out.one(&ok(c.create_offer(r).await)?)?;
@@ -488,6 +493,7 @@ pub async fn custodial(d: Daemon, args: Custodial) -> anyhow::Result<()> {
         template_id: args.spec.template,
         correlation_id: args.spec.correlation_id,
         reference_id: args.spec.reference_id,
+        refuse_duplicate: args.spec.refuse_duplicate,
     };
     let mut c = IssuanceServiceClient::new(d.svc());
     d.out.one(&ok(c.issue_custodial(r).await)?)?;

@@ -160,6 +160,7 @@ fn offer_spec(r: proto::CreateOfferRequest) -> OfferSpec {
         template_id: non_empty(r.template_id),
         correlation_id: non_empty(r.correlation_id),
         reference_id: non_empty(r.reference_id),
+        refuse_duplicate: r.refuse_duplicate,
     }
 }
 
@@ -320,6 +321,7 @@ impl IssuanceService for Issuance {
             template_id: non_empty(r.template_id),
             correlation_id: non_empty(r.correlation_id),
             reference_id: non_empty(r.reference_id),
+            refuse_duplicate: r.refuse_duplicate,
             ..Default::default()
         };
         let wait_ms = match r.wait_ms {

@@ -66,9 +66,10 @@ enum T {
     CredentialIndex,
     TrustedIssuers,
     Templates,
+    OfferGuards,
 }
 
-const TREE_NAMES: [&str; 27] = [
+const TREE_NAMES: [&str; 28] = [
     "meta",
     "wallets",
     "keys",
@@ -96,6 +97,7 @@ const TREE_NAMES: [&str; 27] = [
     "credential_index",
     "trusted_issuers",
     "templates",
+    "offer_guards",
 ];
 
 /// The meta key of the last event sequence number.

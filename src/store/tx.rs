@@ -190,6 +190,26 @@ impl<'a> StoreTx<'a> {
         }
     }
 
+    /// The record that last claimed duplicate guard `guard` (an offer's
+    /// fingerprint on a connection), if any.
+    pub fn guarded_by(&self, wallet: &str, guard: &str) -> Result<Option<CredentialRecord>> {
+        match self
+            .tree(T::OfferGuards)
+            .get(key(&[wallet, guard]))
+            .map_err(tx_err)?
+        {
+            Some(id) => self.get(T::Records, &key(&[wallet, &String::from_utf8_lossy(&id)])),
+            None => Ok(None),
+        }
+    }
+
+    pub fn set_guard(&self, wallet: &str, guard: &str, record_id: &str) -> Result<()> {
+        self.tree(T::OfferGuards)
+            .insert(key(&[wallet, guard]), record_id.as_bytes())
+            .map_err(tx_err)?;
+        Ok(())
+    }
+
     /// Writes a record and keeps its indices (thread, idempotency key,
     /// deadline) in step with it. `old` is the record as it was, if any.
     pub fn put_record(&self, old: Option<&CredentialRecord>, r: &CredentialRecord) -> Result<()> {

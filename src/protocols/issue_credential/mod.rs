@@ -93,6 +93,9 @@ pub struct OfferSpec {
     /// The caller's own ids for the offer, stored and listed with it.
     pub correlation_id: Option<String>,
     pub reference_id: Option<String>,
+    /// Refuse (ALREADY_EXISTS) when the connection already has a live
+    /// credential or offer of the same template (or types) and claims.
+    pub refuse_duplicate: bool,
 }
 
 /// What a transition's effects need that is computed before the transaction.

@@ -10,8 +10,33 @@ use super::actions::require_active;
 use super::machine::Event;
 use super::{Inputs, Issuance, OfferSpec, messages, new_record, parse_claims, user_did_key};
 use crate::error::{Error, Result};
-use crate::store::{CredentialRecord, DidMethod, Role};
+use crate::store::{CredentialRecord, DidMethod, RecordState, Role};
 use crate::{templates, wallet};
+
+/// An offer checked and ready to store, with its duplicate guard: every
+/// offer marks its kind and claims on its connection as its own (the newest
+/// wins); one that asks is refused while the marked one is live.
+struct Prepared {
+    fresh: CredentialRecord,
+    guard: String,
+    refuse_duplicate: bool,
+}
+
+/// What makes two offers on a connection the same credential: the template
+/// (or the types, when there is none) and the claims.
+fn guard(rec: &CredentialRecord) -> String {
+    use sha2::Digest;
+    let mut types = rec.types.clone();
+    types.sort();
+    let kind = serde_json::json!([rec.connection_id, rec.template_id, types, rec.claims]);
+    let digest = sha2::Sha256::digest(kind.to_string().as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// An offer in flight, or a credential issued and not revoked.
+fn is_live(rec: &CredentialRecord) -> bool {
+    !rec.state.is_final() || (rec.state == RecordState::CredentialSent && rec.revocation.is_none())
+}
 
 /// Offers one `CreateOffers` call may carry.
 pub const MAX_OFFERS: usize = 1000;
@@ -20,8 +45,8 @@ impl Issuance {
     /// Makes an offer on an active connection (OfferPending, then OfferSent
     /// once delivered). The same idempotency key returns the same record.
     pub async fn create_offer(&self, wallet: &str, spec: &OfferSpec) -> Result<CredentialRecord> {
-        let fresh = self.prepare(wallet, spec)?;
-        self.store_offer(fresh).await
+        let prepared = self.prepare(wallet, spec)?;
+        self.store_offer(prepared).await
     }
 
     /// Up to [`MAX_OFFERS`] offers, each checked and stored on its own (one
@@ -58,9 +83,9 @@ impl Issuance {
             }
             match self.prepare(wallet, &spec) {
                 Err(e) => results[i] = Some(Err(e)),
-                Ok(fresh) => {
+                Ok(prepared) => {
                     let this = self.clone();
-                    stores.spawn(async move { (i, this.store_offer(fresh).await) });
+                    stores.spawn(async move { (i, this.store_offer(prepared).await) });
                 }
             }
         }
@@ -75,9 +100,9 @@ impl Issuance {
             .collect())
     }
 
-    /// The record an offer makes, checked; nothing is stored but, on a
-    /// wallet's first offer, its issuer DID.
-    fn prepare(&self, wallet: &str, spec: &OfferSpec) -> Result<CredentialRecord> {
+    /// The record an offer makes, checked, and its duplicate guard; nothing is stored but, on a wallet's first offer, its
+    /// issuer DID.
+    fn prepare(&self, wallet: &str, spec: &OfferSpec) -> Result<Prepared> {
         let core = &self.core;
         let claims = parse_claims(&spec.claims_json)?;
         super::inbound::check_claims_size(&claims, core.config.issuance.max_claims_bytes)?;
@@ -142,21 +167,46 @@ impl Issuance {
         fresh.template_id = template_id;
         fresh.correlation_id = spec.correlation_id.clone().filter(|k| !k.is_empty());
         fresh.reference_id = spec.reference_id.clone().filter(|k| !k.is_empty());
-        Ok(fresh)
+        Ok(Prepared {
+            guard: guard(&fresh),
+            refuse_duplicate: spec.refuse_duplicate,
+            fresh,
+        })
     }
 
     /// Stores a prepared offer and queues it (one action, batched with
     /// concurrent ones); an offer with a known idempotency key returns the
     /// record that key made.
-    async fn store_offer(&self, fresh: CredentialRecord) -> Result<CredentialRecord> {
+    async fn store_offer(&self, prepared: Prepared) -> Result<CredentialRecord> {
+        let Prepared {
+            fresh,
+            guard,
+            refuse_duplicate,
+        } = prepared;
         self.act_on(move |io| {
+            let wallet = &fresh.wallet_id;
             if let Some(k) = &fresh.idempotency_key
-                && let Some(existing) = io.tx.record_by_idempotency(&fresh.wallet_id, k)?
+                && let Some(existing) = io.tx.record_by_idempotency(wallet, k)?
             {
                 return Ok(existing);
             }
+            if refuse_duplicate
+                && let Some(live) = io.tx.guarded_by(wallet, &guard)?.filter(is_live)
+            {
+                return Err(Error::AlreadyExists(match &live.credential_id {
+                    Some(c) if live.state == RecordState::CredentialSent => format!(
+                        "connection {} already has credential {c} (record {}) with these claims",
+                        live.connection_id, live.id
+                    ),
+                    _ => format!(
+                        "connection {} already has an offer with these claims (record {}, {:?})",
+                        live.connection_id, live.id, live.state
+                    ),
+                }));
+            }
             let mut rec = fresh.clone();
             io.advance(None, &mut rec, Event::OfferCreated, &Inputs::default())?;
+            io.tx.set_guard(wallet, &guard, &rec.id)?;
             Ok(rec)
         })
         .await
