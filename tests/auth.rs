@@ -33,6 +33,9 @@ const ISSUER_ACTS: &[&str] = &[
     "CreateTemplate",
     "ArchiveTemplate",
     "WithdrawOffer",
+    "UpdateDraft",
+    "SendOffer",
+    "DiscardDraft",
 ];
 const HOLDER_ACTS: &[&str] = &[
     "AcceptOffer",

@@ -572,3 +572,125 @@ async fn a_duplicate_credential_is_refused_when_asked() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draft_is_checked_edited_and_sent_or_discarded() {
+    let issuer = start("issuer", &[]).await;
+    let holder = start("holder", &[]).await;
+    let (ic, hc, ci) = connect(&issuer, &holder).await;
+    let t = ic
+        .templates
+        .clone()
+        .create_template(CreateTemplateRequest {
+            name: "Membership".into(),
+            schema_json: schema().to_string(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut api = ic.issuance.clone();
+    let draft = |claims: Value| CreateOfferRequest {
+        connection_id: ci.clone(),
+        claims_json: claims.to_string(),
+        template_id: t.id.clone(),
+        expires_in_secs: 3600,
+        draft: true,
+        ..Default::default()
+    };
+    // Checked like any offer, even as a draft.
+    let e = api
+        .create_offer(draft(json!({"name": "Alice"})))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    let d = api
+        .create_offer(draft(json!({"name": "Alice", "level": 1})))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(d.state, RecordState::Draft as i32);
+    assert_eq!(d.expires_at_ms, 0, "a draft's expiry counts from sending");
+
+    // Edits are checked too; a refused one changes nothing.
+    let e = api
+        .update_draft(proto::UpdateDraftRequest {
+            record_id: d.id.clone(),
+            claims_json: Some(json!({"name": "Alice", "level": 9}).to_string()),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    let edited = api
+        .update_draft(proto::UpdateDraftRequest {
+            record_id: d.id.clone(),
+            claims_json: Some(json!({"name": "Alice", "level": 4}).to_string()),
+            comment: Some("welcome".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(edited.state, RecordState::Draft as i32);
+    assert_eq!(edited.version, d.version + 1);
+
+    // Nothing reached the holder; sending delivers the edited offer.
+    let offers_at_holder = || {
+        let mut h = hc.holder.clone();
+        async move {
+            h.list_offers(proto::ListOffersRequest::default())
+                .await
+                .unwrap()
+                .into_inner()
+                .records
+        }
+    };
+    assert!(offers_at_holder().await.is_empty());
+    let sent = api
+        .send_offer(proto::RecordRequest {
+            record_id: d.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(sent.state, RecordState::OfferPending as i32);
+    assert!(sent.expires_at_ms > agentd::now_ms());
+    let mut hc2 = hc.clone();
+    wait_for_state(&mut hc2, "", &d.thid, RecordState::OfferReceived, WAIT)
+        .await
+        .unwrap();
+    let at_holder = offers_at_holder().await.remove(0);
+    assert_eq!(
+        serde_json::from_str::<Value>(&at_holder.claims_json).unwrap(),
+        json!({"name": "Alice", "level": 4})
+    );
+    assert_eq!(at_holder.comment, "welcome");
+
+    // A second draft, discarded: abandoned, never sent, no longer a draft.
+    let other = api
+        .create_offer(draft(json!({"name": "Bob", "level": 2})))
+        .await
+        .unwrap()
+        .into_inner();
+    let discarded = api
+        .discard_draft(proto::RecordRequest {
+            record_id: other.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(discarded.state, RecordState::Abandoned as i32);
+    let e = api
+        .send_offer(proto::RecordRequest {
+            record_id: other.id,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(offers_at_holder().await.len(), 1);
+}

@@ -86,6 +86,7 @@ fn record(role: Role, i: usize, claims: &Map<String, Value>, now: i64) -> Creden
         status: None,
         revocation: None,
         template_id: None,
+        draft_expires_in_secs: 0,
         correlation_id: None,
         reference_id: None,
         problem: None,

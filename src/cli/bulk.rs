@@ -47,6 +47,8 @@ struct Line {
     reference_id: String,
     #[serde(default)]
     refuse_duplicate: bool,
+    #[serde(default)]
+    draft: bool,
 }
 
 impl Line {
@@ -74,6 +76,7 @@ impl Line {
             correlation_id: self.correlation_id,
             reference_id: self.reference_id,
             refuse_duplicate: self.refuse_duplicate,
+            draft: self.draft,
         })
     }
 }

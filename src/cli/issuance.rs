@@ -97,7 +97,27 @@ pub enum OfferAction {
         /// Attachment format: prism/jwt (default), jwt_vc_json or vc+jwt.
         #[arg(long, default_value = "", hide_default_value = true)]
         format: String,
+        /// Keep it as a draft: checked and stored, sent by `offer send`.
+        #[arg(long)]
+        draft: bool,
     },
+    /// Issuer: edits a draft (each flag given replaces the draft's).
+    Update {
+        record_id: String,
+        /// The claims, a JSON object (replacing all of them).
+        #[arg(long)]
+        claims_json: Option<String>,
+        #[arg(long, value_name = "SECS")]
+        validity: Option<u64>,
+        #[arg(long, value_name = "SECS")]
+        expires_in: Option<u64>,
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Issuer: sends a draft.
+    Send { record_id: String },
+    /// Issuer: discards a draft (it is abandoned, never sent).
+    Discard { record_id: String },
     /// Issuer: up to 1,000 offers from a JSON Lines file (one CreateOfferRequest
     /// object per line, `-` for stdin); one line per item, created or failed.
     Bulk {
@@ -139,6 +159,7 @@ pub async fn offer(d: Daemon, action: OfferAction) -> anyhow::Result<()> {
             expires_in,
             comment,
             format,
+            draft,
         } => {
             let r = proto::CreateOfferRequest {
                 wallet_id,
@@ -157,9 +178,44 @@ pub async fn offer(d: Daemon, action: OfferAction) -> anyhow::Result<()> {
                 correlation_id: spec.correlation_id,
                 reference_id: spec.reference_id,
                 refuse_duplicate: spec.refuse_duplicate,
+                draft,
             };
             let mut c = IssuanceServiceClient::new(d.svc());
             d.out.one(&ok(c.create_offer(r).await)?)?;
+        }
+        OfferAction::Update {
+            record_id,
+            claims_json,
+            validity,
+            expires_in,
+            comment,
+        } => {
+            let r = proto::UpdateDraftRequest {
+                wallet_id,
+                record_id,
+                claims_json,
+                validity_period_secs: validity,
+                expires_in_secs: expires_in,
+                comment,
+            };
+            let mut c = IssuanceServiceClient::new(d.svc());
+            d.out.one(&ok(c.update_draft(r).await)?)?;
+        }
+        OfferAction::Send { record_id } => {
+            let r = proto::RecordRequest {
+                wallet_id,
+                record_id,
+            };
+            let mut c = IssuanceServiceClient::new(d.svc());
+            d.out.one(&ok(c.send_offer(r).await)?)?;
+        }
+        OfferAction::Discard { record_id } => {
+            let r = proto::RecordRequest {
+                wallet_id,
+                record_id,
+            };
+            let mut c = IssuanceServiceClient::new(d.svc());
+            d.out.one(&ok(c.discard_draft(r).await)?)?;
         }
         OfferAction::Bulk {
             file,

@@ -478,6 +478,6 @@ mod tests {
             parse_state("ProblemReportSent"),
             Ok(RecordState::ProblemReportSent)
         );
-        assert_eq!(states().count(), 14);
+        assert_eq!(states().count(), 15);
     }
 }

@@ -161,6 +161,7 @@ fn offer_spec(r: proto::CreateOfferRequest) -> OfferSpec {
         correlation_id: non_empty(r.correlation_id),
         reference_id: non_empty(r.reference_id),
         refuse_duplicate: r.refuse_duplicate,
+        draft: r.draft,
     }
 }
 
@@ -282,6 +283,54 @@ impl IssuanceService for Issuance {
         let r = request.into_inner();
         let wallet = super::auth::wallet(&self.0, &r.wallet_id)?;
         let rec = self.1.issue(&wallet, &r.record_id).await.map_err(status)?;
+        Ok(Response::new(record_to_proto(&self.0, rec)))
+    }
+
+    async fn update_draft(
+        &self,
+        request: Request<proto::UpdateDraftRequest>,
+    ) -> Result<Response<proto::CredentialRecord>, Status> {
+        let r = request.into_inner();
+        let wallet = super::auth::wallet(&self.0, &r.wallet_id)?;
+        let edit = issue_credential::DraftEdit {
+            claims_json: r.claims_json,
+            validity_period_secs: r.validity_period_secs,
+            expires_in_secs: r.expires_in_secs,
+            comment: r.comment,
+        };
+        let rec = self
+            .1
+            .update_draft(&wallet, &r.record_id, edit)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(record_to_proto(&self.0, rec)))
+    }
+
+    async fn send_offer(
+        &self,
+        request: Request<proto::RecordRequest>,
+    ) -> Result<Response<proto::CredentialRecord>, Status> {
+        let r = request.into_inner();
+        let wallet = super::auth::wallet(&self.0, &r.wallet_id)?;
+        let rec = self
+            .1
+            .send_draft(&wallet, &r.record_id)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(record_to_proto(&self.0, rec)))
+    }
+
+    async fn discard_draft(
+        &self,
+        request: Request<proto::RecordRequest>,
+    ) -> Result<Response<proto::CredentialRecord>, Status> {
+        let r = request.into_inner();
+        let wallet = super::auth::wallet(&self.0, &r.wallet_id)?;
+        let rec = self
+            .1
+            .discard_draft(&wallet, &r.record_id)
+            .await
+            .map_err(status)?;
         Ok(Response::new(record_to_proto(&self.0, rec)))
     }
 

@@ -210,10 +210,12 @@ pub enum RecordState {
     ProblemReportSent,
     ProblemReportReceived,
     Abandoned,
+    // Issuer, before OfferPending: an offer kept to edit, not yet sent.
+    Draft,
 }
 
 impl RecordState {
-    pub const ALL: [RecordState; 14] = [
+    pub const ALL: [RecordState; 15] = [
         RecordState::OfferPending,
         RecordState::OfferSent,
         RecordState::RequestReceived,
@@ -228,6 +230,7 @@ impl RecordState {
         RecordState::ProblemReportSent,
         RecordState::ProblemReportReceived,
         RecordState::Abandoned,
+        RecordState::Draft,
     ];
 
     /// No further protocol message is expected (an issuer's CredentialSent
@@ -322,6 +325,10 @@ pub struct CredentialRecord {
     /// Issuer: the template the offer named.
     #[serde(default)]
     pub template_id: Option<String>,
+    /// Issuer, a draft: the offer's `expires_time` in seconds from when it
+    /// is sent (0: none).
+    #[serde(default)]
+    pub draft_expires_in_secs: u64,
     /// Issuer: the caller's own ids for the offer.
     #[serde(default)]
     pub correlation_id: Option<String>,

@@ -195,7 +195,7 @@ impl Issuance {
 
     /// Applies `event` to the record as the caller saw it (compare-and-swap on
     /// its version), after `edit` changed its data.
-    async fn act(
+    pub(super) async fn act(
         &self,
         seen: &CredentialRecord,
         event: Event,
@@ -290,7 +290,7 @@ pub(super) fn issue_in(io: &mut Io, cur: CredentialRecord) -> Result<CredentialR
 }
 
 /// The record, if it is a `role` record in `state`; else why not.
-fn require(
+pub(super) fn require(
     core: &Core,
     wallet: &str,
     record_id: &str,

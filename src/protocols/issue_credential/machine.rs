@@ -10,6 +10,12 @@ use RecordState::*;
 pub enum Event {
     /// Issuer: the control plane made an offer.
     OfferCreated,
+    /// Issuer: the control plane made an offer to keep as a draft.
+    DraftCreated,
+    /// Issuer: a draft was edited.
+    Edit,
+    /// Issuer: send a draft.
+    Send,
     /// Holder: an offer arrived.
     OfferArrived,
     /// The message a `…Pending` state waits on left the outbox.
@@ -66,8 +72,8 @@ pub struct Illegal {
 /// Which role a state belongs to (None: either role).
 pub fn role_of(state: RecordState) -> Option<Role> {
     match state {
-        OfferPending | OfferSent | RequestReceived | CredentialPending | CredentialGenerated
-        | CredentialSent => Some(Role::Issuer),
+        Draft | OfferPending | OfferSent | RequestReceived | CredentialPending
+        | CredentialGenerated | CredentialSent => Some(Role::Issuer),
         OfferReceived | RequestPending | RequestSent | CredentialReceived => Some(Role::Holder),
         ProblemReportPending | ProblemReportSent | ProblemReportReceived | Abandoned => None,
     }
@@ -93,6 +99,9 @@ pub fn transition(
     }
     let next: (RecordState, &'static [Effect]) = match (role, state, event) {
         (Role::Issuer, None, Event::OfferCreated) => (OfferPending, &[SendOffer]),
+        (Role::Issuer, None, Event::DraftCreated) => (Draft, &[]),
+        (Role::Issuer, Some(Draft), Event::Edit) => (Draft, &[]),
+        (Role::Issuer, Some(Draft), Event::Send) => (OfferPending, &[SendOffer]),
         (Role::Holder, None, Event::OfferArrived) => (OfferReceived, &[]),
 
         (_, Some(OfferPending), Event::Delivered) => (OfferSent, &[]),
@@ -117,11 +126,16 @@ pub fn transition(
             (CredentialReceived, &[StoreCredential, SendAck])
         }
 
-        (_, Some(s), Event::Fail) if !s.is_final() && s != ProblemReportPending => {
+        // A draft was never sent: nobody to report to, nobody to hear from.
+        (_, Some(s), Event::Fail)
+            if !s.is_final() && !matches!(s, ProblemReportPending | Draft) =>
+        {
             (ProblemReportPending, &[SendProblemReport])
         }
         // A holder that refuses the credential reports after the issuer sent it.
-        (_, Some(s), Event::ProblemArrived) if !s.is_final() || s == CredentialSent => {
+        (_, Some(s), Event::ProblemArrived)
+            if (!s.is_final() && s != Draft) || s == CredentialSent =>
+        {
             (ProblemReportReceived, &[])
         }
         (_, Some(s), Event::Abandon) if !s.is_final() => (Abandoned, &[]),
@@ -134,8 +148,11 @@ pub fn transition(
 mod tests {
     use super::*;
 
-    const EVENTS: [Event; 12] = [
+    const EVENTS: [Event; 15] = [
         Event::OfferCreated,
+        Event::DraftCreated,
+        Event::Edit,
+        Event::Send,
         Event::OfferArrived,
         Event::Delivered,
         Event::RequestArrived,
@@ -156,6 +173,9 @@ mod tests {
         use Role::*;
         let mut v = vec![
             (Issuer, None, E::OfferCreated, OfferPending),
+            (Issuer, None, E::DraftCreated, Draft),
+            (Issuer, Some(Draft), E::Edit, Draft),
+            (Issuer, Some(Draft), E::Send, OfferPending),
             (Holder, None, E::OfferArrived, OfferReceived),
             (Issuer, Some(OfferPending), E::Delivered, OfferSent),
             (
@@ -221,6 +241,8 @@ mod tests {
             ));
             v.push((role, Some(ProblemReportPending), E::Abandon, Abandoned));
         }
+        // A draft is only ever abandoned (discarded), never failed or reported on.
+        v.push((Issuer, Some(Draft), E::Abandon, Abandoned));
         let open = |r| match r {
             Issuer => vec![
                 OfferPending,
@@ -274,8 +296,8 @@ mod tests {
                 }
             }
         }
-        // 2 roles × 15 states × 12 events, less the legal ones.
-        assert_eq!(refused, 2 * 15 * 12 - legal.len());
+        // 2 roles × 16 states (none and the 15) × 15 events, less the legal ones.
+        assert_eq!(refused, 2 * 16 * 15 - legal.len());
     }
 
     #[test]

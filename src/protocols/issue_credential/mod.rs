@@ -20,6 +20,7 @@
 mod actions;
 mod custodial;
 mod delivery;
+mod drafts;
 mod inbound;
 pub mod machine;
 mod messages;
@@ -33,6 +34,7 @@ use serde_json::{Map, Value};
 
 pub use custodial::Custodial;
 pub use delivery::{delivered, delivery_failed};
+pub use drafts::DraftEdit;
 pub use inbound::{handle, on_problem};
 pub use messages::{ACK, ISSUE, NOTIFICATION_ACK, OFFER, PROPOSE, REQUEST};
 pub use offers::MAX_OFFERS;
@@ -96,6 +98,8 @@ pub struct OfferSpec {
     /// Refuse (ALREADY_EXISTS) when the connection already has a live
     /// credential or offer of the same template (or types) and claims.
     pub refuse_duplicate: bool,
+    /// Keep it as a draft (not sent; see `drafts.rs`).
+    pub draft: bool,
 }
 
 /// What a transition's effects need that is computed before the transaction.
@@ -183,7 +187,8 @@ impl Io<'_, '_> {
             rec.meta_retries = outbox::retry_allowance(&core.config.outbox);
             rec.meta_next_retry_ms = None;
         }
-        rec.deadline_ms = (!next.is_final()).then(|| {
+        // A draft waits for its issuer, however long.
+        rec.deadline_ms = (!next.is_final() && next != RecordState::Draft).then(|| {
             let idle = rec
                 .updated_at_ms
                 .saturating_add(crate::secs_to_ms(core.config.issuance.thread_timeout_secs));
@@ -404,6 +409,7 @@ fn new_record(
         status: None,
         revocation: None,
         template_id: None,
+        draft_expires_in_secs: 0,
         correlation_id: None,
         reference_id: None,
     }

@@ -16,10 +16,11 @@ use crate::{templates, wallet};
 /// An offer checked and ready to store, with its duplicate guard: every
 /// offer marks its kind and claims on its connection as its own (the newest
 /// wins); one that asks is refused while the marked one is live.
-struct Prepared {
-    fresh: CredentialRecord,
-    guard: String,
+pub(super) struct Prepared {
+    pub fresh: CredentialRecord,
+    pub guard: String,
     refuse_duplicate: bool,
+    draft: bool,
 }
 
 /// What makes two offers on a connection the same credential: the template
@@ -102,7 +103,7 @@ impl Issuance {
 
     /// The record an offer makes, checked, and its duplicate guard; nothing is stored but, on a wallet's first offer, its
     /// issuer DID.
-    fn prepare(&self, wallet: &str, spec: &OfferSpec) -> Result<Prepared> {
+    pub(super) fn prepare(&self, wallet: &str, spec: &OfferSpec) -> Result<Prepared> {
         let core = &self.core;
         let claims = parse_claims(&spec.claims_json)?;
         super::inbound::check_claims_size(&claims, core.config.issuance.max_claims_bytes)?;
@@ -152,7 +153,8 @@ impl Issuance {
             format: format.into(),
             comment: spec.comment.clone().filter(|c| !c.is_empty()),
         };
-        let expires = (spec.expires_in_secs > 0)
+        // A draft's offer expires counting from when it is sent.
+        let expires = (spec.expires_in_secs > 0 && !spec.draft)
             .then(|| now.saturating_add(crate::secs_to_ms(spec.expires_in_secs)));
         let mut fresh = new_record(
             core,
@@ -167,9 +169,13 @@ impl Issuance {
         fresh.template_id = template_id;
         fresh.correlation_id = spec.correlation_id.clone().filter(|k| !k.is_empty());
         fresh.reference_id = spec.reference_id.clone().filter(|k| !k.is_empty());
+        if spec.draft {
+            fresh.draft_expires_in_secs = spec.expires_in_secs;
+        }
         Ok(Prepared {
             guard: guard(&fresh),
             refuse_duplicate: spec.refuse_duplicate,
+            draft: spec.draft,
             fresh,
         })
     }
@@ -182,7 +188,13 @@ impl Issuance {
             fresh,
             guard,
             refuse_duplicate,
+            draft,
         } = prepared;
+        let event = if draft {
+            Event::DraftCreated
+        } else {
+            Event::OfferCreated
+        };
         self.act_on(move |io| {
             let wallet = &fresh.wallet_id;
             if let Some(k) = &fresh.idempotency_key
@@ -205,7 +217,7 @@ impl Issuance {
                 }));
             }
             let mut rec = fresh.clone();
-            io.advance(None, &mut rec, Event::OfferCreated, &Inputs::default())?;
+            io.advance(None, &mut rec, event.clone(), &Inputs::default())?;
             io.tx.set_guard(wallet, &guard, &rec.id)?;
             Ok(rec)
         })
