@@ -421,6 +421,12 @@ async fn bulk_offers_answer_per_item_and_deliver_only_the_good_ones() {
     offers[17].claims_json = json!({"name": "x", "level": 99}).to_string();
     offers[25].validity_period_secs = 1;
     offers[25].template_id = "no-such-template".into();
+    // Two of the same, both refusing a duplicate: the second is one.
+    offers[30].refuse_duplicate = true;
+    offers[31] = CreateOfferRequest {
+        correlation_id: "row-31".into(),
+        ..offers[30].clone()
+    };
     let request = proto::CreateOffersRequest {
         offers,
         idempotency_key: "batch-1".into(),
@@ -444,12 +450,13 @@ async fn bulk_offers_answer_per_item_and_deliver_only_the_good_ones() {
             (10, "NOT_FOUND"),
             (17, "INVALID_ARGUMENT"),
             (25, "NOT_FOUND"),
+            (31, "ALREADY_EXISTS"),
         ],
         "{:#?}",
         r.failed
     );
     assert!(r.failed[2].error.contains("/level"), "{:?}", r.failed[2]);
-    assert_eq!(r.created.len(), 36);
+    assert_eq!(r.created.len(), 35);
     for c in &r.created {
         let rec = c.record.as_ref().unwrap();
         assert_eq!(rec.correlation_id, format!("row-{}", c.index));
@@ -474,14 +481,14 @@ async fn bulk_offers_answer_per_item_and_deliver_only_the_good_ones() {
             .len()
         }
     };
-    common::eventually(15, "36 offers at the holder", || async {
-        (holder_offers().await == 36).then_some(())
+    common::eventually(15, "35 offers at the holder", || async {
+        (holder_offers().await == 35).then_some(())
     })
     .await;
 
     // The same batch again makes nothing new.
     let again = api.create_offers(request).await.unwrap().into_inner();
-    assert_eq!(again.created.len(), 36);
+    assert_eq!(again.created.len(), 35);
     let ids = |r: &proto::CreateOffersResponse| {
         r.created
             .iter()
@@ -501,9 +508,9 @@ async fn bulk_offers_answer_per_item_and_deliver_only_the_good_ones() {
         .unwrap()
         .into_inner()
         .records;
-    assert_eq!(issued.len(), 36);
+    assert_eq!(issued.len(), 35);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert_eq!(holder_offers().await, 36);
+    assert_eq!(holder_offers().await, 35);
 
     // Over 1,000 is refused whole.
     let e = api

@@ -1,14 +1,11 @@
 //! Making offers, one ([`Issuance::create_offer`]) or up to 1,000 at once
 //! ([`Issuance::create_offers`]). Each is checked — claims, template,
 //! connection, issuer DID — before anything is stored; the good ones of a
-//! batch are stored together (concurrent actions share transactions), and
-//! each item has its own outcome.
-
-use tokio::task::JoinSet;
+//! batch are stored 100 to a transaction, and each item has its own outcome.
 
 use super::actions::require_active;
 use super::machine::Event;
-use super::{Inputs, Issuance, OfferSpec, messages, new_record, parse_claims, user_did_key};
+use super::{Inputs, Io, Issuance, OfferSpec, messages, new_record, parse_claims, user_did_key};
 use crate::error::{Error, Result};
 use crate::store::{CredentialRecord, DidMethod, RecordState, Role};
 use crate::{templates, wallet};
@@ -16,6 +13,7 @@ use crate::{templates, wallet};
 /// An offer checked and ready to store, with its duplicate guard: every
 /// offer marks its kind and claims on its connection as its own (the newest
 /// wins); one that asks is refused while the marked one is live.
+#[derive(Clone)]
 pub(super) struct Prepared {
     pub fresh: CredentialRecord,
     pub guard: String,
@@ -39,6 +37,44 @@ fn is_live(rec: &CredentialRecord) -> bool {
     !rec.state.is_final() || (rec.state == RecordState::CredentialSent && rec.revocation.is_none())
 }
 
+/// Offers stored in one transaction by [`Issuance::create_offers`].
+const CHUNK: usize = 100;
+
+/// Stores one prepared offer through `io`: the record an idempotency key
+/// already made, a refusal when a live duplicate exists and it asked, or
+/// the new record (OfferPending, or Draft) with its guard.
+fn store_one(io: &mut Io, p: &Prepared) -> Result<CredentialRecord> {
+    let wallet = &p.fresh.wallet_id;
+    if let Some(k) = &p.fresh.idempotency_key
+        && let Some(existing) = io.tx.record_by_idempotency(wallet, k)?
+    {
+        return Ok(existing);
+    }
+    if p.refuse_duplicate
+        && let Some(live) = io.tx.guarded_by(wallet, &p.guard)?.filter(is_live)
+    {
+        return Err(Error::AlreadyExists(match &live.credential_id {
+            Some(c) if live.state == RecordState::CredentialSent => format!(
+                "connection {} already has credential {c} (record {}) with these claims",
+                live.connection_id, live.id
+            ),
+            _ => format!(
+                "connection {} already has an offer with these claims (record {}, {:?})",
+                live.connection_id, live.id, live.state
+            ),
+        }));
+    }
+    let event = if p.draft {
+        Event::DraftCreated
+    } else {
+        Event::OfferCreated
+    };
+    let mut rec = p.fresh.clone();
+    io.advance(None, &mut rec, event, &Inputs::default())?;
+    io.tx.set_guard(wallet, &p.guard, &rec.id)?;
+    Ok(rec)
+}
+
 /// Offers one `CreateOffers` call may carry.
 pub const MAX_OFFERS: usize = 1000;
 
@@ -50,8 +86,8 @@ impl Issuance {
         self.store_offer(prepared).await
     }
 
-    /// Up to [`MAX_OFFERS`] offers, each checked and stored on its own (one
-    /// failing does not stop the others): one result per spec, in order.
+    /// Up to [`MAX_OFFERS`] offers, each checked on its own (one failing
+    /// does not stop the others): one result per spec, in order.
     /// A spec without an idempotency key gets `<batch_key>:<index>` when
     /// `batch_key` is given, so retrying the whole batch makes nothing twice.
     pub async fn create_offers(
@@ -75,7 +111,8 @@ impl Issuance {
         }
         let mut results: Vec<Option<Result<CredentialRecord>>> = Vec::new();
         results.resize_with(specs.len(), || None);
-        let mut stores = JoinSet::new();
+        let mut ready = Vec::new();
+        let mut positions = Vec::new();
         for (i, mut spec) in specs.into_iter().enumerate() {
             if spec.idempotency_key.as_deref().is_none_or(str::is_empty)
                 && let Some(key) = batch_key
@@ -85,15 +122,13 @@ impl Issuance {
             match self.prepare(wallet, &spec) {
                 Err(e) => results[i] = Some(Err(e)),
                 Ok(prepared) => {
-                    let this = self.clone();
-                    stores.spawn(async move { (i, this.store_offer(prepared).await) });
+                    ready.push(prepared);
+                    positions.push(i);
                 }
             }
         }
-        while let Some(done) = stores.join_next().await {
-            let (i, result) =
-                done.map_err(|e| Error::Internal(format!("storing an offer panicked: {e}")))?;
-            results[i] = Some(result);
+        for (i, stored) in positions.into_iter().zip(self.store_offers(ready).await) {
+            results[i] = Some(stored);
         }
         Ok(results
             .into_iter()
@@ -181,47 +216,54 @@ impl Issuance {
     }
 
     /// Stores a prepared offer and queues it (one action, batched with
-    /// concurrent ones); an offer with a known idempotency key returns the
-    /// record that key made.
+    /// concurrent ones).
     async fn store_offer(&self, prepared: Prepared) -> Result<CredentialRecord> {
-        let Prepared {
-            fresh,
-            guard,
-            refuse_duplicate,
-            draft,
-        } = prepared;
-        let event = if draft {
-            Event::DraftCreated
-        } else {
-            Event::OfferCreated
-        };
-        self.act_on(move |io| {
-            let wallet = &fresh.wallet_id;
-            if let Some(k) = &fresh.idempotency_key
-                && let Some(existing) = io.tx.record_by_idempotency(wallet, k)?
-            {
-                return Ok(existing);
+        self.act_on(move |io| store_one(io, &prepared)).await
+    }
+
+    /// Stores prepared offers, [`CHUNK`] to a transaction; an item refused
+    /// there (a duplicate) fails alone. A chunk that fails otherwise is
+    /// stored again item by item, so only what failed fails.
+    async fn store_offers(&self, prepared: Vec<Prepared>) -> Vec<Result<CredentialRecord>> {
+        let core = &self.core;
+        let by = crate::actor::current();
+        let mut results = Vec::with_capacity(prepared.len());
+        for chunk in prepared.chunks(CHUNK) {
+            let stored = crate::after::After::transact(core, |tx, after| {
+                let mut io = Io {
+                    core,
+                    tx,
+                    after,
+                    by: by.clone(),
+                };
+                chunk
+                    .iter()
+                    .map(|p| match store_one(&mut io, p) {
+                        // Refused before anything of it was written.
+                        Err(e @ Error::AlreadyExists(_)) => Ok(Err(e)),
+                        other => other.map(Ok),
+                    })
+                    .collect::<Result<Vec<_>>>()
+            });
+            match stored {
+                Ok((outcomes, after)) => match core.store.durable().await {
+                    Ok(flushed) => {
+                        after.publish_flushed(&flushed, core);
+                        results.extend(outcomes);
+                    }
+                    Err(e) => {
+                        after.publish_detached(core);
+                        results.extend(chunk.iter().map(|_| Err(Error::Storage(e.to_string()))));
+                    }
+                },
+                Err(_) => {
+                    for p in chunk {
+                        results.push(self.store_offer(p.clone()).await);
+                    }
+                }
             }
-            if refuse_duplicate
-                && let Some(live) = io.tx.guarded_by(wallet, &guard)?.filter(is_live)
-            {
-                return Err(Error::AlreadyExists(match &live.credential_id {
-                    Some(c) if live.state == RecordState::CredentialSent => format!(
-                        "connection {} already has credential {c} (record {}) with these claims",
-                        live.connection_id, live.id
-                    ),
-                    _ => format!(
-                        "connection {} already has an offer with these claims (record {}, {:?})",
-                        live.connection_id, live.id, live.state
-                    ),
-                }));
-            }
-            let mut rec = fresh.clone();
-            io.advance(None, &mut rec, event.clone(), &Inputs::default())?;
-            io.tx.set_guard(wallet, &guard, &rec.id)?;
-            Ok(rec)
-        })
-        .await
+        }
+        results
     }
 
     /// The wallet's issuer DID, made (and stored, in its own transaction)
