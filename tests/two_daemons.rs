@@ -154,3 +154,63 @@ async fn connect_ping_restart_ping() {
     assert!(ping(&ac, &a_conn.id).await, "A pings B after restart");
     assert!(ping(&bc, &b_conn.id).await, "B pings A after restart");
 }
+
+/// An invitation is used once: a second acceptor's first message is
+/// refused by the inviter, and its connection ends Failed with the reason
+/// instead of waiting in Requested for ever; the first acceptor is unaffected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_acceptor_of_an_invitation_is_told_it_failed() {
+    let inviter = start("inviter", &[]).await;
+    let first = start("first", &[]).await;
+    let second = start("second", &[]).await;
+    let (ic, fc, sc) = (
+        inviter.clients().await.unwrap(),
+        first.clients().await.unwrap(),
+        second.clients().await.unwrap(),
+    );
+    let url = ic
+        .connections
+        .clone()
+        .create_invitation(CreateInvitationRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .invitation_url;
+    let accept = |c: &Clients| {
+        let mut connections = c.connections.clone();
+        let url = url.clone();
+        async move {
+            connections
+                .accept_invitation(AcceptInvitationRequest {
+                    invitation_url: url,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .id
+        }
+    };
+    let ok = accept(&fc).await;
+    eventually(10, "the first acceptor active", || async {
+        (state(&fc, &ok).await == ConnectionState::Active).then_some(())
+    })
+    .await;
+    let refused = accept(&sc).await;
+    eventually(10, "the second acceptor failed", || async {
+        (state(&sc, &refused).await == ConnectionState::Failed).then_some(())
+    })
+    .await;
+    let c = sc
+        .connections
+        .clone()
+        .get_connection(GetConnectionRequest {
+            wallet_id: String::new(),
+            connection_id: refused,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(c.problem.contains("not_a_peer"), "{}", c.problem);
+    assert_eq!(state(&fc, &ok).await, ConnectionState::Active);
+}

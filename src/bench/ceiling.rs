@@ -56,6 +56,7 @@ impl Parties {
                     label: "bench".into(),
                     created_at_ms: 0,
                     updated_at_ms: 0,
+                    problem: None,
                 })
             })?;
         }

@@ -16,7 +16,9 @@ use crate::after::After;
 use crate::did;
 use crate::didcomm::{Message, outbox};
 use crate::error::{Error, Result};
-use crate::store::{Connection, ConnectionRole, ConnectionState, DidMethod, InboxEntry, StoreTx};
+use crate::store::{
+    Connection, ConnectionRole, ConnectionState, DidMethod, InboxEntry, OutboxEntry, StoreTx,
+};
 use crate::wallet;
 
 pub const INVITATION: &str = "https://didcomm.org/out-of-band/2.0/invitation";
@@ -62,6 +64,7 @@ pub fn create_invitation(
         label: label.to_string(),
         created_at_ms: now,
         updated_at_ms: now,
+        problem: None,
     };
     core.store.transact(|tx| {
         wallet::put_did(tx, &new)?;
@@ -158,6 +161,7 @@ pub async fn accept_invitation(
         label: label.to_string(),
         created_at_ms: now,
         updated_at_ms: now,
+        problem: None,
     };
     let mut ping = trust_ping::ping(true);
     ping.pthid = Some(invitation.id.clone());
@@ -208,6 +212,36 @@ pub fn bind_peer(
         tracing::info!(connection = %conn.id, peer = sender, "connection active");
     }
     Ok(conn)
+}
+
+/// The outbox gave up on a message: when it is an invitee's first message
+/// on an invitation (the inviter refused it, e.g. because someone else
+/// used the invitation first, or it never got through), the connection
+/// is Failed, with the reason, instead of Requested forever.
+pub fn on_delivery_failed(tx: &StoreTx, entry: &OutboxEntry) -> Result<()> {
+    let Some(mut conn) = tx.connection_by_our_did(&entry.from)? else {
+        return Ok(());
+    };
+    let first = serde_json::from_str::<serde_json::Value>(&entry.message)
+        .is_ok_and(|m| m["pthid"].as_str() == Some(conn.invitation_id.as_str()));
+    if conn.role != ConnectionRole::Invitee
+        || conn.state != ConnectionState::Requested
+        || conn.their_did.as_deref() != Some(entry.to.as_str())
+        || !first
+    {
+        return Ok(());
+    }
+    conn.state = ConnectionState::Failed;
+    conn.updated_at_ms = crate::now_ms();
+    conn.problem = Some(crate::error::clip(
+        &format!(
+            "the inviter did not take our first message: {}",
+            entry.last_error.as_deref().unwrap_or("undeliverable")
+        ),
+        512,
+    ));
+    tracing::warn!(connection = %conn.id, problem = conn.problem.as_deref(), "connection failed");
+    tx.put_connection(&conn)
 }
 
 #[cfg(test)]

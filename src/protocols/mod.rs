@@ -137,6 +137,7 @@ impl Dispatch for Protocols {
     ) -> Result<()> {
         match entry.record_id {
             Some(_) => issue_credential::delivery_failed(&self.core, tx, after, entry, gave_up),
+            None if gave_up => connections::on_delivery_failed(tx, entry),
             None => Ok(()),
         }
     }

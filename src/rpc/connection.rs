@@ -18,6 +18,7 @@ fn state_to_proto(s: ConnectionState) -> proto::ConnectionState {
         ConnectionState::InvitationSent => proto::ConnectionState::InvitationSent,
         ConnectionState::Requested => proto::ConnectionState::Requested,
         ConnectionState::Active => proto::ConnectionState::Active,
+        ConnectionState::Failed => proto::ConnectionState::Failed,
     }
 }
 
@@ -36,6 +37,7 @@ fn to_proto(c: store::Connection) -> proto::Connection {
         label: c.label,
         created_at_ms: c.created_at_ms,
         updated_at_ms: c.updated_at_ms,
+        problem: c.problem.unwrap_or_default(),
     }
 }
 

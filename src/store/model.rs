@@ -130,6 +130,9 @@ pub enum ConnectionState {
     InvitationSent,
     Requested,
     Active,
+    /// Invitee: the first message was refused by the inviter (an
+    /// invitation already used) or could not be delivered at all.
+    Failed,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,6 +153,9 @@ pub struct Connection {
     pub label: String,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
+    /// Why the connection Failed.
+    #[serde(default)]
+    pub problem: Option<String>,
 }
 
 /// A message accepted by `POST /didcomm`, decrypted and authenticated,

@@ -46,6 +46,7 @@ fn connection(store: &Store, ours: &DidRecord, theirs: Option<&DidRecord>) {
         label: String::new(),
         created_at_ms: 0,
         updated_at_ms: 0,
+        problem: None,
     };
     store.transact(|tx| tx.put_connection(&c)).unwrap();
 }
