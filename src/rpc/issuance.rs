@@ -11,6 +11,23 @@ use crate::store::{self, RecordState, Role};
 
 pub struct Issuance(pub Core, pub issue_credential::Issuance);
 
+impl Issuance {
+    /// Runs an action on one record in the caller's wallet (`wallet_id`
+    /// checked against the token) and answers with the record.
+    async fn on_record<F>(
+        &self,
+        wallet_id: &str,
+        act: impl FnOnce(String) -> F,
+    ) -> Result<Response<proto::CredentialRecord>, Status>
+    where
+        F: std::future::Future<Output = crate::error::Result<store::CredentialRecord>>,
+    {
+        let wallet = super::auth::wallet(&self.0, wallet_id)?;
+        let rec = act(wallet).await.map_err(status)?;
+        Ok(Response::new(record_to_proto(&self.0, rec)))
+    }
+}
+
 /// Longest a custodial call may wait, and its default.
 const MAX_WAIT_MS: u32 = 60_000;
 const DEFAULT_WAIT_MS: u32 = 30_000;
@@ -281,9 +298,8 @@ impl IssuanceService for Issuance {
         request: Request<proto::IssueCredentialRequest>,
     ) -> Result<Response<proto::CredentialRecord>, Status> {
         let r = request.into_inner();
-        let wallet = super::auth::wallet(&self.0, &r.wallet_id)?;
-        let rec = self.1.issue(&wallet, &r.record_id).await.map_err(status)?;
-        Ok(Response::new(record_to_proto(&self.0, rec)))
+        self.on_record(&r.wallet_id, async |w| self.1.issue(&w, &r.record_id).await)
+            .await
     }
 
     async fn update_draft(
@@ -291,19 +307,16 @@ impl IssuanceService for Issuance {
         request: Request<proto::UpdateDraftRequest>,
     ) -> Result<Response<proto::CredentialRecord>, Status> {
         let r = request.into_inner();
-        let wallet = super::auth::wallet(&self.0, &r.wallet_id)?;
         let edit = issue_credential::DraftEdit {
             claims_json: r.claims_json,
             validity_period_secs: r.validity_period_secs,
             expires_in_secs: r.expires_in_secs,
             comment: r.comment,
         };
-        let rec = self
-            .1
-            .update_draft(&wallet, &r.record_id, edit)
-            .await
-            .map_err(status)?;
-        Ok(Response::new(record_to_proto(&self.0, rec)))
+        self.on_record(&r.wallet_id, async |w| {
+            self.1.update_draft(&w, &r.record_id, edit).await
+        })
+        .await
     }
 
     async fn send_offer(
@@ -311,13 +324,10 @@ impl IssuanceService for Issuance {
         request: Request<proto::RecordRequest>,
     ) -> Result<Response<proto::CredentialRecord>, Status> {
         let r = request.into_inner();
-        let wallet = super::auth::wallet(&self.0, &r.wallet_id)?;
-        let rec = self
-            .1
-            .send_draft(&wallet, &r.record_id)
-            .await
-            .map_err(status)?;
-        Ok(Response::new(record_to_proto(&self.0, rec)))
+        self.on_record(&r.wallet_id, async |w| {
+            self.1.send_draft(&w, &r.record_id).await
+        })
+        .await
     }
 
     async fn discard_draft(
@@ -325,13 +335,10 @@ impl IssuanceService for Issuance {
         request: Request<proto::RecordRequest>,
     ) -> Result<Response<proto::CredentialRecord>, Status> {
         let r = request.into_inner();
-        let wallet = super::auth::wallet(&self.0, &r.wallet_id)?;
-        let rec = self
-            .1
-            .discard_draft(&wallet, &r.record_id)
-            .await
-            .map_err(status)?;
-        Ok(Response::new(record_to_proto(&self.0, rec)))
+        self.on_record(&r.wallet_id, async |w| {
+            self.1.discard_draft(&w, &r.record_id).await
+        })
+        .await
     }
 
     async fn withdraw_offer(
@@ -339,13 +346,10 @@ impl IssuanceService for Issuance {
         request: Request<proto::WithdrawOfferRequest>,
     ) -> Result<Response<proto::CredentialRecord>, Status> {
         let r = request.into_inner();
-        let wallet = super::auth::wallet(&self.0, &r.wallet_id)?;
-        let rec = self
-            .1
-            .withdraw_offer(&wallet, &r.record_id, &r.reason)
-            .await
-            .map_err(status)?;
-        Ok(Response::new(record_to_proto(&self.0, rec)))
+        self.on_record(&r.wallet_id, async |w| {
+            self.1.withdraw_offer(&w, &r.record_id, &r.reason).await
+        })
+        .await
     }
 
     async fn issue_custodial(
