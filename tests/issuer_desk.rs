@@ -701,3 +701,85 @@ async fn a_draft_is_checked_edited_and_sent_or_discarded() {
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(offers_at_holder().await.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_absolute_expiry_pins_the_credentials_exp() {
+    let issuer = start("issuer", &[]).await;
+    let holder = start("holder", &[]).await;
+    let (ic, hc, ci) = connect(&issuer, &holder).await;
+    let t = ic
+        .templates
+        .clone()
+        .create_template(CreateTemplateRequest {
+            name: "Short".into(),
+            schema_json: json!({"type": "object"}).to_string(),
+            default_validity_secs: 600,
+            max_validity_secs: 3600,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let now = agentd::now_secs();
+    let offer = |at: u64, validity: u64| CreateOfferRequest {
+        connection_id: ci.clone(),
+        claims_json: "{}".into(),
+        template_id: t.id.clone(),
+        credential_expires_at: at,
+        validity_period_secs: validity,
+        automatic_issuance: true,
+        ..Default::default()
+    };
+    let mut api = ic.issuance.clone();
+    for (bad, part) in [
+        (offer(now + 1000, 600), "not both"),
+        (offer(now - 10, 0), "not in the future"),
+        (offer(now + 7200, 0), "allows at most 3600 s"),
+    ] {
+        let e = api.create_offer(bad).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+        assert!(e.message().contains(part), "{part}: {e:?}");
+    }
+    let at = now + 1000;
+    let offered = api.create_offer(offer(at, 0)).await.unwrap().into_inner();
+    let mut hc2 = hc.clone();
+    let received = wait_for_state(
+        &mut hc2,
+        "",
+        &offered.thid,
+        RecordState::OfferReceived,
+        WAIT,
+    )
+    .await
+    .unwrap();
+    // Accepted a moment later: exp is still the one asked.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    hc.holder
+        .clone()
+        .accept_offer(AcceptOfferRequest {
+            record_id: received.record_id,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    wait_for_state(
+        &mut hc2,
+        "",
+        &offered.thid,
+        RecordState::CredentialReceived,
+        WAIT,
+    )
+    .await
+    .unwrap();
+    let held = hc
+        .holder
+        .clone()
+        .list_credentials(proto::ListCredentialsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .credentials
+        .remove(0);
+    assert_eq!(held.expires, at);
+    assert_eq!(payload(&held.jwt)["exp"], at);
+}

@@ -49,6 +49,8 @@ struct Line {
     refuse_duplicate: bool,
     #[serde(default)]
     draft: bool,
+    #[serde(default)]
+    credential_expires_at: u64,
 }
 
 impl Line {
@@ -77,6 +79,7 @@ impl Line {
             reference_id: self.reference_id,
             refuse_duplicate: self.refuse_duplicate,
             draft: self.draft,
+            credential_expires_at: self.credential_expires_at,
         })
     }
 }

@@ -100,6 +100,9 @@ pub enum OfferAction {
         /// Keep it as a draft: checked and stored, sent by `offer send`.
         #[arg(long)]
         draft: bool,
+        /// The credential's expiry, Unix seconds (instead of --validity).
+        #[arg(long, value_name = "UNIX_SECS", default_value_t = 0)]
+        expires_at: u64,
     },
     /// Issuer: edits a draft (each flag given replaces the draft's).
     Update {
@@ -160,6 +163,7 @@ pub async fn offer(d: Daemon, action: OfferAction) -> anyhow::Result<()> {
             comment,
             format,
             draft,
+            expires_at,
         } => {
             let r = proto::CreateOfferRequest {
                 wallet_id,
@@ -179,6 +183,7 @@ pub async fn offer(d: Daemon, action: OfferAction) -> anyhow::Result<()> {
                 reference_id: spec.reference_id,
                 refuse_duplicate: spec.refuse_duplicate,
                 draft,
+                credential_expires_at: expires_at,
             };
             let mut c = IssuanceServiceClient::new(d.svc());
             d.out.one(&ok(c.create_offer(r).await)?)?;

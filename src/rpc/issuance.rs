@@ -179,6 +179,7 @@ fn offer_spec(r: proto::CreateOfferRequest) -> OfferSpec {
         reference_id: non_empty(r.reference_id),
         refuse_duplicate: r.refuse_duplicate,
         draft: r.draft,
+        credential_expires_at: (r.credential_expires_at > 0).then_some(r.credential_expires_at),
     }
 }
 

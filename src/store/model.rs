@@ -331,6 +331,10 @@ pub struct CredentialRecord {
     /// Issuer: the template the offer named.
     #[serde(default)]
     pub template_id: Option<String>,
+    /// Issuer: the credential's `exp` as asked (Unix seconds); None: issuance
+    /// time + `validity_period_secs`.
+    #[serde(default)]
+    pub credential_expires_at: Option<u64>,
     /// Issuer, a draft: the offer's `expires_time` in seconds from when it
     /// is sent (0: none).
     #[serde(default)]

@@ -247,6 +247,19 @@ fn sign_credential(core: &Core, tx: &StoreTx, rec: &CredentialRecord) -> Result<
     let issuer = tx.did(&rec.wallet_id, &rec.issuer_did)?;
     let key = tx.key(&rec.wallet_id, &issuer.signing_key_id)?;
     let id = format!("urn:uuid:{}", uuid::Uuid::new_v4());
+    let issued_at = crate::now_secs();
+    let validity_secs = match rec.credential_expires_at {
+        None => rec.validity_period_secs,
+        Some(at) => at
+            .checked_sub(issued_at)
+            .filter(|v| *v > 0)
+            .ok_or_else(|| {
+                Error::FailedPrecondition(format!(
+                    "record {}: the credential would expire ({at}) before it is issued",
+                    rec.id
+                ))
+            })?,
+    };
     let slot = status::allocate(tx, &rec.wallet_id, &rec.issuer_did, status::CAPACITY)?;
     let entry = status::entry(&core.endpoint, &slot);
     let jwt = vc::issue(
@@ -259,8 +272,8 @@ fn sign_credential(core: &Core, tx: &StoreTx, rec: &CredentialRecord) -> Result<
             subject,
             claims: &rec.claims,
             schema_id: rec.schema_id.as_deref(),
-            issued_at: crate::now_secs(),
-            validity_secs: rec.validity_period_secs,
+            issued_at,
+            validity_secs,
             status: Some(&entry),
         },
     )

@@ -100,6 +100,8 @@ pub struct OfferSpec {
     pub refuse_duplicate: bool,
     /// Keep it as a draft (not sent; see `drafts.rs`).
     pub draft: bool,
+    /// The credential's `exp`, Unix seconds (instead of a validity period).
+    pub credential_expires_at: Option<u64>,
 }
 
 /// What a transition's effects need that is computed before the transaction.
@@ -410,6 +412,7 @@ fn new_record(
         revocation: None,
         template_id: None,
         draft_expires_in_secs: 0,
+        credential_expires_at: None,
         correlation_id: None,
         reference_id: None,
     }

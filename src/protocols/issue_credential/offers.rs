@@ -158,10 +158,29 @@ impl Issuance {
         }
         let conn = core.store.connection(wallet, &spec.connection_id)?;
         require_active(&conn)?;
+        // An absolute expiry is a validity counted from now (so a template's
+        // maximum applies), and pins `exp` when the credential is signed.
+        let expires_at = spec.credential_expires_at.filter(|e| *e > 0);
+        let validity_period_secs = match expires_at {
+            None => spec.validity_period_secs,
+            Some(_) if spec.validity_period_secs > 0 => {
+                return Err(Error::InvalidArgument(
+                    "give validity_period_secs or credential_expires_at, not both".into(),
+                ));
+            }
+            Some(at) => at
+                .checked_sub(crate::now_secs())
+                .filter(|v| *v > 0)
+                .ok_or_else(|| {
+                    Error::InvalidArgument(format!(
+                        "credential_expires_at {at} is not in the future"
+                    ))
+                })?,
+        };
         let asked = templates::Terms {
             types: spec.types.clone(),
             schema_id: spec.schema_id.clone().filter(|s| !s.is_empty()),
-            validity_period_secs: spec.validity_period_secs,
+            validity_period_secs,
             issuer_did: spec.issuer_did.clone(),
         };
         let template_id = spec.template_id.clone().filter(|t| !t.is_empty());
@@ -204,6 +223,7 @@ impl Issuance {
         fresh.template_id = template_id;
         fresh.correlation_id = spec.correlation_id.clone().filter(|k| !k.is_empty());
         fresh.reference_id = spec.reference_id.clone().filter(|k| !k.is_empty());
+        fresh.credential_expires_at = expires_at;
         if spec.draft {
             fresh.draft_expires_in_secs = spec.expires_in_secs;
         }
