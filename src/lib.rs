@@ -41,6 +41,7 @@ pub mod fetch;
 pub mod harness;
 pub mod housekeeping;
 pub mod protocols;
+pub mod qr;
 pub mod ratelimit;
 pub mod rpc;
 pub mod schema;

@@ -36,6 +36,7 @@ const ISSUER_ACTS: &[&str] = &[
     "UpdateDraft",
     "SendOffer",
     "DiscardDraft",
+    "CreateClaimLink",
 ];
 const HOLDER_ACTS: &[&str] = &[
     "AcceptOffer",
@@ -45,6 +46,7 @@ const HOLDER_ACTS: &[&str] = &[
     "RefreshStatus",
 ];
 const HOLDER_READS: &[&str] = &["ListOffers", "ListCredentials", "GetCredential"];
+const ISSUER_READS: &[&str] = &["GetClaimLink"];
 const ISSUER_OR_HOLDER_ACTS: &[&str] = &[
     "CreateDid",
     "CreateInvitation",
@@ -78,6 +80,7 @@ fn allowed(method: &str, role: &str) -> bool {
         ISSUER_ACTS,
         HOLDER_ACTS,
         HOLDER_READS,
+        ISSUER_READS,
         ISSUER_OR_HOLDER_ACTS,
         EVERYONE_READS,
     ]
@@ -86,11 +89,13 @@ fn allowed(method: &str, role: &str) -> bool {
     assert!(known, "{method} is in no role group of this test");
     match role {
         "admin" => true,
-        "issuer" => is(ISSUER_ACTS) || is(ISSUER_OR_HOLDER_ACTS) || is(EVERYONE_READS),
+        "issuer" => {
+            is(ISSUER_ACTS) || is(ISSUER_READS) || is(ISSUER_OR_HOLDER_ACTS) || is(EVERYONE_READS)
+        }
         "holder" => {
             is(HOLDER_ACTS) || is(HOLDER_READS) || is(ISSUER_OR_HOLDER_ACTS) || is(EVERYONE_READS)
         }
-        "auditor" => is(HOLDER_READS) || is(EVERYONE_READS),
+        "auditor" => is(HOLDER_READS) || is(ISSUER_READS) || is(EVERYONE_READS),
         _ => unreachable!(),
     }
 }

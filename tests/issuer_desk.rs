@@ -783,3 +783,161 @@ async fn an_absolute_expiry_pins_the_credentials_exp() {
     assert_eq!(held.expires, at);
     assert_eq!(payload(&held.jwt)["exp"], at);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_link_connects_and_offers_once() {
+    let issuer = start("issuer", &[]).await;
+    let holder = start("holder", &[]).await;
+    let late = start("late", &[]).await;
+    let ic = issuer.clients().await.unwrap();
+    let (hc, lc) = (
+        holder.clients().await.unwrap(),
+        late.clients().await.unwrap(),
+    );
+    // Too much to scan: refused before anything is stored.
+    let e = ic
+        .issuance
+        .clone()
+        .create_claim_link(proto::CreateClaimLinkRequest {
+            offer: Some(CreateOfferRequest {
+                claims_json: json!({"essay": "x".repeat(3000)}).to_string(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("too long for a QR code"), "{e:?}");
+    let none = ic
+        .issuance
+        .clone()
+        .list_records(ListRecordsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .records;
+    assert!(none.is_empty());
+    let link = ic
+        .issuance
+        .clone()
+        .create_claim_link(proto::CreateClaimLinkRequest {
+            offer: Some(CreateOfferRequest {
+                claims_json: json!({"name": "Alice"}).to_string(),
+                types: vec!["MembershipCredential".into()],
+                automatic_issuance: true,
+                expires_in_secs: 600,
+                ..Default::default()
+            }),
+            label: "Example Club".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let record = link.record.clone().unwrap();
+    assert_eq!(record.state, RecordState::OfferSent as i32);
+    assert_eq!(&link.qr_png[..8], b"\x89PNG\r\n\x1a\n");
+    assert!(link.qr_svg.contains("<svg"), "{}", &link.qr_svg[..100]);
+    eprintln!("claim link: {} bytes", link.invitation_url.len());
+    let again = ic
+        .issuance
+        .clone()
+        .get_claim_link(proto::RecordRequest {
+            record_id: record.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.invitation_url, link.invitation_url);
+
+    // One scan: a connection and the offer.
+    let accept = |c: &agentd::harness::Clients| {
+        let mut connections = c.connections.clone();
+        let url = link.invitation_url.clone();
+        async move {
+            connections
+                .accept_invitation(proto::AcceptInvitationRequest {
+                    invitation_url: url,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let conn = accept(&hc).await;
+    assert_eq!(conn.label, "Example Club");
+    let mut hc2 = hc.clone();
+    let offered = wait_for_state(&mut hc2, "", &record.thid, RecordState::OfferReceived, WAIT)
+        .await
+        .unwrap();
+    agentd::harness::wait_active(&mut hc2, "", &conn.id, WAIT)
+        .await
+        .unwrap();
+    hc.holder
+        .clone()
+        .accept_offer(AcceptOfferRequest {
+            record_id: offered.record_id,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    wait_for_state(
+        &mut hc2,
+        "",
+        &record.thid,
+        RecordState::CredentialReceived,
+        WAIT,
+    )
+    .await
+    .unwrap();
+
+    // A second scan: that wallet's connection fails, its offer goes nowhere.
+    let second = accept(&lc).await;
+    let mut lc2 = lc.clone();
+    common::eventually(10, "the late wallet's connection to fail", || {
+        let mut c = lc.connections.clone();
+        let id = second.id.clone();
+        async move {
+            let c = c
+                .get_connection(proto::GetConnectionRequest {
+                    connection_id: id,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            (c.state == proto::ConnectionState::Failed as i32).then_some(())
+        }
+    })
+    .await;
+    let late_offer = wait_for_state(&mut lc2, "", &record.thid, RecordState::OfferReceived, WAIT)
+        .await
+        .unwrap();
+    lc.holder
+        .clone()
+        .accept_offer(AcceptOfferRequest {
+            record_id: late_offer.record_id,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let gone = wait_for_state(&mut lc2, "", &record.thid, RecordState::Abandoned, WAIT)
+        .await
+        .unwrap();
+    assert!(gone.reason.contains("not_a_peer"), "{gone:?}");
+    // The issuer issued once.
+    let issued = ic
+        .issuance
+        .clone()
+        .get_record(proto::GetRecordRequest {
+            record_id: record.id,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(issued.state, RecordState::CredentialSent as i32);
+}

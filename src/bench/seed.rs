@@ -88,6 +88,7 @@ fn record(role: Role, i: usize, claims: &Map<String, Value>, now: i64) -> Creden
         template_id: None,
         draft_expires_in_secs: 0,
         credential_expires_at: None,
+        claim_link: None,
         correlation_id: None,
         reference_id: None,
         problem: None,

@@ -1,4 +1,5 @@
-//! `agentd offer bulk FILE`: CreateOffers from JSON Lines, one offer per
+//! `agentd offer claim-link` (a URL and its QR codes) and `agentd offer
+//! bulk FILE`: CreateOffers from JSON Lines, one offer per
 //! line in CreateOfferRequest's JSON form (proto field names), e.g.
 //! `{"connection_id":"…","claims":{"name":"Alice"},"template_id":"…","correlation_id":"row-1"}`
 //! (`claims` is an object; `claims_json` a string holding one).
@@ -141,4 +142,39 @@ pub async fn offers(d: &Daemon, file: &str, idempotency_key: String) -> anyhow::
     }
     eprintln!("{} created, {} failed", r.created.len(), r.failed.len());
     Ok(())
+}
+
+/// Makes a claim link for `offer`; prints its record and URL, and writes
+/// its QR codes where asked.
+pub async fn claim_link(
+    d: &Daemon,
+    offer: proto::CreateOfferRequest,
+    label: String,
+    qr: Option<std::path::PathBuf>,
+    svg: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    let mut c = IssuanceServiceClient::new(d.svc());
+    let link = ok(c
+        .create_claim_link(proto::CreateClaimLinkRequest {
+            wallet_id: d.wallet.clone(),
+            offer: Some(offer),
+            label,
+        })
+        .await)?;
+    for (path, bytes) in [(qr, link.qr_png.as_slice()), (svg, link.qr_svg.as_bytes())] {
+        if let Some(path) = path {
+            std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+        }
+    }
+    let record = link.record.map(|r| r.id).unwrap_or_default();
+    print(if d.out.json {
+        serde_json::json!({ "record_id": record, "invitation_url": link.invitation_url })
+            .to_string()
+    } else {
+        format!(
+            "record:         {record}\ninvitation_url: {}",
+            link.invitation_url
+        )
+    })
+    .map_err(Into::into)
 }

@@ -61,6 +61,25 @@ fn claim(s: &str) -> Result<(String, String), String> {
 }
 
 impl Spec {
+    /// The offer these flags describe, on no connection yet (a claim link's).
+    fn offer(self, automatic: bool, expires_in: u64) -> anyhow::Result<proto::CreateOfferRequest> {
+        Ok(proto::CreateOfferRequest {
+            claims_json: self.claims_json()?,
+            types: self.types,
+            schema_id: self.schema,
+            validity_period_secs: self.validity,
+            automatic_issuance: automatic,
+            idempotency_key: self.idempotency_key,
+            issuer_did: self.issuer_did,
+            expires_in_secs: expires_in,
+            template_id: self.template,
+            correlation_id: self.correlation_id,
+            reference_id: self.reference_id,
+            refuse_duplicate: self.refuse_duplicate,
+            ..Default::default()
+        })
+    }
+
     /// --claims-json with the --claim entries added, as the JSON text requests carry.
     fn claims_json(&self) -> anyhow::Result<String> {
         let mut claims: Map<String, Value> = match &self.claims_json {
@@ -103,6 +122,26 @@ pub enum OfferAction {
         /// The credential's expiry, Unix seconds (instead of --validity).
         #[arg(long, value_name = "UNIX_SECS", default_value_t = 0)]
         expires_at: u64,
+    },
+    /// Issuer: a claim link for a wallet we have no connection with: an
+    /// invitation carrying the offer, printed as a URL, and as QR codes with
+    /// --qr (PNG) or --svg.
+    ClaimLink {
+        #[command(flatten)]
+        spec: Spec,
+        /// Issue as soon as the holder's request arrives.
+        #[arg(long)]
+        automatic: bool,
+        /// The offer (and so the link) expires this many seconds from now.
+        #[arg(long, value_name = "SECS", default_value_t = 0)]
+        expires_in: u64,
+        /// Shown by the wallet that scans it.
+        #[arg(long, default_value = "", hide_default_value = true)]
+        label: String,
+        #[arg(long, value_name = "FILE")]
+        qr: Option<std::path::PathBuf>,
+        #[arg(long, value_name = "FILE")]
+        svg: Option<std::path::PathBuf>,
     },
     /// Issuer: edits a draft (each flag given replaces the draft's).
     Update {
@@ -187,6 +226,16 @@ pub async fn offer(d: Daemon, action: OfferAction) -> anyhow::Result<()> {
             };
             let mut c = IssuanceServiceClient::new(d.svc());
             d.out.one(&ok(c.create_offer(r).await)?)?;
+        }
+        OfferAction::ClaimLink {
+            spec,
+            automatic,
+            expires_in,
+            label,
+            qr,
+            svg,
+        } => {
+            super::bulk::claim_link(&d, spec.offer(automatic, expires_in)?, label, qr, svg).await?
         }
         OfferAction::Update {
             record_id,

@@ -37,6 +37,23 @@ pub fn create_invitation(
     goal_code: &str,
     goal: &str,
 ) -> Result<Invitation> {
+    let (new, invitation) = new_invitation(core, wallet_id, label, goal_code, goal);
+    core.store.transact(|tx| {
+        wallet::put_did(tx, &new)?;
+        tx.put_connection(&invitation.connection)
+    })?;
+    Ok(invitation)
+}
+
+/// An invitation and the connection and DID it needs, not stored yet (a
+/// claim link stores them with its offer).
+pub fn new_invitation(
+    core: &Core,
+    wallet_id: &str,
+    label: &str,
+    goal_code: &str,
+    goal: &str,
+) -> (wallet::NewDid, Invitation) {
     let new = wallet::new_did(
         &core.keys,
         &core.endpoint,
@@ -66,20 +83,23 @@ pub fn create_invitation(
         updated_at_ms: now,
         problem: None,
     };
-    core.store.transact(|tx| {
-        wallet::put_did(tx, &new)?;
-        tx.put_connection(&connection)
-    })?;
-    let url = format!(
-        "{}?_oob={}",
-        core.endpoint,
-        URL_SAFE_NO_PAD.encode(message.to_json())
-    );
-    Ok(Invitation {
-        connection,
-        url,
-        message,
-    })
+    let url = invitation_url(&core.endpoint, &message);
+    (
+        new,
+        Invitation {
+            connection,
+            url,
+            message,
+        },
+    )
+}
+
+/// `<endpoint>?_oob=<base64url of the invitation>`.
+pub fn invitation_url(endpoint: &str, invitation: &Message) -> String {
+    format!(
+        "{endpoint}?_oob={}",
+        URL_SAFE_NO_PAD.encode(invitation.to_json())
+    )
 }
 
 /// Parses an `…?_oob=<base64url>` invitation URL.
@@ -165,13 +185,50 @@ pub async fn accept_invitation(
     };
     let mut ping = trust_ping::ping(true);
     ping.pthid = Some(invitation.id.clone());
+    let offer = attached_offer(&invitation)?;
     let ((), after) = After::transact(core, |tx, after| {
         wallet::put_did(tx, &new)?;
         tx.put_connection(&connection)?;
-        outbox::enqueue(tx, after, wallet_id, &new.record.did, &inviter, &ping)
+        outbox::enqueue(tx, after, wallet_id, &new.record.did, &inviter, &ping)?;
+        match &offer {
+            // A claim link: the offer arrives with the invitation.
+            Some(offer) => super::issue_credential::handle(core, tx, &connection, offer, after),
+            None => Ok(()),
+        }
     })?;
     after.publish(core).await?;
     Ok(connection)
+}
+
+/// The credential offer an invitation carries (a claim link), if any: an
+/// attachment holding an issue-credential offer from the inviter.
+fn attached_offer(invitation: &Message) -> Result<Option<Message>> {
+    let Some(json) = invitation
+        .attachments
+        .iter()
+        .find_map(|a| a.data.get("json"))
+    else {
+        return Ok(None);
+    };
+    let mut offer: Message = serde_json::from_value(json.clone()).map_err(|e| {
+        Error::InvalidArgument(format!("the invitation's attachment is not a message: {e}"))
+    })?;
+    // Ours leave the sender out (a QR code has little room): it is the inviter.
+    if offer.from.is_none() {
+        offer.from.clone_from(&invitation.from);
+    }
+    if offer.typ != super::issue_credential::OFFER {
+        return Err(Error::InvalidArgument(format!(
+            "the invitation carries a {}, not a credential offer",
+            crate::error::clip(&offer.typ, 96)
+        )));
+    }
+    if offer.from != invitation.from {
+        return Err(Error::InvalidArgument(
+            "the invitation's offer is not from the inviter".into(),
+        ));
+    }
+    Ok(Some(offer))
 }
 
 /// Finds the connection an inbound message belongs to and checks that its

@@ -160,6 +160,25 @@ fn non_empty(s: String) -> Option<String> {
     (!s.is_empty()).then_some(s)
 }
 
+/// A claim link's answer: its record, URL and QR codes. An auditor sees
+/// the record only (the link hands out the offer).
+fn claim_link(core: &Core, rec: store::CredentialRecord) -> Result<proto::ClaimLink, Status> {
+    let url = issue_credential::link_of(&rec).map_err(status)?.to_string();
+    let record = Some(record_to_proto(core, rec));
+    if !super::auth::caller().sees_claims() {
+        return Ok(proto::ClaimLink {
+            record,
+            ..Default::default()
+        });
+    }
+    Ok(proto::ClaimLink {
+        record,
+        qr_png: crate::qr::png(&url).map_err(status)?,
+        qr_svg: crate::qr::svg(&url).map_err(status)?,
+        invitation_url: url,
+    })
+}
+
 /// A CreateOffer request as the library's offer.
 fn offer_spec(r: proto::CreateOfferRequest) -> OfferSpec {
     OfferSpec {
@@ -340,6 +359,31 @@ impl IssuanceService for Issuance {
             self.1.discard_draft(&w, &r.record_id).await
         })
         .await
+    }
+
+    async fn create_claim_link(
+        &self,
+        request: Request<proto::CreateClaimLinkRequest>,
+    ) -> Result<Response<proto::ClaimLink>, Status> {
+        let r = request.into_inner();
+        let wallet = super::auth::wallet(&self.0, &r.wallet_id)?;
+        let spec = offer_spec(r.offer.unwrap_or_default());
+        let rec = self
+            .1
+            .create_claim_link(&wallet, &spec, &r.label)
+            .await
+            .map_err(status)?;
+        claim_link(&self.0, rec).map(Response::new)
+    }
+
+    async fn get_claim_link(
+        &self,
+        request: Request<proto::RecordRequest>,
+    ) -> Result<Response<proto::ClaimLink>, Status> {
+        let r = request.into_inner();
+        let wallet = super::auth::wallet(&self.0, &r.wallet_id)?;
+        let rec = self.0.store.record(&wallet, &r.record_id).map_err(status)?;
+        claim_link(&self.0, rec).map(Response::new)
     }
 
     async fn withdraw_offer(

@@ -331,6 +331,10 @@ pub struct CredentialRecord {
     /// Issuer: the template the offer named.
     #[serde(default)]
     pub template_id: Option<String>,
+    /// Issuer: the claim link (an invitation carrying the offer) the offer
+    /// went out in, if it did.
+    #[serde(default)]
+    pub claim_link: Option<String>,
     /// Issuer: the credential's `exp` as asked (Unix seconds); None: issuance
     /// time + `validity_period_secs`.
     #[serde(default)]

@@ -59,10 +59,15 @@ fn thread_record(
     role: Role,
 ) -> Result<CredentialRecord> {
     let thid = msg.thread_id();
-    let rec = tx
+    let mut rec = tx
         .record_by_thid(&conn.wallet_id, thid)?
         .filter(|r| r.role == role)
         .ok_or_else(|| Error::not_found("issue-credential thread", thid))?;
+    // A claim link's offer was made before its connection had a peer: the
+    // peer the connection bound (the first to answer the invitation) is it.
+    if rec.connection_id == conn.id && rec.their_did.is_empty() {
+        rec.their_did = conn.their_did.clone().unwrap_or_default();
+    }
     if rec.connection_id != conn.id || Some(&rec.their_did) != conn.their_did.as_ref() {
         return Err(Error::PermissionDenied(format!(
             "thread {thid} belongs to another peer"

@@ -18,6 +18,7 @@
 //! - `revoke.rs`: revoking issued credentials (status bit, notification).
 
 mod actions;
+mod claim_link;
 mod custodial;
 mod delivery;
 mod drafts;
@@ -32,6 +33,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
+pub use claim_link::link_of;
 pub use custodial::Custodial;
 pub use delivery::{delivered, delivery_failed};
 pub use drafts::DraftEdit;
@@ -413,6 +415,7 @@ fn new_record(
         template_id: None,
         draft_expires_in_secs: 0,
         credential_expires_at: None,
+        claim_link: None,
         correlation_id: None,
         reference_id: None,
     }

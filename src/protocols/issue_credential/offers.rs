@@ -139,6 +139,19 @@ impl Issuance {
     /// The record an offer makes, checked, and its duplicate guard; nothing is stored but, on a wallet's first offer, its
     /// issuer DID.
     pub(super) fn prepare(&self, wallet: &str, spec: &OfferSpec) -> Result<Prepared> {
+        let conn = self.core.store.connection(wallet, &spec.connection_id)?;
+        require_active(&conn)?;
+        self.prepare_on(wallet, spec, &conn)
+    }
+
+    /// As [`Self::prepare`], on `conn` as given (a claim link's, whose peer
+    /// is not known yet).
+    pub(super) fn prepare_on(
+        &self,
+        wallet: &str,
+        spec: &OfferSpec,
+        conn: &crate::store::Connection,
+    ) -> Result<Prepared> {
         let core = &self.core;
         let claims = parse_claims(&spec.claims_json)?;
         super::inbound::check_claims_size(&claims, core.config.issuance.max_claims_bytes)?;
@@ -156,8 +169,6 @@ impl Issuance {
                 return Err(Error::InvalidArgument(format!("{name} is over 256 bytes")));
             }
         }
-        let conn = core.store.connection(wallet, &spec.connection_id)?;
-        require_active(&conn)?;
         // An absolute expiry is a validity counted from now (so a template's
         // maximum applies), and pins `exp` when the credential is signed.
         let expires_at = spec.credential_expires_at.filter(|e| *e > 0);
@@ -213,7 +224,7 @@ impl Issuance {
         let mut fresh = new_record(
             core,
             Role::Issuer,
-            &conn,
+            conn,
             uuid::Uuid::new_v4().to_string(),
             terms,
             expires,
