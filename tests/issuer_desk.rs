@@ -412,6 +412,7 @@ async fn bulk_offers_answer_per_item_and_deliver_only_the_good_ones() {
         claims_json: json!({"name": format!("member {n}"), "level": 1 + n % 5}).to_string(),
         template_id: t.id.clone(),
         correlation_id: format!("row-{n}"),
+        collection_id: format!("half-{}", n % 2),
         ..Default::default()
     };
     let mut offers: Vec<CreateOfferRequest> = (0..40).map(good).collect();
@@ -509,6 +510,27 @@ async fn bulk_offers_answer_per_item_and_deliver_only_the_good_ones() {
         .into_inner()
         .records;
     assert_eq!(issued.len(), 35);
+    // Filed by collection: the even rows (0..40 less the failed 10), and the odd.
+    let filed = |collection: &str| {
+        let mut api = api.clone();
+        let collection = collection.to_string();
+        async move {
+            api.list_records(ListRecordsRequest {
+                collection_id: collection,
+                page: Some(proto::PageRequest {
+                    page_size: 100,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .records
+            .len()
+        }
+    };
+    assert_eq!((filed("half-0").await, filed("half-1").await), (19, 16));
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(holder_offers().await, 35);
 

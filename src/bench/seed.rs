@@ -91,6 +91,7 @@ fn record(role: Role, i: usize, claims: &Map<String, Value>, now: i64) -> Creden
         claim_link: None,
         correlation_id: None,
         reference_id: None,
+        collection_id: None,
         problem: None,
         comment: None,
         expires_at_ms: None,

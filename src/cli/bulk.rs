@@ -47,6 +47,8 @@ struct Line {
     #[serde(default)]
     reference_id: String,
     #[serde(default)]
+    collection_id: String,
+    #[serde(default)]
     refuse_duplicate: bool,
     #[serde(default)]
     draft: bool,
@@ -78,6 +80,7 @@ impl Line {
             template_id: self.template_id,
             correlation_id: self.correlation_id,
             reference_id: self.reference_id,
+            collection_id: self.collection_id,
             refuse_duplicate: self.refuse_duplicate,
             draft: self.draft,
             credential_expires_at: self.credential_expires_at,

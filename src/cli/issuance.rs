@@ -47,6 +47,9 @@ pub struct Spec {
     correlation_id: String,
     #[arg(long, value_name = "ID", default_value = "", hide_default_value = true)]
     reference_id: String,
+    /// The collection (a batch, a campaign) to file the offer in.
+    #[arg(long, value_name = "ID", default_value = "", hide_default_value = true)]
+    collection_id: String,
     /// Refuse if the holder already has a live offer or credential of the
     /// same template (or types) with the same claims.
     #[arg(long)]
@@ -75,6 +78,7 @@ impl Spec {
             template_id: self.template,
             correlation_id: self.correlation_id,
             reference_id: self.reference_id,
+            collection_id: self.collection_id,
             refuse_duplicate: self.refuse_duplicate,
             ..Default::default()
         })
@@ -207,22 +211,11 @@ pub async fn offer(d: Daemon, action: OfferAction) -> anyhow::Result<()> {
             let r = proto::CreateOfferRequest {
                 wallet_id,
                 connection_id: connection,
-                claims_json: spec.claims_json()?,
-                types: spec.types,
-                schema_id: spec.schema,
-                validity_period_secs: spec.validity,
-                automatic_issuance: automatic,
-                idempotency_key: spec.idempotency_key,
-                issuer_did: spec.issuer_did,
-                expires_in_secs: expires_in,
                 comment,
                 format,
-                template_id: spec.template,
-                correlation_id: spec.correlation_id,
-                reference_id: spec.reference_id,
-                refuse_duplicate: spec.refuse_duplicate,
                 draft,
                 credential_expires_at: expires_at,
+                ..spec.offer(automatic, expires_in)?
             };
             let mut c = IssuanceServiceClient::new(d.svc());
             d.out.one(&ok(c.create_offer(r).await)?)?;
@@ -343,13 +336,16 @@ pub enum RecordAction {
         /// Only records on this connection.
         #[arg(long, value_name = "ID", default_value = "", hide_default_value = true)]
         connection: String,
-        /// Only offers of this template, or with this correlation or reference id.
+        /// Only offers of this template, or with this correlation, reference
+        /// or collection id.
         #[arg(long, value_name = "ID", default_value = "", hide_default_value = true)]
         template: String,
         #[arg(long, value_name = "ID", default_value = "", hide_default_value = true)]
         correlation_id: String,
         #[arg(long, value_name = "ID", default_value = "", hide_default_value = true)]
         reference_id: String,
+        #[arg(long, value_name = "ID", default_value = "", hide_default_value = true)]
+        collection_id: String,
         #[command(flatten)]
         paging: Paging,
     },
@@ -376,6 +372,7 @@ pub async fn record(d: Daemon, action: RecordAction) -> anyhow::Result<()> {
             template,
             correlation_id,
             reference_id,
+            collection_id,
             paging,
         } => {
             d.list(&paging, async |page| {
@@ -390,6 +387,7 @@ pub async fn record(d: Daemon, action: RecordAction) -> anyhow::Result<()> {
                     template_id: template.clone(),
                     correlation_id: correlation_id.clone(),
                     reference_id: reference_id.clone(),
+                    collection_id: collection_id.clone(),
                 })
                 .await
             })
@@ -603,6 +601,7 @@ pub async fn custodial(d: Daemon, args: Custodial) -> anyhow::Result<()> {
         template_id: args.spec.template,
         correlation_id: args.spec.correlation_id,
         reference_id: args.spec.reference_id,
+        collection_id: args.spec.collection_id,
         refuse_duplicate: args.spec.refuse_duplicate,
     };
     let mut c = IssuanceServiceClient::new(d.svc());

@@ -175,7 +175,8 @@ impl Show for proto::CredentialRecord {
             credential_id, ack_received, problem, comment, meta_retries, meta_next_retry_ms,
             meta_last_failure, expires_at_ms, created_at_ms, updated_at_ms, created_by,
             updated_by, status_list_credential, status_list_index, revoked_at_ms,
-            revocation_reason, revoked_by, template_id, correlation_id, reference_id)
+            revocation_reason, revoked_by, template_id, correlation_id, reference_id,
+            collection_id)
     }
 }
 

@@ -82,6 +82,7 @@ pub fn record_to_proto(core: &Core, r: store::CredentialRecord) -> proto::Creden
         template_id: r.template_id.unwrap_or_default(),
         correlation_id: r.correlation_id.unwrap_or_default(),
         reference_id: r.reference_id.unwrap_or_default(),
+        collection_id: r.collection_id.unwrap_or_default(),
         id: r.id,
         wallet_id: r.wallet_id,
         role: role_to_proto(r.role) as i32,
@@ -196,6 +197,7 @@ fn offer_spec(r: proto::CreateOfferRequest) -> OfferSpec {
         template_id: non_empty(r.template_id),
         correlation_id: non_empty(r.correlation_id),
         reference_id: non_empty(r.reference_id),
+        collection_id: non_empty(r.collection_id),
         refuse_duplicate: r.refuse_duplicate,
         draft: r.draft,
         credential_expires_at: (r.credential_expires_at > 0).then_some(r.credential_expires_at),
@@ -291,6 +293,7 @@ impl IssuanceService for Issuance {
                     && matches(&r.template_id, &rec.template_id)
                     && matches(&r.correlation_id, &rec.correlation_id)
                     && matches(&r.reference_id, &rec.reference_id)
+                    && matches(&r.collection_id, &rec.collection_id)
             })
             .map_err(status)?;
         Ok(Response::new(proto::ListRecordsResponse {
@@ -419,6 +422,7 @@ impl IssuanceService for Issuance {
             template_id: non_empty(r.template_id),
             correlation_id: non_empty(r.correlation_id),
             reference_id: non_empty(r.reference_id),
+            collection_id: non_empty(r.collection_id),
             refuse_duplicate: r.refuse_duplicate,
             ..Default::default()
         };

@@ -348,6 +348,9 @@ pub struct CredentialRecord {
     pub correlation_id: Option<String>,
     #[serde(default)]
     pub reference_id: Option<String>,
+    /// Issuer: the collection (a batch, a campaign) the caller filed it in.
+    #[serde(default)]
+    pub collection_id: Option<String>,
 }
 
 /// A credential's place in one of its issuer's status lists.

@@ -97,6 +97,7 @@ pub struct OfferSpec {
     /// The caller's own ids for the offer, stored and listed with it.
     pub correlation_id: Option<String>,
     pub reference_id: Option<String>,
+    pub collection_id: Option<String>,
     /// Refuse (ALREADY_EXISTS) when the connection already has a live
     /// credential or offer of the same template (or types) and claims.
     pub refuse_duplicate: bool,
@@ -418,6 +419,7 @@ fn new_record(
         claim_link: None,
         correlation_id: None,
         reference_id: None,
+        collection_id: None,
     }
 }
 

@@ -163,6 +163,7 @@ impl Issuance {
         for (name, value) in [
             ("correlation_id", &spec.correlation_id),
             ("reference_id", &spec.reference_id),
+            ("collection_id", &spec.collection_id),
             ("idempotency_key", &spec.idempotency_key),
         ] {
             if value.as_deref().is_some_and(|v| v.len() > 256) {
@@ -234,6 +235,7 @@ impl Issuance {
         fresh.template_id = template_id;
         fresh.correlation_id = spec.correlation_id.clone().filter(|k| !k.is_empty());
         fresh.reference_id = spec.reference_id.clone().filter(|k| !k.is_empty());
+        fresh.collection_id = spec.collection_id.clone().filter(|k| !k.is_empty());
         fresh.credential_expires_at = expires_at;
         if spec.draft {
             fresh.draft_expires_in_secs = spec.expires_in_secs;
