@@ -65,6 +65,7 @@ async fn offers_from_a_template_across_two_daemons() {
         .create_template(CreateTemplateRequest {
             name: "Membership".into(),
             types: vec!["MembershipCredential".into()],
+            contexts: vec!["https://example.com/membership/v1".into()],
             schema_json: schema().to_string(),
             default_validity_secs: 600,
             max_validity_secs: 3600,
@@ -202,6 +203,13 @@ async fn offers_from_a_template_across_two_daemons() {
         .remove(0);
     let vc = payload(&held.jwt);
     assert_eq!(vc["vc"]["credentialSchema"]["id"], t.schema_url);
+    assert_eq!(
+        vc["vc"]["@context"],
+        json!([
+            "https://www.w3.org/2018/credentials/v1",
+            "https://example.com/membership/v1"
+        ])
+    );
     assert_eq!(
         vc["exp"].as_u64().unwrap() - vc["nbf"].as_u64().unwrap(),
         600

@@ -106,6 +106,7 @@ impl Parties {
             &CredentialSpec {
                 id: &id,
                 types: &[],
+                contexts: &[],
                 subject: &self.holder.did,
                 claims: &self.claims,
                 schema_id: None,

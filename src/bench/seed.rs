@@ -86,6 +86,7 @@ fn record(role: Role, i: usize, claims: &Map<String, Value>, now: i64) -> Creden
         status: None,
         revocation: None,
         template_id: None,
+        contexts: vec![],
         draft_expires_in_secs: 0,
         credential_expires_at: None,
         claim_link: None,

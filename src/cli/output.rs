@@ -197,7 +197,7 @@ impl Show for proto::Template {
         // The schema itself, not a string holding it.
         let schema = serde_json::from_str(&self.schema_json)
             .unwrap_or_else(|_| Value::String(self.schema_json.clone()));
-        let mut f = fields!(self; id, wallet_id, name, types);
+        let mut f = fields!(self; id, wallet_id, name, types, contexts);
         f.push(("schema", Field::Value(schema)));
         f.extend(
             fields!(self; schema_url, default_validity_secs, max_validity_secs, issuer_did,

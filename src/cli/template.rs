@@ -16,6 +16,9 @@ pub enum TemplateAction {
         /// A credential type besides VerifiableCredential; repeatable.
         #[arg(long = "type", value_name = "TYPE")]
         types: Vec<String>,
+        /// An @context its credentials add (an http(s) URL); repeatable.
+        #[arg(long = "context", value_name = "URL")]
+        contexts: Vec<String>,
         /// The JSON Schema file (`-` for stdin).
         #[arg(long, value_name = "FILE")]
         schema: String,
@@ -54,6 +57,7 @@ pub async fn run(d: Daemon, action: TemplateAction) -> anyhow::Result<()> {
         TemplateAction::Create {
             name,
             types,
+            contexts,
             schema,
             default_validity,
             max_validity,
@@ -68,6 +72,7 @@ pub async fn run(d: Daemon, action: TemplateAction) -> anyhow::Result<()> {
                 wallet_id: wallet_id.clone(),
                 name,
                 types,
+                contexts,
                 schema_json,
                 default_validity_secs: default_validity,
                 max_validity_secs: max_validity,

@@ -16,6 +16,7 @@ fn template_to_proto(core: &Core, t: Template) -> proto::Template {
         wallet_id: t.wallet_id,
         name: t.name,
         types: t.types,
+        contexts: t.contexts,
         default_validity_secs: t.default_validity_secs,
         max_validity_secs: t.max_validity_secs,
         issuer_did: t.issuer_did.unwrap_or_default(),
@@ -36,6 +37,7 @@ impl TemplateService for Templates {
         let new = NewTemplate {
             name: r.name,
             types: r.types,
+            contexts: r.contexts,
             schema_json: r.schema_json,
             default_validity_secs: r.default_validity_secs,
             max_validity_secs: r.max_validity_secs,

@@ -328,9 +328,11 @@ pub struct CredentialRecord {
     /// Issuer: the credential was revoked.
     #[serde(default)]
     pub revocation: Option<Revocation>,
-    /// Issuer: the template the offer named.
+    /// Issuer: the template the offer named, and the `@context`s it adds.
     #[serde(default)]
     pub template_id: Option<String>,
+    #[serde(default)]
+    pub contexts: Vec<String>,
     /// Issuer: the claim link (an invitation carrying the offer) the offer
     /// went out in, if it did.
     #[serde(default)]
@@ -378,6 +380,9 @@ pub struct Template {
     pub name: String,
     /// Credential types besides `VerifiableCredential`.
     pub types: Vec<String>,
+    /// `@context`s its credentials add after the VC base context.
+    #[serde(default)]
+    pub contexts: Vec<String>,
     /// A JSON Schema for `credentialSubject` (without `id`).
     pub schema: serde_json::Value,
     /// Validity of its credentials when an offer names none (0: no expiry).

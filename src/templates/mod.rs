@@ -31,6 +31,7 @@ const MAX_VIOLATIONS: usize = 20;
 pub struct NewTemplate {
     pub name: String,
     pub types: Vec<String>,
+    pub contexts: Vec<String>,
     pub schema_json: String,
     pub default_validity_secs: u64,
     pub max_validity_secs: u64,
@@ -50,6 +51,16 @@ pub fn create(core: &Core, wallet: &str, new: NewTemplate) -> Result<Template> {
         || new.types.len() > 16
     {
         return Err(invalid("types: at most 16, each 1 to 256 bytes".into()));
+    }
+    if new.contexts.len() > 8
+        || new.contexts.iter().any(|c| {
+            c.len() > 512
+                || url::Url::parse(c).map_or(true, |u| !matches!(u.scheme(), "http" | "https"))
+        })
+    {
+        return Err(invalid(
+            "contexts: at most 8, each an http(s) URL of at most 512 bytes".into(),
+        ));
     }
     if new.schema_json.len() > MAX_SCHEMA_BYTES {
         return Err(invalid(format!(
@@ -81,6 +92,7 @@ pub fn create(core: &Core, wallet: &str, new: NewTemplate) -> Result<Template> {
         wallet_id: wallet.to_string(),
         name: new.name,
         types: new.types,
+        contexts: new.contexts,
         schema,
         default_validity_secs: new.default_validity_secs,
         max_validity_secs: new.max_validity_secs,
@@ -115,6 +127,8 @@ pub fn schema_url(endpoint: &str, id: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Terms {
     pub types: Vec<String>,
+    /// `@context`s added after the VC base context.
+    pub contexts: Vec<String>,
     pub schema_id: Option<String>,
     pub validity_period_secs: u64,
     pub issuer_did: Option<String>,
@@ -168,6 +182,7 @@ pub fn apply(
     types.extend(asked.types.into_iter().filter(|a| !t.types.contains(a)));
     Ok(Terms {
         types,
+        contexts: t.contexts.clone(),
         schema_id: Some(schema_url(&core.endpoint, &t.id)),
         validity_period_secs: validity,
         issuer_did: asked.issuer_did.filter(|d| !d.is_empty()).or(t.issuer_did),

@@ -47,6 +47,8 @@ pub struct CredentialSpec<'a> {
     pub id: &'a str,
     /// Types beyond `VerifiableCredential`.
     pub types: &'a [String],
+    /// `@context`s after the VC base context (a template's).
+    pub contexts: &'a [String],
     pub subject: &'a str,
     pub claims: &'a Map<String, Value>,
     pub schema_id: Option<&'a str>,
@@ -233,8 +235,15 @@ pub fn unsigned(spec: &CredentialSpec) -> Value {
     if !spec.subject.is_empty() {
         subject.insert("id".into(), Value::from(spec.subject));
     }
+    let mut contexts = vec![Value::from(VC_CONTEXT)];
+    contexts.extend(
+        spec.contexts
+            .iter()
+            .filter(|c| *c != VC_CONTEXT)
+            .map(|c| Value::from(c.as_str())),
+    );
     let mut vc = json!({
-        "@context": [VC_CONTEXT],
+        "@context": contexts,
         "type": types,
         "credentialSubject": subject,
     });

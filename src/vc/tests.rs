@@ -19,6 +19,7 @@ fn spec<'a>(
     CredentialSpec {
         id: "urn:uuid:1",
         types,
+        contexts: &[],
         subject,
         claims,
         schema_id: None,

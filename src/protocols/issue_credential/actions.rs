@@ -269,6 +269,7 @@ fn sign_credential(core: &Core, tx: &StoreTx, rec: &CredentialRecord) -> Result<
         &vc::CredentialSpec {
             id: &id,
             types: &rec.types,
+            contexts: &rec.contexts,
             subject,
             claims: &rec.claims,
             schema_id: rec.schema_id.as_deref(),

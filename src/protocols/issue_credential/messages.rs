@@ -105,6 +105,7 @@ pub fn offer(r: &CredentialRecord) -> Message {
         let spec = crate::vc::CredentialSpec {
             id: "",
             types: &r.types,
+            contexts: &r.contexts,
             subject: "",
             claims: &r.claims,
             schema_id: r.schema_id.as_deref(),

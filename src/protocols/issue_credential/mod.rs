@@ -414,6 +414,7 @@ fn new_record(
         status: None,
         revocation: None,
         template_id: None,
+        contexts: vec![],
         draft_expires_in_secs: 0,
         credential_expires_at: None,
         claim_link: None,

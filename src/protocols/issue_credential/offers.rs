@@ -191,6 +191,7 @@ impl Issuance {
         };
         let asked = templates::Terms {
             types: spec.types.clone(),
+            contexts: vec![],
             schema_id: spec.schema_id.clone().filter(|s| !s.is_empty()),
             validity_period_secs,
             issuer_did: spec.issuer_did.clone(),
@@ -200,6 +201,7 @@ impl Issuance {
             Some(id) => templates::apply(core, wallet, id, &claims, asked)?,
             None => asked,
         };
+        let terms_contexts = terms.contexts.clone();
         let format = messages::spoken(spec.format.as_deref().unwrap_or(messages::FORMAT))?;
         let issuer_did = match terms.issuer_did.as_deref().filter(|d| !d.is_empty()) {
             Some(d) => user_did_key(core, wallet, d, "issuer_did")?.did,
@@ -233,6 +235,7 @@ impl Issuance {
         fresh.automatic_issuance = spec.automatic_issuance;
         fresh.idempotency_key = spec.idempotency_key.clone().filter(|k| !k.is_empty());
         fresh.template_id = template_id;
+        fresh.contexts = terms_contexts;
         fresh.correlation_id = spec.correlation_id.clone().filter(|k| !k.is_empty());
         fresh.reference_id = spec.reference_id.clone().filter(|k| !k.is_empty());
         fresh.collection_id = spec.collection_id.clone().filter(|k| !k.is_empty());

@@ -200,6 +200,7 @@ async fn a_message_from_another_peer_cannot_touch_a_thread() {
         &vc::CredentialSpec {
             id: "urn:uuid:forged",
             types: &forged.types,
+            contexts: &[],
             subject: forged.subject_did.as_deref().unwrap(),
             claims: &forged.claims,
             schema_id: None,
@@ -273,6 +274,7 @@ fn genuine_payload(t: &TestCore, rec: &CredentialRecord) -> Value {
     let spec = vc::CredentialSpec {
         id: "urn:uuid:1",
         types: &rec.types,
+        contexts: &[],
         subject: rec.subject_did.as_deref().unwrap(),
         claims: &rec.claims,
         schema_id: None,

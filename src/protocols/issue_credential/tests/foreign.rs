@@ -65,6 +65,7 @@ fn credential_from(t: &TestCore, issuer: &DidRecord, h: &CredentialRecord) -> Me
     let spec = vc::CredentialSpec {
         id: "urn:uuid:foreign",
         types: &[],
+        contexts: &[],
         subject: h.subject_did.as_deref().unwrap(),
         claims: &h.claims,
         schema_id: None,
