@@ -37,6 +37,7 @@ const ISSUER_ACTS: &[&str] = &[
     "SendOffer",
     "DiscardDraft",
     "CreateClaimLink",
+    "DeleteRecordData",
 ];
 const HOLDER_ACTS: &[&str] = &[
     "AcceptOffer",

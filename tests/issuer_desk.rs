@@ -397,6 +397,34 @@ async fn an_unclaimed_offer_can_be_withdrawn_a_claimed_one_cannot() {
         .unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
     assert!(e.message().contains("claimed"), "{e:?}");
+
+    // Data: the withdrawn offer's claims may go once it ended; the
+    // claimed one keeps them.
+    wait_for_state(
+        &mut ic2,
+        "",
+        &first.thid,
+        RecordState::ProblemReportSent,
+        WAIT,
+    )
+    .await
+    .unwrap();
+    let delete = |id: &str| {
+        let mut api = api.clone();
+        let id = id.to_string();
+        async move {
+            api.delete_record_data(proto::RecordRequest {
+                record_id: id,
+                ..Default::default()
+            })
+            .await
+        }
+    };
+    let emptied = delete(&first.id).await.unwrap().into_inner();
+    assert_eq!(emptied.claims_json, "{}");
+    assert!(emptied.data_deleted_at_ms > 0);
+    let e = delete(&second.id).await.unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -566,12 +594,21 @@ async fn a_duplicate_credential_is_refused_when_asked() {
         refuse_duplicate,
         ..Default::default()
     };
+    let at = agentd::now_secs() + 900;
     let first = api
-        .issue_custodial(issue(json!({"name": "Alice"}), true))
+        .issue_custodial(proto::IssueCustodialRequest {
+            credential_expires_at: at,
+            ..issue(json!({"name": "Alice"}), true)
+        })
         .await
         .unwrap()
         .into_inner();
-    let credential = first.credential.unwrap().id;
+    let first = first.credential.unwrap();
+    assert_eq!(
+        first.expires, at,
+        "custodial issuance takes an absolute expiry too"
+    );
+    let credential = first.id;
 
     // The same kind and claims again: refused, naming the credential.
     let e = api

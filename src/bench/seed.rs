@@ -93,6 +93,7 @@ fn record(role: Role, i: usize, claims: &Map<String, Value>, now: i64) -> Creden
         correlation_id: None,
         reference_id: None,
         collection_id: None,
+        data_deleted_at_ms: None,
         problem: None,
         comment: None,
         expires_at_ms: None,

@@ -359,6 +359,8 @@ pub enum RecordAction {
     },
     /// Issuer: issues the credential of a record in RequestReceived.
     Issue { record_id: String },
+    /// Issuer: deletes the claims of an offer that ended unclaimed.
+    DeleteData { record_id: String },
 }
 
 /// Runs one `record` action.
@@ -399,6 +401,13 @@ pub async fn record(d: Daemon, action: RecordAction) -> anyhow::Result<()> {
                 record_id,
             };
             d.out.one(&ok(c.get_record(r).await)?)?;
+        }
+        RecordAction::DeleteData { record_id } => {
+            let r = proto::RecordRequest {
+                wallet_id,
+                record_id,
+            };
+            d.out.one(&ok(c.delete_record_data(r).await)?)?;
         }
         RecordAction::Withdraw { record_id, reason } => {
             let r = proto::WithdrawOfferRequest {
@@ -574,6 +583,9 @@ pub struct Custodial {
     /// How long the daemon waits for the holder's credential (seconds, at most 60).
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     wait: u32,
+    /// The credential's expiry, Unix seconds (instead of --validity).
+    #[arg(long, value_name = "UNIX_SECS", default_value_t = 0)]
+    expires_at: u64,
 }
 
 /// Issues custodially, announcing the wait on stderr.
@@ -603,6 +615,7 @@ pub async fn custodial(d: Daemon, args: Custodial) -> anyhow::Result<()> {
         reference_id: args.spec.reference_id,
         collection_id: args.spec.collection_id,
         refuse_duplicate: args.spec.refuse_duplicate,
+        credential_expires_at: args.expires_at,
     };
     let mut c = IssuanceServiceClient::new(d.svc());
     d.out.one(&ok(c.issue_custodial(r).await)?)?;

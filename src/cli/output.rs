@@ -176,7 +176,7 @@ impl Show for proto::CredentialRecord {
             meta_last_failure, expires_at_ms, created_at_ms, updated_at_ms, created_by,
             updated_by, status_list_credential, status_list_index, revoked_at_ms,
             revocation_reason, revoked_by, template_id, correlation_id, reference_id,
-            collection_id)
+            collection_id, data_deleted_at_ms)
     }
 }
 

@@ -58,6 +58,7 @@ pub const TABLE: &[(&str, &[TokenRole], u32)] = &[
     ("/agent.v1.IssuanceService/SendOffer", &[Admin, Issuer], 5),
     ("/agent.v1.IssuanceService/DiscardDraft", &[Admin, Issuer], 5),
     ("/agent.v1.IssuanceService/CreateClaimLink", &[Admin, Issuer], 5),
+    ("/agent.v1.IssuanceService/DeleteRecordData", &[Admin, Issuer], 5),
     ("/agent.v1.IssuanceService/GetClaimLink", &[Admin, Issuer, Auditor], 2),
     // Up to 1,000 revocations in one transaction.
     ("/agent.v1.IssuanceService/RevokeCredentials", &[Admin, Issuer], 20),

@@ -83,6 +83,7 @@ pub fn record_to_proto(core: &Core, r: store::CredentialRecord) -> proto::Creden
         correlation_id: r.correlation_id.unwrap_or_default(),
         reference_id: r.reference_id.unwrap_or_default(),
         collection_id: r.collection_id.unwrap_or_default(),
+        data_deleted_at_ms: r.data_deleted_at_ms.unwrap_or_default(),
         id: r.id,
         wallet_id: r.wallet_id,
         role: role_to_proto(r.role) as i32,
@@ -389,6 +390,17 @@ impl IssuanceService for Issuance {
         claim_link(&self.0, rec).map(Response::new)
     }
 
+    async fn delete_record_data(
+        &self,
+        request: Request<proto::RecordRequest>,
+    ) -> Result<Response<proto::CredentialRecord>, Status> {
+        let r = request.into_inner();
+        self.on_record(&r.wallet_id, async |w| {
+            self.1.delete_record_data(&w, &r.record_id).await
+        })
+        .await
+    }
+
     async fn withdraw_offer(
         &self,
         request: Request<proto::WithdrawOfferRequest>,
@@ -424,6 +436,7 @@ impl IssuanceService for Issuance {
             reference_id: non_empty(r.reference_id),
             collection_id: non_empty(r.collection_id),
             refuse_duplicate: r.refuse_duplicate,
+            credential_expires_at: (r.credential_expires_at > 0).then_some(r.credential_expires_at),
             ..Default::default()
         };
         let wait_ms = match r.wait_ms {

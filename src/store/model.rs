@@ -353,6 +353,10 @@ pub struct CredentialRecord {
     /// Issuer: the collection (a batch, a campaign) the caller filed it in.
     #[serde(default)]
     pub collection_id: Option<String>,
+    /// Issuer: when its claims and comment were deleted (an offer never
+    /// claimed, once finished).
+    #[serde(default)]
+    pub data_deleted_at_ms: Option<i64>,
 }
 
 /// A credential's place in one of its issuer's status lists.

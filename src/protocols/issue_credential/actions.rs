@@ -213,6 +213,44 @@ impl Issuance {
         .await
     }
 
+    /// Issuer: deletes the data (claims, comment) of an offer that ended
+    /// without being claimed (discarded, withdrawn, rejected, expired): the
+    /// same rule as withdrawing. A claimed one (a request arrived) is the
+    /// record of an issuance and keeps its data; a live one must be
+    /// withdrawn first. The record itself stays, marked.
+    pub async fn delete_record_data(
+        &self,
+        wallet: &str,
+        record_id: &str,
+    ) -> Result<CredentialRecord> {
+        let core = &self.core;
+        let rec = core.store.transact(|tx| {
+            let cur = tx.record(wallet, record_id)?;
+            if cur.role != Role::Issuer || cur.subject_did.is_some() {
+                return Err(Error::FailedPrecondition(format!(
+                    "record {record_id} was claimed (a request arrived) or is not an offer \
+                     of ours: its data stays"
+                )));
+            }
+            if !cur.state.is_final() {
+                return Err(Error::FailedPrecondition(format!(
+                    "record {record_id} is {:?}: withdraw or discard it first",
+                    cur.state
+                )));
+            }
+            let mut rec = cur.clone();
+            rec.claims.clear();
+            rec.comment = None;
+            rec.version += 1;
+            rec.updated_at_ms = crate::now_ms();
+            rec.data_deleted_at_ms.get_or_insert(rec.updated_at_ms);
+            tx.put_record(Some(&cur), &rec)?;
+            Ok(rec)
+        })?;
+        core.store.durable().await?;
+        Ok(rec)
+    }
+
     /// Deletes a stored credential.
     pub async fn delete_credential(&self, wallet: &str, id: &str) -> Result<()> {
         let core = &self.core;

@@ -421,6 +421,7 @@ fn new_record(
         correlation_id: None,
         reference_id: None,
         collection_id: None,
+        data_deleted_at_ms: None,
     }
 }
 

@@ -54,7 +54,7 @@ fn store_one(io: &mut Io, p: &Prepared) -> Result<CredentialRecord> {
         && let Some(live) = io.tx.guarded_by(wallet, &p.guard)?.filter(is_live)
     {
         return Err(Error::AlreadyExists(match &live.credential_id {
-            Some(c) if live.state == RecordState::CredentialSent => format!(
+            Some(c) => format!(
                 "connection {} already has credential {c} (record {}) with these claims",
                 live.connection_id, live.id
             ),
