@@ -162,6 +162,12 @@ pub enum OfferAction {
     },
     /// Issuer: sends a draft.
     Send { record_id: String },
+    /// Issuer: withdraws an offer the holder has not claimed; the holder is told.
+    Withdraw {
+        record_id: String,
+        #[arg(long, default_value = "", hide_default_value = true)]
+        reason: String,
+    },
     /// Issuer: discards a draft (it is abandoned, never sent).
     Discard { record_id: String },
     /// Issuer: up to 1,000 offers from a JSON Lines file (one CreateOfferRequest
@@ -255,6 +261,15 @@ pub async fn offer(d: Daemon, action: OfferAction) -> anyhow::Result<()> {
             };
             let mut c = IssuanceServiceClient::new(d.svc());
             d.out.one(&ok(c.send_offer(r).await)?)?;
+        }
+        OfferAction::Withdraw { record_id, reason } => {
+            let r = proto::WithdrawOfferRequest {
+                wallet_id,
+                record_id,
+                reason,
+            };
+            let mut c = IssuanceServiceClient::new(d.svc());
+            d.out.one(&ok(c.withdraw_offer(r).await)?)?;
         }
         OfferAction::Discard { record_id } => {
             let r = proto::RecordRequest {
@@ -351,12 +366,6 @@ pub enum RecordAction {
     },
     /// Shows one record.
     Get { record_id: String },
-    /// Issuer: withdraws an offer the holder has not claimed; the holder is told.
-    Withdraw {
-        record_id: String,
-        #[arg(long, default_value = "", hide_default_value = true)]
-        reason: String,
-    },
     /// Issuer: issues the credential of a record in RequestReceived.
     Issue { record_id: String },
     /// Issuer: deletes the claims of an offer that ended unclaimed.
@@ -408,14 +417,6 @@ pub async fn record(d: Daemon, action: RecordAction) -> anyhow::Result<()> {
                 record_id,
             };
             d.out.one(&ok(c.delete_record_data(r).await)?)?;
-        }
-        RecordAction::Withdraw { record_id, reason } => {
-            let r = proto::WithdrawOfferRequest {
-                wallet_id,
-                record_id,
-                reason,
-            };
-            d.out.one(&ok(c.withdraw_offer(r).await)?)?;
         }
         RecordAction::Issue { record_id } => {
             let r = proto::IssueCredentialRequest {
