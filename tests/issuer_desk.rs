@@ -165,42 +165,7 @@ async fn offers_from_a_template_across_two_daemons() {
     assert_eq!(offered.template_id, t.id);
     assert_eq!(offered.schema_id, t.schema_url);
     assert_eq!(offered.validity_period_secs, 600);
-    let mut hc2 = hc.clone();
-    let received = wait_for_state(
-        &mut hc2,
-        "",
-        &offered.thid,
-        RecordState::OfferReceived,
-        WAIT,
-    )
-    .await
-    .unwrap();
-    hc.holder
-        .clone()
-        .accept_offer(AcceptOfferRequest {
-            record_id: received.record_id.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    wait_for_state(
-        &mut hc2,
-        "",
-        &offered.thid,
-        RecordState::CredentialReceived,
-        WAIT,
-    )
-    .await
-    .unwrap();
-    let held = hc
-        .holder
-        .clone()
-        .list_credentials(proto::ListCredentialsRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .credentials
-        .remove(0);
+    let held = common::accept_until_held(&hc, &offered.thid).await;
     let vc = payload(&held.jwt);
     assert_eq!(vc["vc"]["credentialSchema"]["id"], t.schema_url);
     assert_eq!(
@@ -809,44 +774,9 @@ async fn an_absolute_expiry_pins_the_credentials_exp() {
     }
     let at = now + 1000;
     let offered = api.create_offer(offer(at, 0)).await.unwrap().into_inner();
-    let mut hc2 = hc.clone();
-    let received = wait_for_state(
-        &mut hc2,
-        "",
-        &offered.thid,
-        RecordState::OfferReceived,
-        WAIT,
-    )
-    .await
-    .unwrap();
     // Accepted a moment later: exp is still the one asked.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    hc.holder
-        .clone()
-        .accept_offer(AcceptOfferRequest {
-            record_id: received.record_id,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    wait_for_state(
-        &mut hc2,
-        "",
-        &offered.thid,
-        RecordState::CredentialReceived,
-        WAIT,
-    )
-    .await
-    .unwrap();
-    let held = hc
-        .holder
-        .clone()
-        .list_credentials(proto::ListCredentialsRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .credentials
-        .remove(0);
+    let held = common::accept_until_held(&hc, &offered.thid).await;
     assert_eq!(held.expires, at);
     assert_eq!(payload(&held.jwt)["exp"], at);
 }

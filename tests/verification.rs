@@ -6,16 +6,16 @@ mod common;
 
 use std::time::Duration;
 
-use agentd::harness::{Clients, wait_for_state};
+use agentd::harness::Clients;
 use agentd::rpc::proto::{
-    self, AcceptOfferRequest, AddTrustedIssuerRequest, CreateOfferRequest, CredentialStatus,
-    GetCredentialRequest, IssueCustodialRequest, ListCredentialsRequest, RecordState,
-    RemoveTrustedIssuerRequest, RevokeCredentialRequest, VerifyCredentialRequest,
-    VerifyCredentialResponse, verifier_service_client::VerifierServiceClient,
+    self, AddTrustedIssuerRequest, CreateOfferRequest, CredentialStatus, GetCredentialRequest,
+    IssueCustodialRequest, ListCredentialsRequest, RemoveTrustedIssuerRequest,
+    RevokeCredentialRequest, VerifyCredentialRequest, VerifyCredentialResponse,
+    verifier_service_client::VerifierServiceClient,
 };
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::{WAIT, channel, connect, create_wallet, eventually, start};
+use common::{channel, connect, create_wallet, eventually, start};
 use serde_json::{Value, json};
 use tonic::Code;
 
@@ -75,38 +75,7 @@ async fn issue(ic: &Clients, hc: &Clients, offer: CreateOfferRequest) -> proto::
         .await
         .unwrap()
         .into_inner();
-    let mut hc = hc.clone();
-    let received = wait_for_state(&mut hc, "", &offered.thid, RecordState::OfferReceived, WAIT)
-        .await
-        .unwrap();
-    let accepted = hc
-        .holder
-        .accept_offer(AcceptOfferRequest {
-            record_id: received.record_id,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    wait_for_state(
-        &mut hc,
-        "",
-        &offered.thid,
-        RecordState::CredentialReceived,
-        WAIT,
-    )
-    .await
-    .unwrap();
-    let record = hc
-        .issuance
-        .get_record(proto::GetRecordRequest {
-            record_id: accepted.id,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    held(&hc, &record.credential_id, false).await
+    common::accept_until_held(hc, &offered.thid).await
 }
 
 async fn held(hc: &Clients, id: &str, check_status: bool) -> proto::Credential {

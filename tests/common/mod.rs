@@ -199,3 +199,44 @@ pub async fn create_wallet(c: &Clients, id: &str) {
         .await
         .unwrap();
 }
+
+/// Accepts the offer of thread `thid` on `hc` (its default wallet) once it
+/// has arrived, waits for the credential, and returns it.
+pub async fn accept_until_held(hc: &Clients, thid: &str) -> agentd::rpc::proto::Credential {
+    use agentd::rpc::proto::{
+        AcceptOfferRequest, GetCredentialRequest, GetRecordRequest, RecordState,
+    };
+    let mut hc = hc.clone();
+    let received = harness::wait_for_state(&mut hc, "", thid, RecordState::OfferReceived, WAIT)
+        .await
+        .unwrap();
+    let accepted = hc
+        .holder
+        .accept_offer(AcceptOfferRequest {
+            record_id: received.record_id,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    harness::wait_for_state(&mut hc, "", thid, RecordState::CredentialReceived, WAIT)
+        .await
+        .unwrap();
+    let record = hc
+        .issuance
+        .get_record(GetRecordRequest {
+            record_id: accepted.id,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    hc.holder
+        .get_credential(GetCredentialRequest {
+            credential_id: record.credential_id,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
