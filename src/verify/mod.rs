@@ -116,6 +116,8 @@ impl Report {
 pub struct Verifier {
     core: Core,
     fetcher: Arc<Fetcher>,
+    /// Foreign status lists already verified and decoded, by URL.
+    lists: Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<status::VerifiedList>>>>,
 }
 
 impl Verifier {
@@ -127,7 +129,15 @@ impl Verifier {
         Ok(Verifier {
             core,
             fetcher: Arc::new(fetcher),
+            lists: Arc::default(),
         })
+    }
+
+    fn lists(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Arc<status::VerifiedList>>>
+    {
+        self.lists.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Verifies a VC-JWT or VP-JWT; `wallet`'s trusted issuers decide

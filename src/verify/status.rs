@@ -14,6 +14,8 @@ use super::{Check, SHOWN, STATUS, Verifier, credential_of, issuer_of};
 
 /// Entries one credential may name.
 const MAX_ENTRIES: usize = 8;
+/// Decoded foreign lists kept; past it they are decoded again as needed.
+const MAX_LISTS: usize = 256;
 /// Largest decompressed list: 64 Mi entries, far past any real list, and a
 /// bound on what a small compressed body may expand to.
 const MAX_LIST_BYTES: u64 = 8 * 1024 * 1024;
@@ -154,7 +156,43 @@ async fn foreign_bit(
     url: &str,
     index: u64,
 ) -> Result<bool, String> {
+    let shown = crate::error::clip(url, SHOWN);
+    let list = foreign_list(v, url).await?;
+    if list.signer.as_deref() != Some(issuer) {
+        return Err(format!(
+            "the status list at {shown} is not signed by the credential's issuer"
+        ));
+    }
+    if list.purpose.as_deref() != Some(purpose) {
+        return Err(format!("the status list at {shown} is not for {purpose}"));
+    }
+    bit(&list.bits, index).ok_or_else(|| {
+        format!(
+            "index {index} is past the {} entries of the status list at {shown}",
+            list.bits.len() * 8
+        )
+    })
+}
+
+/// A fetched status list whose VC-JWT verified, decoded.
+pub(super) struct VerifiedList {
+    /// The body it came from: while the fetcher hands out the same one
+    /// (from its cache), the decoded list is reused.
+    body: std::sync::Arc<[u8]>,
+    signer: Option<String>,
+    purpose: Option<String>,
+    bits: Vec<u8>,
+}
+
+/// The list at `url`, fetched (or from the fetcher's cache), its signature
+/// verified and its bits decoded once per body.
+async fn foreign_list(v: &Verifier, url: &str) -> Result<std::sync::Arc<VerifiedList>, String> {
     let body = v.fetcher.get(url).await.map_err(|e| e.to_string())?;
+    if let Some(known) = v.lists().get(url)
+        && std::sync::Arc::ptr_eq(&known.body, &body)
+    {
+        return Ok(known.clone());
+    }
     let shown = crate::error::clip(url, SHOWN);
     let text = std::str::from_utf8(&body)
         .map_err(|_| format!("the status list at {shown} is not text"))?
@@ -174,26 +212,25 @@ async fn foreign_bit(
         ));
     }
     let list = credential_of(&jws.payload).unwrap_or(&Value::Null);
-    let signer = jws.payload["iss"].as_str().or_else(|| issuer_of(list));
-    if signer != Some(issuer) {
-        return Err(format!(
-            "the status list at {shown} is not signed by the credential's issuer"
-        ));
-    }
     let subject = &list["credentialSubject"];
-    if subject["statusPurpose"].as_str() != Some(purpose) {
-        return Err(format!("the status list at {shown} is not for {purpose}"));
-    }
     let encoded = subject["encodedList"]
         .as_str()
         .ok_or_else(|| format!("the status list at {shown} has no encodedList"))?;
-    let bits = decode_list(encoded).map_err(|e| format!("the status list at {shown}: {e}"))?;
-    bit(&bits, index).ok_or_else(|| {
-        format!(
-            "index {index} is past the {} entries of the status list at {shown}",
-            bits.len() * 8
-        )
-    })
+    let verified = std::sync::Arc::new(VerifiedList {
+        signer: jws.payload["iss"]
+            .as_str()
+            .or_else(|| issuer_of(list))
+            .map(str::to_string),
+        purpose: subject["statusPurpose"].as_str().map(str::to_string),
+        bits: decode_list(encoded).map_err(|e| format!("the status list at {shown}: {e}"))?,
+        body: body.clone(),
+    });
+    let mut lists = v.lists();
+    if lists.len() >= MAX_LISTS {
+        lists.clear();
+    }
+    lists.insert(url.to_string(), verified.clone());
+    Ok(verified)
 }
 
 /// The bitstring of an `encodedList`: multibase base64url (`u`; plain
