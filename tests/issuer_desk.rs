@@ -891,7 +891,7 @@ async fn a_claim_link_connects_and_offers_once() {
     .await
     .unwrap();
 
-    // A second scan: that wallet's connection fails, its offer goes nowhere.
+    // A second scan: that wallet's connection fails, and its offer with it.
     let second = accept(&lc).await;
     let mut lc2 = lc.clone();
     common::eventually(10, "the late wallet's connection to fail", || {
@@ -910,21 +910,21 @@ async fn a_claim_link_connects_and_offers_once() {
         }
     })
     .await;
-    let late_offer = wait_for_state(&mut lc2, "", &record.thid, RecordState::OfferReceived, WAIT)
-        .await
-        .unwrap();
-    lc.holder
-        .clone()
-        .accept_offer(AcceptOfferRequest {
-            record_id: late_offer.record_id,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    // The offer it came with is abandoned with it: no one will answer.
     let gone = wait_for_state(&mut lc2, "", &record.thid, RecordState::Abandoned, WAIT)
         .await
         .unwrap();
     assert!(gone.reason.contains("not_a_peer"), "{gone:?}");
+    let e = lc
+        .holder
+        .clone()
+        .accept_offer(AcceptOfferRequest {
+            record_id: gone.record_id,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
     // The issuer issued once.
     let issued = ic
         .issuance

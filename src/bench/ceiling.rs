@@ -57,6 +57,7 @@ impl Parties {
                     created_at_ms: 0,
                     updated_at_ms: 0,
                     problem: None,
+                    offer_thid: None,
                 })
             })?;
         }

@@ -82,6 +82,7 @@ pub fn new_invitation(
         created_at_ms: now,
         updated_at_ms: now,
         problem: None,
+        offer_thid: None,
     };
     let url = invitation_url(&core.endpoint, &message);
     (
@@ -182,10 +183,15 @@ pub async fn accept_invitation(
         created_at_ms: now,
         updated_at_ms: now,
         problem: None,
+        offer_thid: None,
     };
     let mut ping = trust_ping::ping(true);
     ping.pthid = Some(invitation.id.clone());
     let offer = attached_offer(&invitation)?;
+    let connection = Connection {
+        offer_thid: offer.as_ref().map(|o| o.thread_id().to_string()),
+        ..connection
+    };
     let ((), after) = After::transact(core, |tx, after| {
         wallet::put_did(tx, &new)?;
         tx.put_connection(&connection)?;
@@ -275,9 +281,10 @@ pub fn bind_peer(
 /// on an invitation (the inviter refused it, e.g. because someone else
 /// used the invitation first, or it never got through), the connection
 /// is Failed, with the reason, instead of Requested forever.
-pub fn on_delivery_failed(tx: &StoreTx, entry: &OutboxEntry) -> Result<()> {
+/// Returns the connection when it failed.
+pub fn on_delivery_failed(tx: &StoreTx, entry: &OutboxEntry) -> Result<Option<Connection>> {
     let Some(mut conn) = tx.connection_by_our_did(&entry.from)? else {
-        return Ok(());
+        return Ok(None);
     };
     let first = serde_json::from_str::<serde_json::Value>(&entry.message)
         .is_ok_and(|m| m["pthid"].as_str() == Some(conn.invitation_id.as_str()));
@@ -286,7 +293,7 @@ pub fn on_delivery_failed(tx: &StoreTx, entry: &OutboxEntry) -> Result<()> {
         || conn.their_did.as_deref() != Some(entry.to.as_str())
         || !first
     {
-        return Ok(());
+        return Ok(None);
     }
     conn.state = ConnectionState::Failed;
     conn.updated_at_ms = crate::now_ms();
@@ -298,7 +305,8 @@ pub fn on_delivery_failed(tx: &StoreTx, entry: &OutboxEntry) -> Result<()> {
         512,
     ));
     tracing::warn!(connection = %conn.id, problem = conn.problem.as_deref(), "connection failed");
-    tx.put_connection(&conn)
+    tx.put_connection(&conn)?;
+    Ok(Some(conn))
 }
 
 #[cfg(test)]

@@ -137,7 +137,14 @@ impl Dispatch for Protocols {
     ) -> Result<()> {
         match entry.record_id {
             Some(_) => issue_credential::delivery_failed(&self.core, tx, after, entry, gave_up),
-            None if gave_up => connections::on_delivery_failed(tx, entry),
+            None if gave_up => match connections::on_delivery_failed(tx, entry)? {
+                // An offer that came with the invitation (a claim link
+                // scanned second) has no one left to answer it.
+                Some(failed) => {
+                    issue_credential::abandon_connection(&self.core, tx, after, &failed)
+                }
+                None => Ok(()),
+            },
             None => Ok(()),
         }
     }

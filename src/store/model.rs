@@ -156,6 +156,9 @@ pub struct Connection {
     /// Why the connection Failed.
     #[serde(default)]
     pub problem: Option<String>,
+    /// Invitee: the thread of the offer its invitation carried (a claim link).
+    #[serde(default)]
+    pub offer_thid: Option<String>,
 }
 
 /// A message accepted by `POST /didcomm`, decrypted and authenticated,

@@ -47,6 +47,7 @@ fn connection(store: &Store, ours: &DidRecord, theirs: Option<&DidRecord>) {
         created_at_ms: 0,
         updated_at_ms: 0,
         problem: None,
+        offer_thid: None,
     };
     store.transact(|tx| tx.put_connection(&c)).unwrap();
 }

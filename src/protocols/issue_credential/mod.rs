@@ -41,6 +41,7 @@ pub use inbound::{handle, on_problem};
 pub use messages::{ACK, ISSUE, NOTIFICATION_ACK, OFFER, PROPOSE, REQUEST};
 pub use offers::MAX_OFFERS;
 pub use revoke::{MAX_BULK, Revoked};
+pub use sweep::abandon_connection;
 
 use super::{problem_report, revocation_notification};
 use crate::Core;

@@ -1,15 +1,17 @@
 //! Expiry and idle timeouts: a record whose offer or request expired, or
 //! whose thread made no progress for `issuance.thread_timeout_secs`, is
-//! Abandoned.
+//! Abandoned; so are the records of a connection that failed.
 
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use super::machine::Event;
-use super::{Inputs, commit};
+use super::{Inputs, Io, commit};
 use crate::Core;
+use crate::after::After;
 use crate::error::Result;
+use crate::store::{Connection, StoreTx};
 
 impl super::Issuance {
     /// Abandons records whose offer/request expired or whose thread went
@@ -29,6 +31,45 @@ impl super::Issuance {
             }
         }
     }
+}
+
+/// Abandons the unfinished records of a connection that failed before it
+/// was ever active (a claim link scanned by a second wallet): the one its
+/// invitation brought, whose peer will never answer.
+pub fn abandon_connection(
+    core: &Core,
+    tx: &StoreTx,
+    after: &mut After,
+    conn: &Connection,
+) -> Result<()> {
+    let Some(thid) = &conn.offer_thid else {
+        return Ok(());
+    };
+    let Some(cur) = tx
+        .record_by_thid(&conn.wallet_id, thid)?
+        .filter(|r| r.connection_id == conn.id && !r.state.is_final())
+    else {
+        return Ok(());
+    };
+    let io = &mut Io {
+        core,
+        tx,
+        after,
+        by: super::BY_AGENT.into(),
+    };
+    let mut rec = cur.clone();
+    let reason = format!(
+        "connection {} failed: {}",
+        conn.id,
+        conn.problem.as_deref().unwrap_or_default()
+    );
+    io.advance(
+        Some(&cur),
+        &mut rec,
+        Event::Abandon,
+        &Inputs::because(reason),
+    )?;
+    Ok(())
 }
 
 async fn sweep_once(core: &Core) -> Result<()> {
