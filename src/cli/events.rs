@@ -5,8 +5,8 @@ use clap::Args;
 use agentd::rpc::proto::{self, RecordState, Role, event_service_client::EventServiceClient};
 
 use super::client::{Daemon, failure, ok};
-use super::issuance::RecordFilter;
 use super::output::{Show, enum_name, print};
+use super::record::RecordFilter;
 
 /// Which events and where to start. --wallet filters too; without it, every wallet.
 #[derive(Args)]

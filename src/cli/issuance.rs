@@ -1,12 +1,13 @@
-//! `agentd offer …`, `record …`, `credential …` and `issue-custodial`:
-//! Issue Credential 3.0 from both sides, and the credentials a wallet holds.
+//! `agentd offer …`, `credential …` and `issue-custodial`: Issue
+//! Credential 3.0 from both sides, and the credentials a wallet holds
+//! (`record …` is in `record.rs`).
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::{Map, Value};
 
 use agentd::rpc::proto::{
-    self, RecordState, Role, holder_service_client::HolderServiceClient,
+    self, holder_service_client::HolderServiceClient,
     issuance_service_client::IssuanceServiceClient,
 };
 
@@ -203,6 +204,7 @@ pub enum OfferAction {
 pub async fn offer(d: Daemon, action: OfferAction) -> anyhow::Result<()> {
     let wallet_id = d.wallet.clone();
     let mut holder = HolderServiceClient::new(d.svc());
+    let mut c = IssuanceServiceClient::new(d.svc());
     match action {
         OfferAction::Create {
             connection,
@@ -223,7 +225,6 @@ pub async fn offer(d: Daemon, action: OfferAction) -> anyhow::Result<()> {
                 credential_expires_at: expires_at,
                 ..spec.offer(automatic, expires_in)?
             };
-            let mut c = IssuanceServiceClient::new(d.svc());
             d.out.one(&ok(c.create_offer(r).await)?)?;
         }
         OfferAction::ClaimLink {
@@ -251,7 +252,6 @@ pub async fn offer(d: Daemon, action: OfferAction) -> anyhow::Result<()> {
                 expires_in_secs: expires_in,
                 comment,
             };
-            let mut c = IssuanceServiceClient::new(d.svc());
             d.out.one(&ok(c.update_draft(r).await)?)?;
         }
         OfferAction::Send { record_id } => {
@@ -259,7 +259,6 @@ pub async fn offer(d: Daemon, action: OfferAction) -> anyhow::Result<()> {
                 wallet_id,
                 record_id,
             };
-            let mut c = IssuanceServiceClient::new(d.svc());
             d.out.one(&ok(c.send_offer(r).await)?)?;
         }
         OfferAction::Withdraw { record_id, reason } => {
@@ -268,7 +267,6 @@ pub async fn offer(d: Daemon, action: OfferAction) -> anyhow::Result<()> {
                 record_id,
                 reason,
             };
-            let mut c = IssuanceServiceClient::new(d.svc());
             d.out.one(&ok(c.withdraw_offer(r).await)?)?;
         }
         OfferAction::Discard { record_id } => {
@@ -276,7 +274,6 @@ pub async fn offer(d: Daemon, action: OfferAction) -> anyhow::Result<()> {
                 wallet_id,
                 record_id,
             };
-            let mut c = IssuanceServiceClient::new(d.svc());
             d.out.one(&ok(c.discard_draft(r).await)?)?;
         }
         OfferAction::Bulk {
@@ -312,118 +309,6 @@ pub async fn offer(d: Daemon, action: OfferAction) -> anyhow::Result<()> {
                 reason,
             };
             d.out.one(&ok(holder.reject_offer(r).await)?)?;
-        }
-    }
-    Ok(())
-}
-
-/// Which records (or their events): shared by `record list` and `events`.
-#[derive(Args)]
-pub struct RecordFilter {
-    /// issuer or holder.
-    #[arg(long, value_parser = parse_enum::<Role>)]
-    role: Option<i32>,
-    /// A record state, e.g. request-received or CredentialReceived.
-    #[arg(long, value_parser = parse_enum::<RecordState>)]
-    state: Option<i32>,
-    /// One protocol thread.
-    #[arg(long, default_value = "", hide_default_value = true)]
-    thid: String,
-}
-
-impl RecordFilter {
-    /// (role, state, thid) as requests carry them; 0 matches any.
-    pub fn parts(&self) -> (i32, i32, String) {
-        (
-            self.role.unwrap_or_default(),
-            self.state.unwrap_or_default(),
-            self.thid.clone(),
-        )
-    }
-}
-
-#[derive(Subcommand)]
-pub enum RecordAction {
-    /// Lists the wallet's records of both roles, filtered.
-    List {
-        #[command(flatten)]
-        filter: RecordFilter,
-        /// Only records on this connection.
-        #[arg(long, value_name = "ID", default_value = "", hide_default_value = true)]
-        connection: String,
-        /// Only offers of this template, or with this correlation, reference
-        /// or collection id.
-        #[arg(long, value_name = "ID", default_value = "", hide_default_value = true)]
-        template: String,
-        #[arg(long, value_name = "ID", default_value = "", hide_default_value = true)]
-        correlation_id: String,
-        #[arg(long, value_name = "ID", default_value = "", hide_default_value = true)]
-        reference_id: String,
-        #[arg(long, value_name = "ID", default_value = "", hide_default_value = true)]
-        collection_id: String,
-        #[command(flatten)]
-        paging: Paging,
-    },
-    /// Shows one record.
-    Get { record_id: String },
-    /// Issuer: issues the credential of a record in RequestReceived.
-    Issue { record_id: String },
-    /// Issuer: deletes the claims of an offer that ended unclaimed.
-    DeleteData { record_id: String },
-}
-
-/// Runs one `record` action.
-pub async fn record(d: Daemon, action: RecordAction) -> anyhow::Result<()> {
-    let wallet_id = d.wallet.clone();
-    let mut c = IssuanceServiceClient::new(d.svc());
-    match action {
-        RecordAction::List {
-            filter,
-            connection,
-            template,
-            correlation_id,
-            reference_id,
-            collection_id,
-            paging,
-        } => {
-            d.list(&paging, async |page| {
-                let (role, state, thid) = filter.parts();
-                c.list_records(proto::ListRecordsRequest {
-                    wallet_id: wallet_id.clone(),
-                    role,
-                    state,
-                    thid,
-                    connection_id: connection.clone(),
-                    page: Some(page),
-                    template_id: template.clone(),
-                    correlation_id: correlation_id.clone(),
-                    reference_id: reference_id.clone(),
-                    collection_id: collection_id.clone(),
-                })
-                .await
-            })
-            .await?;
-        }
-        RecordAction::Get { record_id } => {
-            let r = proto::GetRecordRequest {
-                wallet_id,
-                record_id,
-            };
-            d.out.one(&ok(c.get_record(r).await)?)?;
-        }
-        RecordAction::DeleteData { record_id } => {
-            let r = proto::RecordRequest {
-                wallet_id,
-                record_id,
-            };
-            d.out.one(&ok(c.delete_record_data(r).await)?)?;
-        }
-        RecordAction::Issue { record_id } => {
-            let r = proto::IssueCredentialRequest {
-                wallet_id,
-                record_id,
-            };
-            d.out.one(&ok(c.issue_credential(r).await)?)?;
         }
     }
     Ok(())

@@ -10,6 +10,7 @@ mod events;
 pub mod harness;
 mod issuance;
 mod output;
+mod record;
 mod template;
 mod verify;
 mod wallet;
@@ -32,7 +33,7 @@ pub enum Client {
     /// Credential offers: `create` as the issuer; `list`, `accept`, `reject` as the holder.
     Offer(Group<issuance::OfferAction>),
     /// Issue-credential records of both roles; `issue` for a request received.
-    Record(Group<issuance::RecordAction>),
+    Record(Group<record::RecordAction>),
     /// Credentials the wallet holds, their status; `revoke` as the issuer.
     Credential(Group<issuance::CredentialAction>),
     /// Verifies a VC-JWT or VP-JWT (the JWT, a file, or - for stdin): one line
@@ -95,7 +96,7 @@ impl Client {
             }
             Client::Template(g) => template::run(Daemon::connect(g.target).await?, g.action).await,
             Client::Offer(g) => issuance::offer(Daemon::connect(g.target).await?, g.action).await,
-            Client::Record(g) => issuance::record(Daemon::connect(g.target).await?, g.action).await,
+            Client::Record(g) => record::record(Daemon::connect(g.target).await?, g.action).await,
             Client::Credential(g) => {
                 issuance::credential(Daemon::connect(g.target).await?, g.action).await
             }

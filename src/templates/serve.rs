@@ -19,7 +19,13 @@ pub fn routes(core: Core) -> Router {
 }
 
 async fn answer(State(core): State<Core>, Path(id): Path<String>) -> Response {
-    match core.store.template_any(&id) {
+    // Read, then flush: what it shows was committed, and nothing leaves
+    // before it is durable.
+    let found = match core.store.template_any(&id) {
+        Ok(t) => core.store.durable().await.map(|_| t),
+        Err(e) => Err(e),
+    };
+    match found {
         Ok(Some(t)) => {
             let mut schema = t.schema;
             if let Some(o) = schema.as_object_mut() {
