@@ -240,3 +240,17 @@ pub async fn accept_until_held(hc: &Clients, thid: &str) -> agentd::rpc::proto::
         .unwrap()
         .into_inner()
 }
+
+/// A JSON Schema for membership claims: a name and a level from 1 to 5, nothing else.
+pub fn schema() -> serde_json::Value {
+    serde_json::json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "required": ["name", "level"],
+        "properties": {
+            "name": { "type": "string", "minLength": 1 },
+            "level": { "type": "integer", "minimum": 1, "maximum": 5 },
+        },
+        "additionalProperties": false,
+    })
+}
