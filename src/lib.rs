@@ -45,6 +45,7 @@ pub mod qr;
 pub mod ratelimit;
 pub mod rpc;
 pub mod schema;
+pub mod search;
 pub mod status;
 pub mod store;
 pub mod templates;

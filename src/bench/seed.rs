@@ -85,6 +85,7 @@ fn record(role: Role, i: usize, claims: &Map<String, Value>, now: i64) -> Creden
         updated_by: String::new(),
         status: None,
         revocation: None,
+        issued_at_ms: Some(now),
         template_id: None,
         contexts: vec![],
         draft_expires_in_secs: 0,

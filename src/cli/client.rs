@@ -147,11 +147,13 @@ impl Daemon {
             page_token: paging.page_token.clone().unwrap_or_default(),
         };
         let mut all = Vec::new();
+        let mut first_total = None;
         loop {
-            let (items, next) = ok(fetch(page.clone()).await)?.into_parts();
+            let (items, next, total) = ok(fetch(page.clone()).await)?.into_parts();
             all.extend(items);
+            first_total = first_total.or(total);
             if one_page || next.is_empty() {
-                return Ok(self.out.list::<L>(&all, &next)?);
+                return Ok(self.out.list::<L>(&all, &next, first_total.as_ref())?);
             }
             page.page_token = next;
         }

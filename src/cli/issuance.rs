@@ -13,6 +13,7 @@ use agentd::rpc::proto::{
 
 use super::client::{Daemon, Paging, ok};
 use super::output::{enum_name, parse_enum, print};
+use super::query::Search;
 
 /// What a credential says: shared by `offer create` and `issue-custodial`.
 #[derive(Args)]
@@ -183,6 +184,8 @@ pub enum OfferAction {
     /// Holder: the offers received and not answered yet.
     List {
         #[command(flatten)]
+        search: Search,
+        #[command(flatten)]
         paging: Paging,
     },
     /// Holder: accepts an offer (its record id); the credential follows.
@@ -280,12 +283,14 @@ pub async fn offer(d: Daemon, action: OfferAction) -> anyhow::Result<()> {
             file,
             idempotency_key,
         } => super::bulk::offers(&d, &file, idempotency_key).await?,
-        OfferAction::List { paging } => {
+        OfferAction::List { search, paging } => {
+            let query = search.query()?;
             d.list(&paging, async |page| {
                 holder
                     .list_offers(proto::ListOffersRequest {
                         wallet_id: wallet_id.clone(),
                         page: Some(page),
+                        query: query.clone(),
                     })
                     .await
             })
@@ -333,6 +338,8 @@ pub enum CredentialAction {
         #[arg(long)]
         check_status: bool,
         #[command(flatten)]
+        search: Search,
+        #[command(flatten)]
         paging: Paging,
     },
     /// Shows one credential, with its VC-JWT.
@@ -376,10 +383,13 @@ pub async fn credential(d: Daemon, action: CredentialAction) -> anyhow::Result<(
             r#type,
             status,
             check_status,
+            search,
             paging,
         } => {
+            let query = search.query()?;
             d.list(&paging, async |page| {
                 c.list_credentials(proto::ListCredentialsRequest {
+                    query: query.clone(),
                     wallet_id: wallet_id.clone(),
                     r#type: r#type.clone(),
                     page: Some(page),

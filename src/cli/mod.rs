@@ -10,6 +10,7 @@ mod events;
 pub mod harness;
 mod issuance;
 mod output;
+mod query;
 mod record;
 mod template;
 mod verify;

@@ -245,19 +245,22 @@ impl Show for proto::RecordEvent {
 pub trait Listed {
     type Item: Show;
     const FIELD: &'static str;
-    fn into_parts(self) -> (Vec<Self::Item>, String);
+    /// Items, the next page's token, and the total if the call counts.
+    fn into_parts(self) -> (Vec<Self::Item>, String, Option<proto::Total>);
 }
 
 macro_rules! listed {
-    ($($response:ident: $item:ident in $field:ident),* $(,)?) => {$(
+    ($($response:ident: $item:ident in $field:ident $($total:ident)?),* $(,)?) => {$(
         impl Listed for proto::$response {
             type Item = proto::$item;
             const FIELD: &'static str = stringify!($field);
-            fn into_parts(self) -> (Vec<proto::$item>, String) {
-                (self.$field, self.next_page_token)
+            fn into_parts(self) -> (Vec<proto::$item>, String, Option<proto::Total>) {
+                (self.$field, self.next_page_token, listed!(@total self $($total)?))
             }
         }
     )*};
+    (@total $s:ident total) => { $s.total };
+    (@total $s:ident) => { None };
 }
 
 listed!(
@@ -265,8 +268,8 @@ listed!(
     ListWalletsResponse: Wallet in wallets,
     ListDidsResponse: Did in dids,
     ListConnectionsResponse: Connection in connections,
-    ListRecordsResponse: CredentialRecord in records,
-    ListCredentialsResponse: Credential in credentials,
+    ListRecordsResponse: CredentialRecord in records total,
+    ListCredentialsResponse: Credential in credentials total,
     ListTrustedIssuersResponse: TrustedIssuer in issuers,
     ListTemplatesResponse: Template in templates,
 );
@@ -288,11 +291,20 @@ impl Output {
 
     /// A list: a table, or the response message's JSON (`{"<field>": [...],
     /// "next_page_token": ...}`). A next page is also named on stderr.
-    pub fn list<L: Listed>(&self, items: &[L::Item], next_page_token: &str) -> io::Result<()> {
+    pub fn list<L: Listed>(
+        &self,
+        items: &[L::Item],
+        next_page_token: &str,
+        total: Option<&proto::Total>,
+    ) -> io::Result<()> {
         if self.json {
             let mut m = Map::new();
             m.insert(L::FIELD.into(), items.iter().map(Show::to_json).collect());
             m.insert("next_page_token".into(), next_page_token.into());
+            if let Some(t) = total {
+                m.insert("total_size".into(), t.size.into());
+                m.insert("total_exact".into(), t.exact.into());
+            }
             return print(Value::Object(m));
         }
         let rows: Vec<Vec<String>> = items.iter().map(row).collect();
@@ -310,6 +322,10 @@ impl Output {
                 .map(|(c, w)| format!("{c:<w$}"))
                 .collect();
             print(cells.join("  ").trim_end())?;
+        }
+        if let Some(t) = total {
+            let at_least = if t.exact { "" } else { "at least " };
+            eprintln!("{at_least}{} matching", t.size);
         }
         if !next_page_token.is_empty() {
             eprintln!("more: --page-token {next_page_token}");

@@ -7,6 +7,7 @@ use agentd::rpc::proto::{self, RecordState, Role, issuance_service_client::Issua
 
 use super::client::{Daemon, Paging, ok};
 use super::output::parse_enum;
+use super::query::Search;
 
 /// Which records (or their events): shared by `record list` and `events`.
 #[derive(Args)]
@@ -33,6 +34,8 @@ impl RecordFilter {
     }
 }
 
+// Parsed once per command: the size of a variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum RecordAction {
     /// Lists the wallet's records of both roles, filtered.
@@ -52,6 +55,8 @@ pub enum RecordAction {
         reference_id: String,
         #[arg(long, value_name = "ID", default_value = "", hide_default_value = true)]
         collection_id: String,
+        #[command(flatten)]
+        search: Search,
         #[command(flatten)]
         paging: Paging,
     },
@@ -75,8 +80,10 @@ pub async fn record(d: Daemon, action: RecordAction) -> anyhow::Result<()> {
             correlation_id,
             reference_id,
             collection_id,
+            search,
             paging,
         } => {
+            let query = search.query()?;
             d.list(&paging, async |page| {
                 let (role, state, thid) = filter.parts();
                 c.list_records(proto::ListRecordsRequest {
@@ -90,6 +97,7 @@ pub async fn record(d: Daemon, action: RecordAction) -> anyhow::Result<()> {
                     correlation_id: correlation_id.clone(),
                     reference_id: reference_id.clone(),
                     collection_id: collection_id.clone(),
+                    query: query.clone(),
                 })
                 .await
             })

@@ -2,11 +2,12 @@ use tonic::{Request, Response, Status};
 
 use super::issuance::{credential_to_proto, record_to_proto};
 use super::proto::{self, holder_service_server::HolderService};
-use super::{page, status};
+use super::{query, status};
 use crate::Core;
 use crate::error::Error;
 use crate::protocols::issue_credential;
-use crate::store::{RecordState, Role, StoredCredential};
+use crate::search::Kind;
+use crate::store::{CredentialRecord, StoredCredential};
 use crate::verify::Verifier;
 use crate::verify::held::{self, HeldStatus};
 
@@ -52,21 +53,21 @@ impl HolderService for Holder {
     ) -> Result<Response<proto::ListRecordsResponse>, Status> {
         let r = request.into_inner();
         let wallet = self.wallet(&r.wallet_id)?;
-        let (size, token) = page(&r.page)?;
-        let p = self
-            .0
-            .store
-            .records(&wallet, size, token, |rec| {
-                rec.role == Role::Holder && rec.state == RecordState::OfferReceived
-            })
-            .map_err(status)?;
+        let kind = Kind::Records;
+        let offers = vec![
+            query::eq(kind, "role", "holder")?,
+            query::eq(kind, "state", "OfferReceived")?,
+        ];
+        let q = query::query(kind, r.query.as_ref(), offers)?;
+        let found = query::page::<CredentialRecord>(&self.0.store, &wallet, q, &r.page).await?;
         Ok(Response::new(proto::ListRecordsResponse {
-            records: p
+            total: query::total(&found),
+            records: found
                 .items
                 .into_iter()
                 .map(|rec| record_to_proto(&self.0, rec))
                 .collect(),
-            next_page_token: p.next_token,
+            next_page_token: found.next_token,
         }))
     }
 
@@ -105,18 +106,20 @@ impl HolderService for Holder {
     ) -> Result<Response<proto::ListCredentialsResponse>, Status> {
         let r = request.into_inner();
         let wallet = self.wallet(&r.wallet_id)?;
-        let (size, token) = page(&r.page)?;
         let wanted = wanted(r.status)?;
+        let kind = Kind::Credentials;
+        let mut and = Vec::new();
+        if !r.r#type.is_empty() {
+            and.push(query::eq(kind, "types", &r.r#type)?);
+        }
+        if let Some(w) = wanted {
+            and.push(query::eq(kind, "status", format!("{w:?}"))?);
+        }
+        let q = query::query(kind, r.query.as_ref(), and)?;
+        let found = query::page::<StoredCredential>(&self.0.store, &wallet, q, &r.page).await?;
         let now = crate::now_secs();
-        let p = self
-            .0
-            .store
-            .credentials(&wallet, size, token, |c| {
-                (r.r#type.is_empty() || c.types.contains(&r.r#type))
-                    && wanted.is_none_or(|w| held::status_of(c, now) == w)
-            })
-            .map_err(status)?;
-        let mut credentials = p.items;
+        let total = query::total(&found);
+        let mut credentials = found.items;
         if r.check_status {
             let mut checked = Vec::with_capacity(credentials.len());
             for c in credentials {
@@ -128,8 +131,9 @@ impl HolderService for Holder {
                 .collect();
         }
         Ok(Response::new(proto::ListCredentialsResponse {
+            total,
             credentials: credentials.into_iter().map(credential_to_proto).collect(),
-            next_page_token: p.next_token,
+            next_page_token: found.next_token,
         }))
     }
 

@@ -3,10 +3,11 @@ use std::time::Duration;
 use tonic::{Request, Response, Status};
 
 use super::proto::{self, issuance_service_server::IssuanceService};
-use super::{page, status};
+use super::{query, status};
 use crate::Core;
 use crate::error::Error;
 use crate::protocols::issue_credential::{self, OfferSpec, Revoked};
+use crate::search::Kind;
 use crate::store::{self, RecordState, Role};
 
 pub struct Issuance(pub Core, pub issue_credential::Issuance);
@@ -206,10 +207,6 @@ fn offer_spec(r: proto::CreateOfferRequest) -> OfferSpec {
 }
 
 /// A filter on an optional field: empty matches anything.
-fn matches(wanted: &str, field: &Option<String>) -> bool {
-    wanted.is_empty() || field.as_deref() == Some(wanted)
-}
-
 #[tonic::async_trait]
 impl IssuanceService for Issuance {
     async fn create_offer(
@@ -280,30 +277,37 @@ impl IssuanceService for Issuance {
     ) -> Result<Response<proto::ListRecordsResponse>, Status> {
         let r = request.into_inner();
         let wallet = super::auth::wallet(&self.0, &r.wallet_id)?;
-        let (size, token) = page(&r.page)?;
-        let role = role_from_proto(r.role)?;
-        let state = state_from_proto(r.state)?;
-        let p = self
-            .0
-            .store
-            .records(&wallet, size, token, |rec| {
-                role.is_none_or(|x| x == rec.role)
-                    && state.is_none_or(|x| x == rec.state)
-                    && (r.thid.is_empty() || r.thid == rec.thid)
-                    && (r.connection_id.is_empty() || r.connection_id == rec.connection_id)
-                    && matches(&r.template_id, &rec.template_id)
-                    && matches(&r.correlation_id, &rec.correlation_id)
-                    && matches(&r.reference_id, &rec.reference_id)
-                    && matches(&r.collection_id, &rec.collection_id)
-            })
-            .map_err(status)?;
+        let kind = Kind::Records;
+        let mut and = Vec::new();
+        if let Some(role) = role_from_proto(r.role)? {
+            and.push(query::eq(kind, "role", format!("{role:?}"))?);
+        }
+        if let Some(state) = state_from_proto(r.state)? {
+            and.push(query::eq(kind, "state", format!("{state:?}"))?);
+        }
+        for (field, value) in [
+            ("thid", &r.thid),
+            ("connection_id", &r.connection_id),
+            ("template_id", &r.template_id),
+            ("correlation_id", &r.correlation_id),
+            ("reference_id", &r.reference_id),
+            ("collection_id", &r.collection_id),
+        ] {
+            if !value.is_empty() {
+                and.push(query::eq(kind, field, value)?);
+            }
+        }
+        let q = query::query(kind, r.query.as_ref(), and)?;
+        let found =
+            query::page::<store::CredentialRecord>(&self.0.store, &wallet, q, &r.page).await?;
         Ok(Response::new(proto::ListRecordsResponse {
-            records: p
+            total: query::total(&found),
+            records: found
                 .items
                 .into_iter()
                 .map(|rec| record_to_proto(&self.0, rec))
                 .collect(),
-            next_page_token: p.next_token,
+            next_page_token: found.next_token,
         }))
     }
 

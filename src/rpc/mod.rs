@@ -7,6 +7,7 @@ mod did;
 mod events;
 mod holder;
 mod issuance;
+mod query;
 mod template;
 mod token;
 mod verifier;
@@ -241,13 +242,8 @@ fn page(p: &Option<proto::PageRequest>) -> Result<(u32, &str), Status> {
         .as_ref()
         .map(|p| (p.page_size, p.page_token.as_str()))
         .unwrap_or((0, ""));
-    if size as usize > crate::store::MAX_PAGE {
-        return Err(status(Error::InvalidArgument(format!(
-            "page_size {size} is over the maximum of {}",
-            crate::store::MAX_PAGE
-        ))));
-    }
-    Ok((size, token))
+    // AIP-158: a larger page is brought down to the maximum, not refused.
+    Ok((size.min(crate::store::MAX_PAGE as u32), token))
 }
 
 #[cfg(test)]

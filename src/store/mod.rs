@@ -10,6 +10,7 @@ mod flush;
 mod group;
 mod model;
 mod records;
+mod search;
 mod status;
 mod templates;
 mod tokens;
@@ -67,9 +68,10 @@ enum T {
     TrustedIssuers,
     Templates,
     OfferGuards,
+    SearchIndex,
 }
 
-const TREE_NAMES: [&str; 28] = [
+const TREE_NAMES: [&str; 29] = [
     "meta",
     "wallets",
     "keys",
@@ -98,10 +100,13 @@ const TREE_NAMES: [&str; 28] = [
     "trusted_issuers",
     "templates",
     "offer_guards",
+    "search_index",
 ];
 
 /// The meta key of the last event sequence number.
 const EVENT_SEQ: &str = "event_seq";
+/// The meta key of the search index's version.
+const SEARCH_INDEX: &str = "search_index";
 
 /// Page size bounds for every list call.
 pub const MAX_PAGE: usize = 100;
@@ -157,6 +162,7 @@ impl Store {
         store.index_outbox()?;
         store.index_seen()?;
         store.count_open_records()?;
+        store.index_for_search()?;
         Ok(store)
     }
 

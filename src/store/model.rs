@@ -331,6 +331,9 @@ pub struct CredentialRecord {
     /// Issuer: the credential was revoked.
     #[serde(default)]
     pub revocation: Option<Revocation>,
+    /// When the credential was signed (issuer) or received (holder).
+    #[serde(default)]
+    pub issued_at_ms: Option<i64>,
     /// Issuer: the template the offer named, and the `@context`s it adds.
     #[serde(default)]
     pub template_id: Option<String>,

@@ -4,6 +4,7 @@ use sled::transaction::{TransactionalTree, UnabortableTransactionError};
 
 use super::{EVENT_SEQ, T, decode, encode, key, model::*};
 use crate::error::{Error, Result};
+use crate::search::{self, Doc};
 
 pub struct StoreTx<'a> {
     trees: &'a [TransactionalTree],
@@ -214,6 +215,7 @@ impl<'a> StoreTx<'a> {
     /// deadline) in step with it. `old` is the record as it was, if any.
     pub fn put_record(&self, old: Option<&CredentialRecord>, r: &CredentialRecord) -> Result<()> {
         self.put(T::Records, &key(&[&r.wallet_id, &r.id]), r)?;
+        self.reindex(old, Some(r))?;
         let was_open = old.is_some_and(|o| !o.state.is_final());
         let is_open = !r.state.is_final();
         if was_open != is_open {
@@ -273,7 +275,13 @@ impl<'a> StoreTx<'a> {
     }
 
     pub fn put_credential(&self, c: &StoredCredential) -> Result<()> {
-        self.put(T::Credentials, &key(&[&c.wallet_id, &c.id]), c)
+        let k = key(&[&c.wallet_id, &c.id]);
+        let old = self
+            .tree(T::Credentials)
+            .insert(k, encode(c))
+            .map_err(tx_err)?;
+        let old: Option<StoredCredential> = old.map(|o| decode(&o)).transpose()?;
+        self.reindex(old.as_ref(), Some(c))
     }
 
     pub fn remove_credential(&self, wallet: &str, id: &str) -> Result<StoredCredential> {
@@ -282,7 +290,24 @@ impl<'a> StoreTx<'a> {
             .remove(key(&[wallet, id]))
             .map_err(tx_err)?
             .ok_or_else(|| Error::not_found("credential", id))?;
-        decode(&old)
+        let old: StoredCredential = decode(&old)?;
+        self.reindex(Some(&old), None)?;
+        Ok(old)
+    }
+
+    /// Moves a document's search index keys from its old version to its
+    /// new one, touching only the keys that differ.
+    fn reindex<D: Doc>(&self, old: Option<&D>, new: Option<&D>) -> Result<()> {
+        let before = old.map(search::entries).unwrap_or_default();
+        let after = new.map(search::entries).unwrap_or_default();
+        let index = self.tree(T::SearchIndex);
+        for k in before.iter().filter(|k| after.binary_search(k).is_err()) {
+            index.remove(k.as_slice()).map_err(tx_err)?;
+        }
+        for k in after.iter().filter(|k| before.binary_search(k).is_err()) {
+            index.insert(k.as_slice(), &[][..]).map_err(tx_err)?;
+        }
+        Ok(())
     }
 
     /// Appends an event with the next sequence number. The counter is read

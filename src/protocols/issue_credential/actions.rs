@@ -332,6 +332,7 @@ pub(super) fn issue_in(io: &mut Io, cur: CredentialRecord) -> Result<CredentialR
     io.advance(Some(&cur), &mut rec, Event::Issue, &Inputs::default())?;
     let pending = rec.clone();
     rec.credential_id = Some(signed.id.clone());
+    rec.issued_at_ms = Some(crate::now_ms());
     rec.status = Some(signed.status);
     let inputs = Inputs {
         credential_jwt: Some(signed.jwt.clone()),

@@ -197,6 +197,7 @@ fn on_credential(io: &mut Io, conn: &Connection, msg: &Message) -> Result<()> {
     match verify_credential(msg, &cur) {
         Ok(credential) => {
             rec.credential_id = Some(credential.id.clone());
+            rec.issued_at_ms = Some(crate::now_ms());
             let inputs = Inputs {
                 credential: Some(credential),
                 ..Default::default()

@@ -414,6 +414,7 @@ fn new_record(
         updated_by: String::new(),
         status: None,
         revocation: None,
+        issued_at_ms: None,
         template_id: None,
         contexts: vec![],
         draft_expires_in_secs: 0,

@@ -1,0 +1,505 @@
+//! The searchable fields of records and held credentials, their types, and
+//! which operators and values each takes.
+
+use serde_json::{Map, Value as Json};
+
+use super::{Cond, MAX_IN, MAX_TEXT, Op, SortKey, Value, invalid};
+use crate::error::Result;
+use crate::store::{CredentialRecord, RecordState, Role, Store, StoredCredential};
+
+/// What is searched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Issue-credential records of both roles.
+    Records,
+    /// Credentials a wallet holds.
+    Credentials,
+}
+
+impl Kind {
+    fn noun(self) -> &'static str {
+        match self {
+            Kind::Records => "records",
+            Kind::Credentials => "credentials",
+        }
+    }
+
+    fn fields(self) -> &'static [(&'static str, Name)] {
+        match self {
+            Kind::Records => RECORD_FIELDS,
+            Kind::Credentials => CREDENTIAL_FIELDS,
+        }
+    }
+
+    /// The named fields the store indexes for this kind.
+    pub(super) fn indexed(self) -> &'static [Name] {
+        match self {
+            Kind::Records => &[
+                Name::State,
+                Name::Role,
+                Name::Connection,
+                Name::Thid,
+                Name::Types,
+                Name::Issuer,
+                Name::Subject,
+                Name::Template,
+                Name::Correlation,
+                Name::Reference,
+                Name::Collection,
+                Name::CreatedBy,
+                Name::UpdatedAt,
+                Name::IssuedAt,
+                Name::ExpiresAt,
+                Name::RevokedAt,
+            ],
+            Kind::Credentials => &[
+                Name::Thid,
+                Name::Types,
+                Name::Issuer,
+                Name::Subject,
+                Name::CreatedBy,
+                Name::IssuedAt,
+                Name::ExpiresAt,
+                Name::RevokedAt,
+            ],
+        }
+    }
+}
+
+/// A named field; its number is its place in index keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Name {
+    Id = 1,
+    State,
+    Role,
+    Connection,
+    Thid,
+    Types,
+    Issuer,
+    Subject,
+    Template,
+    Correlation,
+    Reference,
+    Collection,
+    CreatedBy,
+    Comment,
+    CreatedAt,
+    UpdatedAt,
+    IssuedAt,
+    ExpiresAt,
+    RevokedAt,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Ty {
+    /// One of a fixed set of names (state, role).
+    Enum,
+    Text,
+    /// Several texts (types).
+    List,
+    Time,
+}
+
+impl Name {
+    pub(super) fn ty(self) -> Ty {
+        match self {
+            Name::State | Name::Role => Ty::Enum,
+            Name::Types => Ty::List,
+            Name::CreatedAt
+            | Name::UpdatedAt
+            | Name::IssuedAt
+            | Name::ExpiresAt
+            | Name::RevokedAt => Ty::Time,
+            _ => Ty::Text,
+        }
+    }
+}
+
+/// Names as callers write them; aliases after the canonical name.
+const RECORD_FIELDS: &[(&str, Name)] = &[
+    ("id", Name::Id),
+    ("state", Name::State),
+    ("role", Name::Role),
+    ("connection_id", Name::Connection),
+    ("thid", Name::Thid),
+    ("types", Name::Types),
+    ("issuer", Name::Issuer),
+    ("subject", Name::Subject),
+    ("template_id", Name::Template),
+    ("correlation_id", Name::Correlation),
+    ("reference_id", Name::Reference),
+    ("collection_id", Name::Collection),
+    ("created_by", Name::CreatedBy),
+    ("comment", Name::Comment),
+    ("created_at", Name::CreatedAt),
+    ("updated_at", Name::UpdatedAt),
+    ("issued_at", Name::IssuedAt),
+    ("expires_at", Name::ExpiresAt),
+    ("revoked_at", Name::RevokedAt),
+    ("connection", Name::Connection),
+    ("type", Name::Types),
+    ("issuer_did", Name::Issuer),
+    ("subject_did", Name::Subject),
+    ("template", Name::Template),
+];
+
+const CREDENTIAL_FIELDS: &[(&str, Name)] = &[
+    ("id", Name::Id),
+    ("thid", Name::Thid),
+    ("types", Name::Types),
+    ("issuer", Name::Issuer),
+    ("subject", Name::Subject),
+    ("created_by", Name::CreatedBy),
+    ("created_at", Name::CreatedAt),
+    ("issued_at", Name::IssuedAt),
+    ("expires_at", Name::ExpiresAt),
+    ("revoked_at", Name::RevokedAt),
+    ("type", Name::Types),
+    ("issuer_did", Name::Issuer),
+    ("subject_did", Name::Subject),
+    ("received_at", Name::CreatedAt),
+];
+
+/// A field a condition or sort key names.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Field {
+    Named(Name),
+    /// `claims.a.b`: a path into the claims object (empty: all of it).
+    Claim(Vec<String>),
+    /// A held credential's status: active, expired or revoked (derived
+    /// from revoked_at and expires_at).
+    Status,
+}
+
+pub(super) const STATUSES: [&str; 3] = ["active", "expired", "revoked"];
+const ROLES: [&str; 2] = ["issuer", "holder"];
+
+/// Record states by name, as DESIGN.md names them.
+pub(super) fn state_name(s: RecordState) -> &'static str {
+    match s {
+        RecordState::OfferPending => "OfferPending",
+        RecordState::OfferSent => "OfferSent",
+        RecordState::RequestReceived => "RequestReceived",
+        RecordState::CredentialPending => "CredentialPending",
+        RecordState::CredentialGenerated => "CredentialGenerated",
+        RecordState::CredentialSent => "CredentialSent",
+        RecordState::OfferReceived => "OfferReceived",
+        RecordState::RequestPending => "RequestPending",
+        RecordState::RequestSent => "RequestSent",
+        RecordState::CredentialReceived => "CredentialReceived",
+        RecordState::ProblemReportPending => "ProblemReportPending",
+        RecordState::ProblemReportSent => "ProblemReportSent",
+        RecordState::ProblemReportReceived => "ProblemReportReceived",
+        RecordState::Abandoned => "Abandoned",
+        RecordState::Draft => "Draft",
+    }
+}
+
+fn role_name(r: Role) -> &'static str {
+    match r {
+        Role::Issuer => ROLES[0],
+        Role::Holder => ROLES[1],
+    }
+}
+
+/// `CredentialReceived`, `credential-received`, `RECORD_STATE_CREDENTIAL_RECEIVED`
+/// and `credential_received` all name one state.
+fn squash(s: &str) -> String {
+    s.chars()
+        .filter(|c| *c != '_' && *c != '-')
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// The canonical spelling of an enum field's value, if it is one.
+fn canonical(field: &Field, v: &str) -> Option<&'static str> {
+    let v = squash(v);
+    let names: Vec<&'static str> = match field {
+        Field::Named(Name::State) => RecordState::ALL.iter().map(|s| state_name(*s)).collect(),
+        Field::Named(Name::Role) => ROLES.to_vec(),
+        _ => STATUSES.to_vec(),
+    };
+    let prefix = match field {
+        Field::Named(Name::State) => "recordstate",
+        Field::Named(Name::Role) => "role",
+        _ => "credentialstatus",
+    };
+    let v = v.strip_prefix(prefix).unwrap_or(&v);
+    names.into_iter().find(|n| squash(n) == v)
+}
+
+impl Field {
+    /// The field `name` of `kind`, or an error listing those there are.
+    pub fn resolve(kind: Kind, name: &str) -> Result<Field> {
+        if let Some(path) = name
+            .strip_prefix("claims")
+            .filter(|p| p.is_empty() || p.starts_with('.'))
+        {
+            let path: Vec<String> = path.split('.').skip(1).map(String::from).collect();
+            if path.iter().any(String::is_empty) || path.len() > 8 {
+                return Err(invalid(format!(
+                    "field `{name}`: a claim path is `claims.a.b`, at most 8 names deep"
+                )));
+            }
+            return Ok(Field::Claim(path));
+        }
+        if kind == Kind::Credentials && name == "status" {
+            return Ok(Field::Status);
+        }
+        match kind.fields().iter().find(|(n, _)| *n == name) {
+            Some((_, f)) => Ok(Field::Named(*f)),
+            None => {
+                let mut known: Vec<&str> = kind.fields().iter().map(|(n, _)| *n).collect();
+                if kind == Kind::Credentials {
+                    known.push("status");
+                }
+                Err(invalid(format!(
+                    "field `{name}` is not a field of {}: {}, or claims.<path>",
+                    kind.noun(),
+                    known.join(", ")
+                )))
+            }
+        }
+    }
+}
+
+impl Cond {
+    /// The condition `field op value` on `kind`, checked: the field exists,
+    /// the operator applies to its type, the value has that type.
+    pub fn new(kind: Kind, field: &str, op: Op, value: Value) -> Result<Cond> {
+        let f = Field::resolve(kind, field)?;
+        let bad = |why: &str| Err(invalid(format!("field `{field}`: {why}")));
+        let texts = match &value {
+            Value::Text(t) => vec![t.clone()],
+            Value::List(l) => l.clone(),
+            _ => vec![],
+        };
+        if texts.iter().any(|t| t.len() > MAX_TEXT) {
+            return bad(&format!("a value is over {MAX_TEXT} bytes"));
+        }
+        if let Value::List(l) = &value
+            && (l.is_empty() || l.len() > MAX_IN)
+        {
+            return bad(&format!("$in takes 1 to {MAX_IN} values"));
+        }
+        let ty = match &f {
+            Field::Named(n) => Some(n.ty()),
+            Field::Status => Some(Ty::Enum),
+            Field::Claim(_) => None,
+        };
+        match (ty, op, &value) {
+            (Some(Ty::Time), Op::Eq | Op::Gt | Op::Gte | Op::Lt | Op::Lte, Value::Time(_)) => {}
+            (Some(Ty::Time), ..) => {
+                return bad("a time takes $eq, $gt, $gte, $lt or $lte and a time value");
+            }
+            (Some(Ty::Enum), Op::Eq, Value::Text(_)) | (Some(Ty::Enum), Op::In, Value::List(_)) => {
+            }
+            (Some(Ty::Enum), ..) => return bad("takes $eq with a text value or $in with a list"),
+            (Some(Ty::Text), Op::Eq | Op::Like | Op::Fulltext, Value::Text(_))
+            | (Some(Ty::List), Op::Eq | Op::Contains | Op::Like | Op::Fulltext, Value::Text(_))
+            | (Some(Ty::Text | Ty::List), Op::In, Value::List(_)) => {}
+            (Some(Ty::Text), ..) => {
+                return bad(
+                    "a text takes $eq, $like or $fulltext with a text value, or $in with a list",
+                );
+            }
+            (Some(Ty::List), ..) => {
+                return bad(
+                    "a list takes $eq/$contains, $like or $fulltext with a text value, or $in with a list",
+                );
+            }
+            (None, Op::Fulltext, Value::Text(_)) => {}
+            (None, _, _) if matches!(&f, Field::Claim(p) if p.is_empty()) => {
+                return bad("only $fulltext applies to all claims; name one: claims.<path>");
+            }
+            (None, Op::Eq | Op::Contains, Value::Text(_) | Value::Number(_) | Value::Bool(_))
+            | (None, Op::In, Value::List(_))
+            | (None, Op::Like, Value::Text(_))
+            | (None, Op::Gt | Op::Gte | Op::Lt | Op::Lte, Value::Number(_) | Value::Time(_)) => {}
+            (None, ..) => {
+                return bad(&format!(
+                    "{op:?} does not take a {} value on a claim",
+                    value_type(&value)
+                ));
+            }
+        }
+        let value = match (ty, value) {
+            (Some(Ty::Enum), Value::Text(t)) => Value::Text(enum_value(&f, field, &t)?),
+            (Some(Ty::Enum), Value::List(l)) => Value::List(
+                l.iter()
+                    .map(|t| enum_value(&f, field, t))
+                    .collect::<Result<_>>()?,
+            ),
+            (_, v) => v,
+        };
+        Ok(Cond {
+            field: f,
+            op,
+            value,
+        })
+    }
+}
+
+fn enum_value(f: &Field, field: &str, v: &str) -> Result<String> {
+    canonical(f, v)
+        .map(String::from)
+        .ok_or_else(|| invalid(format!("field `{field}`: `{v}` is not one of its values")))
+}
+
+fn value_type(v: &Value) -> &'static str {
+    match v {
+        Value::Text(_) => "text",
+        Value::Time(_) => "time",
+        Value::Number(_) => "number",
+        Value::Bool(_) => "boolean",
+        Value::List(_) => "list",
+    }
+}
+
+impl SortKey {
+    /// Sorting by `field` of `kind`: one value per document (not types,
+    /// not all claims).
+    pub fn new(kind: Kind, field: &str, descending: bool) -> Result<SortKey> {
+        let f = Field::resolve(kind, field)?;
+        match &f {
+            Field::Named(n) if n.ty() == Ty::List => Err(invalid(format!(
+                "sort: `{field}` is a list; sort by one value"
+            ))),
+            Field::Claim(p) if p.is_empty() => {
+                Err(invalid("sort: name one claim, claims.<path>".into()))
+            }
+            _ => Ok(SortKey {
+                field: f,
+                descending,
+            }),
+        }
+    }
+}
+
+/// What the search reads of a document.
+pub trait Searchable {
+    fn wallet(&self) -> &str;
+    fn id(&self) -> &str;
+    fn created_ms(&self) -> i64;
+    /// The text values of a text, enum or list field (none when unset).
+    fn texts(&self, n: Name) -> Vec<&str>;
+    fn time(&self, n: Name) -> Option<i64>;
+    fn claims(&self) -> &Map<String, Json>;
+}
+
+/// A searchable kind the store keeps.
+pub trait Doc: Searchable + Sized {
+    const KIND: Kind;
+    fn load(store: &Store, wallet: &str, id: &str) -> Result<Self>;
+}
+
+fn opt(s: &Option<String>) -> Vec<&str> {
+    s.as_deref().into_iter().collect()
+}
+
+impl Searchable for CredentialRecord {
+    fn wallet(&self) -> &str {
+        &self.wallet_id
+    }
+
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn created_ms(&self) -> i64 {
+        self.created_at_ms
+    }
+
+    fn texts(&self, n: Name) -> Vec<&str> {
+        match n {
+            Name::Id => vec![&self.id],
+            Name::State => vec![state_name(self.state)],
+            Name::Role => vec![role_name(self.role)],
+            Name::Connection => vec![&self.connection_id],
+            Name::Thid => vec![&self.thid],
+            Name::Types => self.types.iter().map(String::as_str).collect(),
+            Name::Issuer => vec![&self.issuer_did],
+            Name::Subject => opt(&self.subject_did),
+            Name::Template => opt(&self.template_id),
+            Name::Correlation => opt(&self.correlation_id),
+            Name::Reference => opt(&self.reference_id),
+            Name::Collection => opt(&self.collection_id),
+            Name::CreatedBy => vec![&self.created_by],
+            Name::Comment => opt(&self.comment),
+            _ => vec![],
+        }
+    }
+
+    fn time(&self, n: Name) -> Option<i64> {
+        match n {
+            Name::CreatedAt => Some(self.created_at_ms),
+            Name::UpdatedAt => Some(self.updated_at_ms),
+            Name::IssuedAt => self.issued_at_ms,
+            Name::ExpiresAt => self.expires_at_ms,
+            Name::RevokedAt => self.revocation.as_ref().map(|r| r.at_ms),
+            _ => None,
+        }
+    }
+
+    fn claims(&self) -> &Map<String, Json> {
+        &self.claims
+    }
+}
+
+impl Doc for CredentialRecord {
+    const KIND: Kind = Kind::Records;
+
+    fn load(store: &Store, wallet: &str, id: &str) -> Result<Self> {
+        store.record(wallet, id)
+    }
+}
+
+impl Searchable for StoredCredential {
+    fn wallet(&self) -> &str {
+        &self.wallet_id
+    }
+
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn created_ms(&self) -> i64 {
+        self.received_at_ms
+    }
+
+    fn texts(&self, n: Name) -> Vec<&str> {
+        match n {
+            Name::Id => vec![&self.id],
+            Name::Thid => vec![&self.thid],
+            Name::Types => self.types.iter().map(String::as_str).collect(),
+            Name::Issuer => vec![&self.issuer],
+            Name::Subject => vec![&self.subject],
+            Name::CreatedBy => vec![&self.created_by],
+            _ => vec![],
+        }
+    }
+
+    fn time(&self, n: Name) -> Option<i64> {
+        let secs = |s: u64| i64::try_from(s).ok().and_then(|s| s.checked_mul(1000));
+        match n {
+            Name::CreatedAt => Some(self.received_at_ms),
+            Name::IssuedAt => secs(self.not_before),
+            Name::ExpiresAt => self.expires.and_then(secs),
+            Name::RevokedAt => self.revocation.as_ref().map(|r| r.at_ms),
+            _ => None,
+        }
+    }
+
+    fn claims(&self) -> &Map<String, Json> {
+        &self.claims
+    }
+}
+
+impl Doc for StoredCredential {
+    const KIND: Kind = Kind::Credentials;
+
+    fn load(store: &Store, wallet: &str, id: &str) -> Result<Self> {
+        store.credential(wallet, id)
+    }
+}

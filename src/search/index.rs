@@ -1,0 +1,114 @@
+//! Index keys. Every key of one document ends with its doc key (creation
+//! time, big-endian, then id), so each run of keys for one value is in
+//! creation order and runs merge without sorting:
+//!
+//! - every document: `kind wallet 0 · 0 · doc`
+//! - a text value:   `kind wallet 0 · field · value · doc`
+//! - a time:         `kind wallet 0 · field · ms (8 bytes) · doc`
+//!
+//! A text value up to 24 bytes is kept (escaped, terminated); a longer one
+//! (a DID) by 16 bytes of its SHA-256, so keys stay short. A 128-bit
+//! collision cannot be made on purpose, and a found record is checked
+//! against the filter again anyway.
+
+use sha2::{Digest, Sha256};
+
+use super::fields::{Doc, Kind, Name, Ty};
+
+/// Bumped when the keys change: the store rebuilds the index at open.
+pub const INDEX_VERSION: &str = "1";
+
+const ALL: u8 = 0;
+const SHORT: usize = 24;
+
+fn kind_byte(k: Kind) -> u8 {
+    match k {
+        Kind::Records => b'r',
+        Kind::Credentials => b'c',
+    }
+}
+
+fn field_prefix(kind: Kind, wallet: &str, field: u8) -> Vec<u8> {
+    let mut k = Vec::with_capacity(wallet.len() + 48);
+    k.push(kind_byte(kind));
+    escape(wallet.as_bytes(), &mut k);
+    k.push(field);
+    k
+}
+
+/// Escapes 0 as `0 ff` and ends with `0 1`, so no value's key is a prefix
+/// of another's.
+fn escape(v: &[u8], out: &mut Vec<u8>) {
+    for b in v {
+        out.push(*b);
+        if *b == 0 {
+            out.push(0xff);
+        }
+    }
+    out.extend([0, 1]);
+}
+
+/// A document's place: creation time (clamped at 0), then id.
+pub(super) fn doc_key(created_ms: i64, id: &str) -> Vec<u8> {
+    let mut k = (created_ms.max(0) as u64).to_be_bytes().to_vec();
+    k.extend(id.as_bytes());
+    k
+}
+
+/// The id a doc key ends with.
+pub(super) fn doc_id(doc: &[u8]) -> String {
+    String::from_utf8_lossy(doc.get(8..).unwrap_or_default()).into_owned()
+}
+
+/// Keys of every document of the wallet: `prefix · doc`.
+pub(super) fn all_prefix(kind: Kind, wallet: &str) -> Vec<u8> {
+    field_prefix(kind, wallet, ALL)
+}
+
+/// Keys of the documents whose text field `n` has `value`: `prefix · doc`.
+pub(super) fn text_prefix(kind: Kind, wallet: &str, n: Name, value: &str) -> Vec<u8> {
+    let mut k = field_prefix(kind, wallet, n as u8);
+    if value.len() <= SHORT {
+        k.push(1);
+        escape(value.as_bytes(), &mut k);
+    } else {
+        k.push(2);
+        k.extend(&Sha256::digest(value.as_bytes())[..16]);
+    }
+    k
+}
+
+/// Keys of time field `n`: `prefix · ms · doc`.
+pub(super) fn time_prefix(kind: Kind, wallet: &str, n: Name) -> Vec<u8> {
+    field_prefix(kind, wallet, n as u8)
+}
+
+pub(super) fn time_bytes(ms: i64) -> [u8; 8] {
+    (ms.max(0) as u64).to_be_bytes()
+}
+
+/// Every index key of `d`, sorted: what the store writes with it, and
+/// removes with its old version.
+pub fn entries<D: Doc>(d: &D) -> Vec<Vec<u8>> {
+    let kind = D::KIND;
+    let wallet = d.wallet();
+    let doc = doc_key(d.created_ms(), d.id());
+    let mut keys = vec![[all_prefix(kind, wallet), doc.clone()].concat()];
+    for &n in kind.indexed() {
+        if n.ty() == Ty::Time {
+            if let Some(t) = d.time(n) {
+                let mut k = time_prefix(kind, wallet, n);
+                k.extend(time_bytes(t));
+                k.extend(&doc);
+                keys.push(k);
+            }
+        } else {
+            for v in d.texts(n) {
+                keys.push([text_prefix(kind, wallet, n, v), doc.clone()].concat());
+            }
+        }
+    }
+    keys.sort();
+    keys.dedup();
+    keys
+}

@@ -1,0 +1,321 @@
+//! Pages of a query, per AIP-158: opaque tokens that hold the last item's
+//! place in the sort order (so adding or changing documents neither skips
+//! nor repeats one whose place did not change), and totals.
+
+use std::cmp::Ordering;
+use std::ops::Bound;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+use sha2::{Digest, Sha256};
+
+use super::eval::{matches, status};
+use super::fields::{Doc, Field, Name, Ty};
+use super::plan::{Ctx, Cursor, Key, plan};
+use super::{Query, SortKey, invalid};
+use crate::error::{Error, Result};
+use crate::store::Store;
+
+/// Page sizes: 0 asks for the default; more than the maximum gets it.
+pub const DEFAULT_PAGE: u32 = 20;
+pub const MAX_PAGE: u32 = 100;
+/// Totals are counted exactly up to this many matches; past it (or past
+/// [`COUNT_BUDGET`]) `total_exact` is false and the total a lower bound.
+pub const COUNT_BOUND: u64 = 10_000;
+/// What one page may read (see `plan::LOAD_COST`), and what counting may.
+const PAGE_BUDGET: u64 = 1_000_000;
+const COUNT_BUDGET: u64 = 200_000;
+
+/// One page of results.
+#[derive(Debug)]
+pub struct Found<D> {
+    pub items: Vec<D>,
+    /// Empty on the last page.
+    pub next_token: String,
+    pub total_size: u64,
+    pub total_exact: bool,
+}
+
+/// A page before its token is made: where the next one starts.
+struct Part<D> {
+    items: Vec<D>,
+    next: Option<(Vec<SortVal>, Key)>,
+    total_size: u64,
+    total_exact: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Token {
+    /// Which query (and wallet) the token belongs to.
+    q: String,
+    /// The last item's doc key, and its sort values when sorted by others.
+    k: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    s: Vec<SortVal>,
+}
+
+/// A sort value; a missing one sorts first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum SortVal {
+    Null,
+    Text(String),
+    Num(f64),
+}
+
+impl SortVal {
+    fn cmp(&self, o: &SortVal) -> Ordering {
+        let rank = |v: &SortVal| match v {
+            SortVal::Null => 0,
+            SortVal::Text(_) => 1,
+            SortVal::Num(_) => 2,
+        };
+        match (self, o) {
+            (SortVal::Text(a), SortVal::Text(b)) => a.cmp(b),
+            (SortVal::Num(a), SortVal::Num(b)) => a.total_cmp(b),
+            _ => rank(self).cmp(&rank(o)),
+        }
+    }
+}
+
+fn sort_value<D: Doc>(d: &D, f: &Field, now_ms: i64) -> SortVal {
+    match f {
+        Field::Named(n) if n.ty() == Ty::Time => {
+            d.time(*n).map_or(SortVal::Null, |t| SortVal::Num(t as f64))
+        }
+        Field::Named(n) => d
+            .texts(*n)
+            .first()
+            .map_or(SortVal::Null, |t| SortVal::Text(t.to_string())),
+        Field::Status => SortVal::Text(status(d, now_ms).into()),
+        Field::Claim(path) => {
+            let mut at = d.claims().get(&path[0]);
+            for p in &path[1..] {
+                at = at.and_then(|v| v.get(p));
+            }
+            match at {
+                Some(Json::String(s)) => SortVal::Text(s.clone()),
+                Some(Json::Number(n)) => n.as_f64().map_or(SortVal::Null, SortVal::Num),
+                Some(Json::Bool(b)) => SortVal::Text(b.to_string()),
+                _ => SortVal::Null,
+            }
+        }
+    }
+}
+
+/// Compares (sort values, doc key) pairs under `sort`; ties by doc key.
+fn compare(sort: &[SortKey], a: &(Vec<SortVal>, Key), b: &(Vec<SortVal>, Key)) -> Ordering {
+    for (i, k) in sort.iter().enumerate() {
+        let o = a.0[i].cmp(&b.0[i]);
+        let o = if k.descending { o.reverse() } else { o };
+        if o != Ordering::Equal {
+            return o;
+        }
+    }
+    a.1.cmp(&b.1)
+}
+
+/// A page of `q` in `wallet`: `page_size` 0 is 20, above 100 is 100;
+/// `token` is the previous page's `next_token`. A query from a caller is
+/// [`Query::check`]ed first.
+pub fn run<D: Doc>(
+    store: &Store,
+    wallet: &str,
+    q: &Query,
+    page_size: u32,
+    token: &str,
+    now_ms: i64,
+) -> Result<Found<D>> {
+    let size = match page_size {
+        0 => DEFAULT_PAGE,
+        n => n.min(MAX_PAGE),
+    } as usize;
+    let fingerprint = {
+        let h = Sha256::digest(format!("{:?}\0{wallet}\0{q:?}", D::KIND).as_bytes());
+        h[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let after = if token.is_empty() {
+        None
+    } else {
+        let t: Token = URL_SAFE_NO_PAD
+            .decode(token)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| invalid("page_token is not a token this call gave".into()))?;
+        if t.q != fingerprint {
+            return Err(invalid(
+                "page_token belongs to another query: keep the filter and sort of the first page"
+                    .into(),
+            ));
+        }
+        let k = URL_SAFE_NO_PAD
+            .decode(&t.k)
+            .map_err(|_| invalid("page_token is not a token this call gave".into()))?;
+        Some((t.s, k))
+    };
+    let streaming = match q.sort.as_slice() {
+        [] => Some(false),
+        [k] if k.field == Field::Named(Name::CreatedAt) => Some(k.descending),
+        _ => None,
+    };
+    let ctx = |descending, budget| Ctx {
+        store,
+        wallet,
+        now_ms,
+        descending,
+        budget,
+        spent: 0,
+        last: None,
+    };
+    let part = match streaming {
+        Some(descending) => {
+            let mut c = ctx(descending, PAGE_BUDGET);
+            let from = after.map(|(_, k)| k);
+            let mut part = stream(&mut c, q, size, from)?;
+            if !token.is_empty() || part.next.is_some() {
+                (part.total_size, part.total_exact) = count(&mut ctx(descending, COUNT_BUDGET), q)?;
+            }
+            part
+        }
+        None => sorted(&mut ctx(false, PAGE_BUDGET), q, size, after)?,
+    };
+    let next_token = part.next.map_or_else(String::new, |(s, k)| {
+        let t = Token {
+            q: fingerprint,
+            k: URL_SAFE_NO_PAD.encode(k),
+            s,
+        };
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&t).expect("serializes"))
+    });
+    Ok(Found {
+        items: part.items,
+        next_token,
+        total_size: part.total_size,
+        total_exact: part.total_exact,
+    })
+}
+
+/// Sorted by creation: read the cursors from the token's place.
+fn stream<D: Doc>(ctx: &mut Ctx<D>, q: &Query, size: usize, from: Option<Key>) -> Result<Part<D>> {
+    let mut root = plan(ctx, q.filter.as_ref())?;
+    let mut from = from.map_or(Bound::Unbounded, Bound::Excluded);
+    let mut items = Vec::with_capacity(size);
+    let mut last = None;
+    while items.len() < size {
+        let Some(k) = root.seek(ctx, &from)? else {
+            break;
+        };
+        from = Bound::Excluded(k.clone());
+        if let Some(d) = checked(ctx, q, &k)? {
+            items.push(d);
+            last = Some(k);
+        }
+    }
+    let more = items.len() == size && next_match(ctx, q, &mut root, from)?;
+    Ok(Part {
+        total_size: items.len() as u64,
+        total_exact: true,
+        next: last.filter(|_| more).map(|k| (Vec::new(), k)),
+        items,
+    })
+}
+
+fn next_match<D: Doc>(
+    ctx: &mut Ctx<D>,
+    q: &Query,
+    root: &mut Cursor,
+    mut from: Bound<Key>,
+) -> Result<bool> {
+    while let Some(k) = root.seek(ctx, &from)? {
+        if checked(ctx, q, &k)?.is_some() {
+            return Ok(true);
+        }
+        from = Bound::Excluded(k);
+    }
+    Ok(false)
+}
+
+/// The document at `k` if it (still) passes the filter: the index and
+/// the document are read at slightly different moments.
+fn checked<D: Doc>(ctx: &mut Ctx<D>, q: &Query, k: &Key) -> Result<Option<D>> {
+    let now = ctx.now_ms;
+    let d = match ctx.load(k) {
+        Ok(_) => ctx.last.take().expect("loaded").1,
+        // Gone since the index was read (a credential deleted).
+        Err(Error::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    Ok(q.filter
+        .as_ref()
+        .is_none_or(|f| matches(f, &d, now))
+        .then_some(d))
+}
+
+/// How many documents match, exactly up to the bounds.
+fn count<D: Doc>(ctx: &mut Ctx<D>, q: &Query) -> Result<(u64, bool)> {
+    let mut root = plan(ctx, q.filter.as_ref())?;
+    let mut from = Bound::Unbounded;
+    let mut n = 0;
+    loop {
+        match root.seek(ctx, &from) {
+            Ok(Some(k)) => {
+                n += 1;
+                if n >= COUNT_BOUND {
+                    return Ok((n, false));
+                }
+                from = Bound::Excluded(k);
+            }
+            Ok(None) => return Ok((n, true)),
+            Err(Error::ResourceExhausted(_)) => return Ok((n, false)),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Sorted by other fields: every match is read and sorted (within the
+/// page budget), then the page after the token's place is taken.
+fn sorted<D: Doc>(
+    ctx: &mut Ctx<D>,
+    q: &Query,
+    size: usize,
+    after: Option<(Vec<SortVal>, Key)>,
+) -> Result<Part<D>> {
+    let mut root = plan(ctx, q.filter.as_ref())?;
+    let mut from = Bound::Unbounded;
+    let mut all = Vec::new();
+    while let Some(k) = root.seek(ctx, &from)? {
+        from = Bound::Excluded(k.clone());
+        if let Some(d) = checked(ctx, q, &k)? {
+            let vals = q
+                .sort
+                .iter()
+                .map(|s| sort_value(&d, &s.field, ctx.now_ms))
+                .collect();
+            all.push((vals, k));
+        }
+    }
+    all.sort_by(|a, b| compare(&q.sort, a, b));
+    let start = match &after {
+        Some(pos) => all.partition_point(|x| compare(&q.sort, x, pos) != Ordering::Greater),
+        None => 0,
+    };
+    let page = &all[start.min(all.len())..(start + size).min(all.len())];
+    let mut items = Vec::with_capacity(page.len());
+    for (_, k) in page {
+        ctx.last = None;
+        if let Some(d) = checked(ctx, q, k)? {
+            items.push(d);
+        }
+    }
+    let more = start + size < all.len();
+    Ok(Part {
+        items,
+        next: page.last().filter(|_| more).cloned(),
+        total_size: all.len() as u64,
+        total_exact: true,
+    })
+}

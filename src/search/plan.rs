@@ -1,0 +1,478 @@
+//! A filter as a tree of cursors over the indexes. Every cursor yields doc
+//! keys in one direction of creation order, so `and` is a leapfrog join,
+//! `or` a merge and `not` a difference, each reading only the keys it
+//! needs; what no index answers is checked on the loaded document.
+
+use std::cmp::Ordering;
+use std::ops::Bound;
+
+use super::eval::{matches, whole_second};
+use super::fields::{Doc, Field, Kind, Name, Ty};
+use super::index::{all_prefix, doc_id, text_prefix, time_bytes, time_prefix};
+use super::{Cond, Filter, Op, Value};
+use crate::error::{Error, Result};
+use crate::store::Store;
+
+pub(super) type Key = Vec<u8>;
+
+/// What a cursor may spend: a key read costs one, a document loaded
+/// [`LOAD_COST`]; past the budget the query stops.
+pub(super) const LOAD_COST: u64 = 20;
+
+/// One query's reading state.
+pub(super) struct Ctx<'s, D> {
+    pub store: &'s Store,
+    pub wallet: &'s str,
+    pub now_ms: i64,
+    pub descending: bool,
+    pub budget: u64,
+    pub spent: u64,
+    /// The document last loaded, kept for the page that wants it next.
+    pub last: Option<(Key, D)>,
+}
+
+impl<'s, D: Doc> Ctx<'s, D> {
+    fn spend(&mut self, n: u64) -> Result<()> {
+        self.spent += n;
+        if self.spent > self.budget {
+            return Err(Error::ResourceExhausted(format!(
+                "the query reads more than {} index keys (or {} records); add a condition on an indexed field",
+                self.budget,
+                self.budget / LOAD_COST
+            )));
+        }
+        Ok(())
+    }
+
+    /// The document at `k`, loaded (or kept from the last load).
+    pub(super) fn load(&mut self, k: &Key) -> Result<&D> {
+        if self.last.as_ref().is_none_or(|(l, _)| l != k) {
+            self.spend(LOAD_COST)?;
+            let d = D::load(self.store, self.wallet, &doc_id(k))?;
+            self.last = Some((k.clone(), d));
+        }
+        Ok(&self.last.as_ref().expect("just loaded").1)
+    }
+
+    /// `a` against `b` in the query's direction.
+    fn order(&self, a: &[u8], b: &[u8]) -> Ordering {
+        if self.descending { b.cmp(a) } else { a.cmp(b) }
+    }
+
+    /// Whether `k` is at or past `from` in the query's direction.
+    fn reached(&self, k: &[u8], from: &Bound<Key>) -> bool {
+        match from {
+            Bound::Unbounded => true,
+            Bound::Included(f) => self.order(k, f) != Ordering::Less,
+            Bound::Excluded(f) => self.order(k, f) == Ordering::Greater,
+        }
+    }
+}
+
+/// A cursor: its node and the last key it gave, which answers any later
+/// seek it still satisfies (seeks only move forward).
+pub(super) struct Cursor {
+    node: Node,
+    cur: Option<Key>,
+    done: bool,
+}
+
+enum Node {
+    /// Keys `prefix · doc` with doc within `lo..hi` (ascending terms).
+    Scan {
+        prefix: Vec<u8>,
+        lo: Bound<Key>,
+        hi: Bound<Key>,
+        iter: Option<Box<dyn Iterator<Item = Result<sled::IVec>> + Send>>,
+    },
+    /// Doc keys read from a time index, sorted ascending.
+    List(Vec<Key>),
+    And(Vec<Cursor>),
+    Or(Vec<Cursor>),
+    Minus(Box<Cursor>, Box<Cursor>),
+    /// Keys of the inner cursor whose documents pass the filter.
+    Check(Box<Cursor>, Filter),
+}
+
+impl Cursor {
+    fn new(node: Node) -> Cursor {
+        Cursor {
+            node,
+            cur: None,
+            done: false,
+        }
+    }
+
+    /// The first key at or past `from`, in the query's direction.
+    pub(super) fn seek<D: Doc>(
+        &mut self,
+        ctx: &mut Ctx<D>,
+        from: &Bound<Key>,
+    ) -> Result<Option<Key>> {
+        if let Some(c) = &self.cur
+            && ctx.reached(c, from)
+        {
+            return Ok(Some(c.clone()));
+        }
+        if self.done {
+            return Ok(None);
+        }
+        let found = self.node.seek(ctx, from)?;
+        self.done = found.is_none();
+        self.cur = found.clone();
+        Ok(found)
+    }
+}
+
+impl Node {
+    fn seek<D: Doc>(&mut self, ctx: &mut Ctx<D>, from: &Bound<Key>) -> Result<Option<Key>> {
+        match self {
+            Node::Scan {
+                prefix,
+                lo,
+                hi,
+                iter,
+            } => {
+                // Step a few keys on the open iterator before seeking anew:
+                // joins mostly ask for something close.
+                for _ in 0..8 {
+                    let Some(it) = iter.as_mut() else { break };
+                    ctx.spend(1)?;
+                    match it.next().transpose()? {
+                        None => return Ok(None),
+                        Some(k) => {
+                            let doc = k[prefix.len()..].to_vec();
+                            if ctx.reached(&doc, from) {
+                                return Ok(Some(doc));
+                            }
+                        }
+                    }
+                }
+                let (mut lo, mut hi) = (lo.clone(), hi.clone());
+                if ctx.descending {
+                    hi = tighter(hi, from.clone(), Ordering::Less);
+                } else {
+                    lo = tighter(lo, from.clone(), Ordering::Greater);
+                }
+                let lift = |b: Bound<Key>, open: Bound<Key>| match b {
+                    Bound::Unbounded => open,
+                    Bound::Included(k) => Bound::Included([prefix.as_slice(), &k].concat()),
+                    Bound::Excluded(k) => Bound::Excluded([prefix.as_slice(), &k].concat()),
+                };
+                let lo = lift(lo, Bound::Included(prefix.clone()));
+                let hi = lift(hi, prefix_end(prefix));
+                let mut it = ctx.store.index_range(lo, hi, ctx.descending);
+                ctx.spend(1)?;
+                let first = it.next().transpose()?;
+                *iter = Some(it);
+                Ok(first.map(|k| k[prefix.len()..].to_vec()))
+            }
+            Node::List(keys) => {
+                ctx.spend(1)?;
+                // Ascending, the keys not yet reached come first; descending,
+                // the keys reached do (all at or below `from`).
+                Ok(if ctx.descending {
+                    let i = keys.partition_point(|k| ctx.reached(k, from));
+                    i.checked_sub(1).map(|i| keys[i].clone())
+                } else {
+                    let i = keys.partition_point(|k| !ctx.reached(k, from));
+                    keys.get(i).cloned()
+                })
+            }
+            Node::And(all) => {
+                // Each cursor is asked for the key the one before gave (or
+                // later); the first that gives a later key restarts the
+                // round from it, so the target only moves forward.
+                let mut target = from.clone();
+                'join: loop {
+                    let mut agreed: Option<Key> = None;
+                    for c in all.iter_mut() {
+                        let Some(k) = c.seek(ctx, &target)? else {
+                            return Ok(None);
+                        };
+                        let later = agreed.as_ref().is_some_and(|a| *a != k);
+                        target = Bound::Included(k.clone());
+                        if later {
+                            continue 'join;
+                        }
+                        agreed = Some(k);
+                    }
+                    return Ok(agreed);
+                }
+            }
+            Node::Or(any) => {
+                let mut best: Option<Key> = None;
+                for c in any.iter_mut() {
+                    if let Some(k) = c.seek(ctx, from)?
+                        && best
+                            .as_ref()
+                            .is_none_or(|b| ctx.order(&k, b) == Ordering::Less)
+                    {
+                        best = Some(k);
+                    }
+                }
+                Ok(best)
+            }
+            Node::Minus(keep, drop) => {
+                let mut from = from.clone();
+                loop {
+                    let Some(k) = keep.seek(ctx, &from)? else {
+                        return Ok(None);
+                    };
+                    if drop.seek(ctx, &Bound::Included(k.clone()))? != Some(k.clone()) {
+                        return Ok(Some(k));
+                    }
+                    from = Bound::Excluded(k);
+                }
+            }
+            Node::Check(inner, f) => {
+                let mut from = from.clone();
+                loop {
+                    let Some(k) = inner.seek(ctx, &from)? else {
+                        return Ok(None);
+                    };
+                    let now = ctx.now_ms;
+                    if matches(f, ctx.load(&k)?, now) {
+                        return Ok(Some(k));
+                    }
+                    from = Bound::Excluded(k);
+                }
+            }
+        }
+    }
+}
+
+/// Of two bounds on one side, the one that lets fewer keys through:
+/// `wins` is how the tighter key compares (Greater for a lower bound).
+fn tighter(a: Bound<Key>, b: Bound<Key>, wins: Ordering) -> Bound<Key> {
+    let key = |x: &Bound<Key>| match x {
+        Bound::Included(k) | Bound::Excluded(k) => Some(k.clone()),
+        Bound::Unbounded => None,
+    };
+    match (key(&a), key(&b)) {
+        (None, _) => b,
+        (_, None) => a,
+        (Some(x), Some(y)) => match x.cmp(&y) {
+            Ordering::Equal if matches!(b, Bound::Excluded(_)) => b,
+            Ordering::Equal => a,
+            o if o == wins => a,
+            _ => b,
+        },
+    }
+}
+
+/// The bound just past every key starting with `prefix`.
+fn prefix_end(prefix: &[u8]) -> Bound<Key> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Bound::Excluded(end);
+        }
+    }
+    Bound::Unbounded
+}
+
+/// The cursor tree for `f` (every document when None).
+pub(super) fn plan<D: Doc>(ctx: &mut Ctx<D>, f: Option<&Filter>) -> Result<Cursor> {
+    let f = f.map(|f| rewrite_status(f, ctx.now_ms));
+    Ok(match &f {
+        None => all(ctx),
+        Some(f) => match node(ctx, f)? {
+            Some(c) => c,
+            None => Cursor::new(Node::Check(Box::new(all(ctx)), f.clone())),
+        },
+    })
+}
+
+fn all<D: Doc>(ctx: &Ctx<D>) -> Cursor {
+    scan(
+        all_prefix(D::KIND, ctx.wallet),
+        Bound::Unbounded,
+        Bound::Unbounded,
+    )
+}
+
+fn scan(prefix: Vec<u8>, lo: Bound<Key>, hi: Bound<Key>) -> Cursor {
+    Cursor::new(Node::Scan {
+        prefix,
+        lo,
+        hi,
+        iter: None,
+    })
+}
+
+/// The cursor serving `f` from indexes, or None when `f` needs every
+/// document read (its parent decides how).
+fn node<D: Doc>(ctx: &mut Ctx<D>, f: &Filter) -> Result<Option<Cursor>> {
+    Ok(match f {
+        Filter::Cond(c) => leaf(ctx, c)?,
+        Filter::Or(any) => {
+            let mut nodes = Vec::new();
+            for g in any {
+                match node(ctx, g)? {
+                    Some(n) => nodes.push(n),
+                    None => return Ok(None),
+                }
+            }
+            Some(one_or(nodes, Node::Or))
+        }
+        Filter::Not(g) => {
+            node(ctx, g)?.map(|n| Cursor::new(Node::Minus(Box::new(all(ctx)), Box::new(n))))
+        }
+        Filter::And(each) => {
+            let (mut pos, mut neg, mut rest) = (Vec::new(), Vec::new(), Vec::new());
+            for g in each {
+                match g {
+                    Filter::Not(inner) => match node(ctx, inner)? {
+                        Some(n) => neg.push(n),
+                        None => rest.push(g.clone()),
+                    },
+                    _ => match node(ctx, g)? {
+                        Some(n) => pos.push(n),
+                        None => rest.push(g.clone()),
+                    },
+                }
+            }
+            if pos.is_empty() && neg.is_empty() {
+                return Ok(None);
+            }
+            let mut c = if pos.is_empty() {
+                all(ctx)
+            } else {
+                one_or(pos, Node::And)
+            };
+            if !neg.is_empty() {
+                c = Cursor::new(Node::Minus(Box::new(c), Box::new(one_or(neg, Node::Or))));
+            }
+            if !rest.is_empty() {
+                c = Cursor::new(Node::Check(Box::new(c), Filter::And(rest)));
+            }
+            Some(c)
+        }
+    })
+}
+
+fn one_or(mut nodes: Vec<Cursor>, many: fn(Vec<Cursor>) -> Node) -> Cursor {
+    if nodes.len() == 1 {
+        nodes.pop().expect("one")
+    } else {
+        Cursor::new(many(nodes))
+    }
+}
+
+/// A condition an index answers: equality (and `$in`) on an indexed text,
+/// enum or list field; a range on an indexed time.
+fn leaf<D: Doc>(ctx: &mut Ctx<D>, c: &Cond) -> Result<Option<Cursor>> {
+    let kind: Kind = D::KIND;
+    let Field::Named(n) = c.field else {
+        return Ok(None);
+    };
+    if n != Name::CreatedAt && !kind.indexed().contains(&n) {
+        return Ok(None);
+    }
+    let text = |v: &str| {
+        scan(
+            text_prefix(kind, ctx.wallet, n, v),
+            Bound::Unbounded,
+            Bound::Unbounded,
+        )
+    };
+    Ok(match (n.ty(), c.op, &c.value) {
+        (Ty::Time, op, Value::Time(t)) => {
+            let (lo, hi) = time_range(op, *t);
+            if n == Name::CreatedAt {
+                Some(scan(all_prefix(kind, ctx.wallet), lo, hi))
+            } else {
+                Some(Cursor::new(Node::List(time_list(ctx, n, lo, hi)?)))
+            }
+        }
+        (_, Op::Eq | Op::Contains, Value::Text(v)) => Some(text(v)),
+        (_, Op::In, Value::List(vs)) => {
+            let mut vs = vs.clone();
+            vs.sort();
+            vs.dedup();
+            Some(one_or(vs.iter().map(|v| text(v)).collect(), Node::Or))
+        }
+        _ => None,
+    })
+}
+
+/// The bounds, as 8-byte time prefixes, of the times `op t` accepts.
+fn time_range(op: Op, t: i64) -> (Bound<Key>, Bound<Key>) {
+    let at = |t: i64| time_bytes(t).to_vec();
+    let after = |t: i64| Bound::Included(at(t.saturating_add(1)));
+    match op {
+        Op::Eq => (
+            Bound::Included(at(t)),
+            Bound::Excluded(at(t.saturating_add(1))),
+        ),
+        Op::Gt => (after(t), Bound::Unbounded),
+        Op::Gte => (Bound::Included(at(t)), Bound::Unbounded),
+        Op::Lt => (Bound::Unbounded, Bound::Excluded(at(t))),
+        _ => (Bound::Unbounded, Bound::Excluded(at(t.saturating_add(1)))),
+    }
+}
+
+/// The doc keys whose time `n` is within `lo..hi`, in creation order.
+fn time_list<D: Doc>(
+    ctx: &mut Ctx<D>,
+    n: Name,
+    lo: Bound<Key>,
+    hi: Bound<Key>,
+) -> Result<Vec<Key>> {
+    let prefix = time_prefix(D::KIND, ctx.wallet, n);
+    let lift = |b: Bound<Key>, open: Bound<Key>| match b {
+        Bound::Unbounded => open,
+        Bound::Included(k) => Bound::Included([prefix.as_slice(), &k].concat()),
+        Bound::Excluded(k) => Bound::Excluded([prefix.as_slice(), &k].concat()),
+    };
+    let lo = lift(lo, Bound::Included(prefix.clone()));
+    let hi = lift(hi, prefix_end(&prefix));
+    let mut keys = Vec::new();
+    for k in ctx.store.index_range(lo, hi, false) {
+        ctx.spend(1)?;
+        keys.push(k?[prefix.len() + 8..].to_vec());
+    }
+    keys.sort();
+    Ok(keys)
+}
+
+/// `status` conditions as the index sees them: revoked has a revocation
+/// time, expired has none and an expiry reached, active neither.
+fn rewrite_status(f: &Filter, now_ms: i64) -> Filter {
+    let one = |s: &str| {
+        let cond = |name, op, t| {
+            Filter::Cond(Cond {
+                field: Field::Named(name),
+                op,
+                value: Value::Time(t),
+            })
+        };
+        let revoked = cond(Name::RevokedAt, Op::Gte, 0);
+        let expired = cond(Name::ExpiresAt, Op::Lte, whole_second(now_ms));
+        match s {
+            "revoked" => revoked,
+            "expired" => Filter::And(vec![Filter::Not(Box::new(revoked)), expired]),
+            _ => Filter::And(vec![
+                Filter::Not(Box::new(revoked)),
+                Filter::Not(Box::new(expired)),
+            ]),
+        }
+    };
+    match f {
+        Filter::And(all) => Filter::And(all.iter().map(|g| rewrite_status(g, now_ms)).collect()),
+        Filter::Or(any) => Filter::Or(any.iter().map(|g| rewrite_status(g, now_ms)).collect()),
+        Filter::Not(g) => Filter::Not(Box::new(rewrite_status(g, now_ms))),
+        Filter::Cond(Cond {
+            field: Field::Status,
+            value,
+            ..
+        }) => match value {
+            Value::List(vs) => Filter::Or(vs.iter().map(|v| one(v)).collect()),
+            Value::Text(v) => one(v),
+            _ => f.clone(),
+        },
+        Filter::Cond(_) => f.clone(),
+    }
+}
