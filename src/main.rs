@@ -58,6 +58,10 @@ enum Command {
         /// growth runs: for A/B comparisons of one level.
         #[arg(long = "level", value_parser = parse_level)]
         levels: Vec<(usize, usize)>,
+        /// Only the search part (stores of 100k and 1M records; with
+        /// --quick, 2k and 20k).
+        #[arg(long, conflicts_with_all = ["levels", "agents"])]
+        search_only: bool,
     },
     #[command(flatten)]
     Client(Box<cli::Client>),
@@ -121,9 +125,10 @@ async fn run_cli() -> std::process::ExitCode {
             json,
             agents,
             levels,
+            search_only,
         } => {
             init_logging_with("warn");
-            bench(quick, json, agents, levels).await
+            bench(quick, json, agents, levels, search_only).await
         }
         Command::Client(c) => c.run().await,
     };
@@ -184,15 +189,24 @@ async fn bench(
     json: PathBuf,
     agents: Option<PathBuf>,
     levels: Vec<(usize, usize)>,
+    search_only: bool,
 ) -> anyhow::Result<()> {
     let mut opts = if quick {
         agentd::bench::Options::quick()
     } else {
         agentd::bench::Options::full()
     };
+    if search_only {
+        let s = agentd::bench::search_only(&opts, &mut |line: &str| println!("{line}")).await?;
+        std::fs::write(&json, serde_json::to_string_pretty(&s)?)
+            .with_context(|| format!("writing {}", json.display()))?;
+        println!("figures written to {}", json.display());
+        return Ok(());
+    }
     if !levels.is_empty() {
         opts.levels = levels;
         opts.growth.clear();
+        opts.search.clear();
     }
     let binary = match agents {
         Some(b) => b,

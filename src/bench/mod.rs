@@ -3,7 +3,8 @@
 //! durability, HTTP on loopback, authcrypt), at several concurrencies,
 //! against the crypto ceiling measured in the same run, and again with many
 //! records already stored; then revocations and verifications per second,
-//! and bulk offers stored per second.
+//! and bulk offers stored per second; last, searches over up to a million
+//! stored records.
 //! Figures are printed and returned as JSON.
 
 mod bulk;
@@ -11,10 +12,12 @@ mod ceiling;
 mod flows;
 mod proc;
 mod revocation;
+mod search;
 mod seed;
 
 pub use bulk::Bulk;
 pub use revocation::Revocation;
+pub use search::Search;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -50,6 +53,8 @@ pub struct Options {
     pub verifications: usize,
     /// `CreateOffers` calls of 1,000, last on the pair.
     pub bulk_batches: usize,
+    /// Records stored (across 100 wallets) at which searches are timed.
+    pub search: Vec<usize>,
 }
 
 impl Options {
@@ -64,6 +69,7 @@ impl Options {
             revocations: 2_000,
             verifications: 2_000,
             bulk_batches: 10,
+            search: vec![100_000, 1_000_000],
         }
     }
 
@@ -79,6 +85,7 @@ impl Options {
             revocations: 200,
             verifications: 200,
             bulk_batches: 2,
+            search: vec![2_000, 20_000],
         }
     }
 }
@@ -126,6 +133,7 @@ pub struct Report {
     pub growth_ratio: Option<f64>,
     pub revocation: Revocation,
     pub bulk: Bulk,
+    pub search: Search,
 }
 
 impl Report {
@@ -209,6 +217,7 @@ pub async fn run(binary: &Path, opts: &Options, mut progress: impl FnMut(&str)) 
         (Some(a), Some(b)) if growth.len() > 1 => Some(b.run.flows_per_sec / a.run.flows_per_sec),
         _ => None,
     };
+    let search = search_only(opts, &mut progress).await?;
     ceilings.sort_by(f64::total_cmp);
     Ok(Report {
         cores,
@@ -220,7 +229,39 @@ pub async fn run(binary: &Path, opts: &Options, mut progress: impl FnMut(&str)) 
         growth_ratio,
         revocation: revoking,
         bulk,
+        search,
     })
+}
+
+/// The search part alone: stores of each of `opts.search` sizes filled and
+/// queried in this process.
+pub async fn search_only(opts: &Options, progress: &mut impl FnMut(&str)) -> Result<Search> {
+    if opts.search.is_empty() {
+        return Ok(Search::default());
+    }
+    let sizes = opts.search.clone();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let work = tokio::task::spawn_blocking(move || {
+        search::measure(&sizes, |line| {
+            let _ = tx.send(line.to_string());
+        })
+    });
+    while let Some(line) = rx.recv().await {
+        progress(&line);
+    }
+    let s = work.await.expect("search bench panicked")?;
+    if !s.growth.is_empty() {
+        let ratios: Vec<String> = s
+            .growth
+            .iter()
+            .map(|(name, r)| format!("{name} {r:.2}"))
+            .collect();
+        progress(&format!(
+            "search p99 growth, largest ÷ smallest store: {}",
+            ratios.join("; ")
+        ));
+    }
+    Ok(s)
 }
 
 /// One line for a level.

@@ -37,7 +37,7 @@ pub struct Search {
     filter: Option<String>,
     /// Sort keys, comma-separated; `-` before one sorts it descending:
     /// `-created_at,claims.age`.
-    #[arg(long, value_name = "KEYS")]
+    #[arg(long, value_name = "KEYS", allow_hyphen_values = true)]
     sort: Option<String>,
 }
 

@@ -1,0 +1,273 @@
+//! Search at scale: a store filled with records across 100 wallets through
+//! the write path issuance uses (indexes kept in the same transactions),
+//! then queries of each kind timed in-process, page by page with totals,
+//! at each size, so growth shows as a ratio.
+
+use std::path::Path;
+use std::time::Instant;
+
+use serde::Serialize;
+use serde_json::json;
+
+use crate::error::Result;
+use crate::search::{self, Cond, Filter, Kind, Op, Query, SortKey, Value};
+use crate::store::{CredentialRecord, Store};
+
+const WALLETS: usize = 100;
+const BATCH: usize = 1_000;
+/// Queries of each kind per size; each on a wallet picked in turn.
+const RUNS: usize = 400;
+const STATES: [&str; 6] = [
+    "OfferSent",
+    "RequestReceived",
+    "CredentialSent",
+    "CredentialSent",
+    "CredentialSent",
+    "Abandoned",
+];
+const NAMES: [&str; 3] = ["Alice Example", "Bob Example", "Carol Example"];
+const TYPES: [&str; 5] = ["Badge", "Membership", "Degree", "License", "Ticket"];
+
+#[derive(Debug, Clone, Serialize)]
+pub struct QueryFigures {
+    pub name: String,
+    /// What the query is, in the CLI's text form.
+    pub filter: String,
+    /// Matches in one wallet, on average (the first page's total).
+    pub mean_total: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SizeFigures {
+    pub records: usize,
+    pub seconds_to_fill: f64,
+    pub records_per_sec_filling: f64,
+    pub disk_bytes_per_record: f64,
+    /// This process's peak resident memory after the queries (the store's
+    /// cache included).
+    pub peak_rss_mib: Option<f64>,
+    pub queries: Vec<QueryFigures>,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Search {
+    pub sizes: Vec<SizeFigures>,
+    /// p99 at the largest size ÷ at the smallest, per indexed query.
+    pub growth: Vec<(String, f64)>,
+}
+
+fn cond(f: &str, op: Op, v: Value) -> Filter {
+    Filter::Cond(Cond::new(Kind::Records, f, op, v).expect("a valid condition"))
+}
+
+fn text(s: &str) -> Value {
+    Value::Text(s.into())
+}
+
+/// The queries measured: (name, text form, query, served by indexes only).
+fn queries(now: i64) -> Vec<(&'static str, &'static str, Query, bool)> {
+    let q = |f| Query {
+        filter: Some(f),
+        sort: vec![],
+    };
+    vec![
+        (
+            "indexed, one condition",
+            "state=CredentialSent",
+            q(cond("state", Op::Eq, text("CredentialSent"))),
+            true,
+        ),
+        (
+            "indexed, three conditions",
+            "state=CredentialSent and types~Degree and connection_id=conn-3",
+            q(Filter::And(vec![
+                cond("state", Op::Eq, text("CredentialSent")),
+                cond("types", Op::Contains, text("Degree")),
+                cond("connection_id", Op::Eq, text("conn-3")),
+            ])),
+            true,
+        ),
+        (
+            "not/or of indexed",
+            "(state=OfferSent or state=RequestReceived or types~Ticket) and not issuer=did:key:issuer-1",
+            q(Filter::And(vec![
+                Filter::Or(vec![
+                    cond("state", Op::Eq, text("OfferSent")),
+                    cond("state", Op::Eq, text("RequestReceived")),
+                    cond("types", Op::Contains, text("Ticket")),
+                ]),
+                Filter::Not(Box::new(cond("issuer", Op::Eq, text("did:key:issuer-1")))),
+            ])),
+            true,
+        ),
+        (
+            "time range, newest first",
+            "updated_at >= (an hour ago) --sort -created_at",
+            Query {
+                filter: Some(cond("updated_at", Op::Gte, Value::Time(now - 3_600_000))),
+                sort: vec![SortKey::new(Kind::Records, "created_at", true).expect("a key")],
+            },
+            true,
+        ),
+        (
+            "claim (no index: every record of the wallet read)",
+            "claims.name like 'Al%' and state=CredentialSent",
+            q(Filter::And(vec![
+                cond("claims.name", Op::Like, text("Al%")),
+                cond("state", Op::Eq, text("CredentialSent")),
+            ])),
+            false,
+        ),
+    ]
+}
+
+fn record(i: usize, now: i64) -> CredentialRecord {
+    let w = i % WALLETS;
+    let n = i / WALLETS;
+    serde_json::from_value(json!({
+        "id": format!("{:08x}-{:04x}-bench", i, w),
+        "wallet_id": format!("wallet-{w:03}"),
+        "role": if n % 10 == 0 { "Holder" } else { "Issuer" },
+        "state": STATES[n % STATES.len()],
+        "version": 3,
+        "thid": format!("thread-{i}"),
+        "connection_id": format!("conn-{}", n % 20),
+        "our_did": "did:peer:2.ours",
+        "their_did": "did:peer:2.theirs",
+        "claims": {
+            "name": NAMES[n % NAMES.len()],
+            "level": n % 5,
+            "degree": {"name": "BSc", "year": 2000 + n % 25},
+        },
+        "types": [TYPES[n % TYPES.len()]],
+        "schema_id": null,
+        "validity_period_secs": 0,
+        "automatic_issuance": true,
+        "idempotency_key": null,
+        "issuer_did": format!("did:key:issuer-{}", n % 3),
+        "subject_did": format!("did:key:z6Mksubject{}", n % 1000),
+        "challenge": "",
+        "credential_id": format!("urn:uuid:{i:032x}"),
+        "ack_received": true,
+        "problem": null,
+        "comment": null,
+        "expires_at_ms": null,
+        "deadline_ms": null,
+        "meta_retries": 0,
+        "meta_next_retry_ms": null,
+        "meta_last_failure": null,
+        // Spread over the last two hours, in order.
+        "created_at_ms": now - 7_200_000 + (i as i64 * 7_200_000 / 1_000_000).min(7_199_000),
+        "updated_at_ms": now - 7_200_000 + (i as i64 * 7_200_000 / 1_000_000).min(7_199_000) + 1_000,
+        "issued_at_ms": now,
+        "created_by": "tok-1",
+    }))
+    .expect("a record")
+}
+
+fn dir_bytes(p: &Path) -> u64 {
+    std::fs::read_dir(p)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Fills a store to each of `sizes` records in turn (growing one store)
+/// and times the queries at each.
+pub fn measure(sizes: &[usize], mut progress: impl FnMut(&str)) -> Result<Search> {
+    let dir = tempfile::tempdir().map_err(|e| crate::error::Error::Storage(e.to_string()))?;
+    let path = dir.path().join("db");
+    let store = Store::open(&path)?;
+    let now = crate::now_ms();
+    let mut filled = 0;
+    let mut out = Search::default();
+    for &size in sizes {
+        let started = Instant::now();
+        while filled < size {
+            let end = size.min(filled + BATCH);
+            let batch: Vec<CredentialRecord> = (filled..end).map(|i| record(i, now)).collect();
+            store.transact(|tx| batch.iter().try_for_each(|r| tx.put_record(None, r)))?;
+            filled = end;
+        }
+        store.flush()?;
+        let seconds_to_fill = started.elapsed().as_secs_f64();
+        let mut figures = Vec::new();
+        for (name, filter, q, _) in queries(now) {
+            // One untimed round over the wallets: a first read of each is
+            // a cold cache, not the query.
+            let mut times = Vec::with_capacity(RUNS);
+            let mut totals = 0u64;
+            for run in 0..RUNS + WALLETS {
+                let wallet = format!("wallet-{:03}", run % WALLETS);
+                let t = Instant::now();
+                let page: search::Found<CredentialRecord> =
+                    search::run(&store, &wallet, &q, 20, "", now)?;
+                if run >= WALLETS {
+                    times.push(t.elapsed().as_secs_f64() * 1000.0);
+                    totals += page.total_size;
+                }
+            }
+            times.sort_by(f64::total_cmp);
+            let pct = |p: f64| {
+                times[((times.len() as f64 * p).ceil() as usize).clamp(1, times.len()) - 1]
+            };
+            figures.push(QueryFigures {
+                name: name.into(),
+                filter: filter.into(),
+                mean_total: totals as f64 / RUNS as f64,
+                p50_ms: pct(0.50),
+                p99_ms: pct(0.99),
+            });
+        }
+        let size_figures = SizeFigures {
+            records: size,
+            seconds_to_fill,
+            records_per_sec_filling: (size
+                - out.sizes.last().map_or(0, |s: &SizeFigures| s.records))
+                as f64
+                / seconds_to_fill,
+            disk_bytes_per_record: dir_bytes(&path) as f64 / size as f64,
+            peak_rss_mib: super::proc::peak_rss_mib(std::process::id()),
+            queries: figures,
+        };
+        progress(&describe(&size_figures));
+        out.sizes.push(size_figures);
+    }
+    if let (Some(a), Some(b)) = (out.sizes.first(), out.sizes.last())
+        && out.sizes.len() > 1
+    {
+        for ((qa, qb), (_, _, _, indexed)) in a.queries.iter().zip(&b.queries).zip(queries(now)) {
+            if indexed {
+                out.growth.push((qa.name.clone(), qb.p99_ms / qa.p99_ms));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn describe(s: &SizeFigures) -> String {
+    let mut lines = vec![format!(
+        "search with {} records in {WALLETS} wallets: filled at {:.0} records/s, {:.0} bytes/record on disk, peak RSS {}",
+        s.records,
+        s.records_per_sec_filling,
+        s.disk_bytes_per_record,
+        s.peak_rss_mib
+            .map_or_else(|| "n/a".into(), |m| format!("{m:.0} MiB")),
+    )];
+    for q in &s.queries {
+        lines.push(format!(
+            "  {:<48} p50 {:>7.2} ms, p99 {:>7.2} ms, {:>6.0} matching per wallet",
+            q.name, q.p50_ms, q.p99_ms, q.mean_total
+        ));
+    }
+    lines.join("\n")
+}
