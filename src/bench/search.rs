@@ -129,7 +129,7 @@ fn record(i: usize, now: i64) -> CredentialRecord {
     serde_json::from_value(json!({
         "id": format!("{:08x}-{:04x}-bench", i, w),
         "wallet_id": format!("wallet-{w:03}"),
-        "role": if n % 10 == 0 { "Holder" } else { "Issuer" },
+        "role": if n.is_multiple_of(10) { "Holder" } else { "Issuer" },
         "state": STATES[n % STATES.len()],
         "version": 3,
         "thid": format!("thread-{i}"),
