@@ -92,6 +92,27 @@ async fn all_records(
     }
 }
 
+/// Creates `n` offers made by `offer(i)` in one CreateOffers call; all must
+/// be created.
+async fn offers(
+    c: &agentd::harness::Clients,
+    n: usize,
+    offer: impl Fn(usize) -> CreateOfferRequest,
+) -> Vec<proto::OfferOutcome> {
+    let made = c
+        .issuance
+        .clone()
+        .create_offers(CreateOffersRequest {
+            offers: (0..n).map(offer).collect(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(made.created.len(), n, "{:?}", made.failed.first());
+    made.created
+}
+
 fn level(r: &proto::CredentialRecord) -> i64 {
     let claims: Value = serde_json::from_str(&r.claims_json).unwrap();
     claims["level"].as_i64().unwrap()
@@ -104,29 +125,19 @@ async fn records_and_credentials_are_found_by_filter_trees_sorted_and_paged() {
     let (ic, hc, ci) = connect(&issuer, &holder).await;
     let mut api = ic.issuance.clone();
     let names = ["Alice Smith", "Bob Jones", "Carol Smith", "Dan Brown"];
-    let offers: Vec<CreateOfferRequest> = (0..40)
-        .map(|i| CreateOfferRequest {
-            connection_id: ci.clone(),
-            claims_json: json!({"name": names[i % 4], "level": i % 5}).to_string(),
-            types: vec![if i % 2 == 0 { "Membership" } else { "Badge" }.into()],
-            correlation_id: format!("corr-{i}"),
-            collection_id: format!("batch-{}", i / 20),
-            automatic_issuance: true,
-            ..Default::default()
-        })
-        .collect();
-    let created = api
-        .create_offers(CreateOffersRequest {
-            offers,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(created.created.len(), 40, "{:?}", created.failed);
+    let created = offers(&ic, 40, |i| CreateOfferRequest {
+        connection_id: ci.clone(),
+        claims_json: json!({"name": names[i % 4], "level": i % 5}).to_string(),
+        types: vec![if i % 2 == 0 { "Membership" } else { "Badge" }.into()],
+        correlation_id: format!("corr-{i}"),
+        collection_id: format!("batch-{}", i / 20),
+        automatic_issuance: true,
+        ..Default::default()
+    })
+    .await;
     // The holder takes the first three offers of batch-0 that are Badges.
     let mut held = Vec::new();
-    for o in created.created.iter().filter(|o| o.index % 2 == 1).take(3) {
+    for o in created.iter().filter(|o| o.index % 2 == 1).take(3) {
         held.push(accept_until_held(&hc, &o.record.as_ref().unwrap().thid).await);
     }
 
@@ -276,23 +287,13 @@ async fn bad_queries_are_invalid_arguments_naming_the_field() {
     assert!(m.contains("`types`"), "{m}");
 
     // A page size over 100 is brought down to 100, not refused.
-    let offers: Vec<CreateOfferRequest> = (0..105)
-        .map(|i| CreateOfferRequest {
-            connection_id: ci.clone(),
-            claims_json: json!({"n": i}).to_string(),
-            draft: true,
-            ..Default::default()
-        })
-        .collect();
-    let made = api
-        .create_offers(CreateOffersRequest {
-            offers,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(made.created.len(), 105, "{:?}", made.failed.first());
+    offers(&c, 105, |i| CreateOfferRequest {
+        connection_id: ci.clone(),
+        claims_json: json!({"n": i}).to_string(),
+        draft: true,
+        ..Default::default()
+    })
+    .await;
     let page = api
         .list_records(list(
             None,
@@ -328,23 +329,14 @@ async fn the_cli_searches_with_where_and_sort() {
     let agent = start("issuer", &[]).await;
     let holder = start("holder", &[]).await;
     let (c, _, ci) = connect(&agent, &holder).await;
-    let offers: Vec<CreateOfferRequest> = (0..12)
-        .map(|i| CreateOfferRequest {
-            connection_id: ci.clone(),
-            claims_json: json!({"name": format!("n{i}"), "level": i}).to_string(),
-            draft: true,
-            correlation_id: format!("c{}", i % 3),
-            ..Default::default()
-        })
-        .collect();
-    c.issuance
-        .clone()
-        .create_offers(CreateOffersRequest {
-            offers,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    offers(&c, 12, |i| CreateOfferRequest {
+        connection_id: ci.clone(),
+        claims_json: json!({"name": format!("n{i}"), "level": i}).to_string(),
+        draft: true,
+        correlation_id: format!("c{}", i % 3),
+        ..Default::default()
+    })
+    .await;
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_agentd"))
         .args([
             "record",

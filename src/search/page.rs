@@ -22,11 +22,13 @@ use crate::store::Store;
 pub const DEFAULT_PAGE: u32 = 20;
 pub const MAX_PAGE: u32 = 100;
 /// Totals are counted exactly up to this many matches; past it (or past
-/// [`COUNT_BUDGET`]) `total_exact` is false and the total a lower bound.
-pub const COUNT_BOUND: u64 = 10_000;
+/// [`COUNT_BUDGET`]) `total_exact` is false and the total is estimated, so
+/// that a total costs the same in a wallet of a thousand records or of a
+/// million.
+pub const COUNT_BOUND: u64 = 1_000;
 /// What one page may read (see `plan::LOAD_COST`), and what counting may.
 const PAGE_BUDGET: u64 = 1_000_000;
-const COUNT_BUDGET: u64 = 200_000;
+const COUNT_BUDGET: u64 = 10_000;
 
 /// One page of results.
 #[derive(Debug)]
@@ -127,6 +129,19 @@ pub fn run<D: Doc>(
     token: &str,
     now_ms: i64,
 ) -> Result<Found<D>> {
+    run_within(store, wallet, q, page_size, token, now_ms, PAGE_BUDGET)
+}
+
+/// As [`run`], with what a page may read as `budget`.
+pub(super) fn run_within<D: Doc>(
+    store: &Store,
+    wallet: &str,
+    q: &Query,
+    page_size: u32,
+    token: &str,
+    now_ms: i64,
+    budget: u64,
+) -> Result<Found<D>> {
     let size = match page_size {
         0 => DEFAULT_PAGE,
         n => n.min(MAX_PAGE),
@@ -173,7 +188,7 @@ pub fn run<D: Doc>(
     };
     let part = match streaming {
         Some(descending) => {
-            let mut c = ctx(descending, PAGE_BUDGET);
+            let mut c = ctx(descending, budget);
             let from = after.map(|(_, k)| k);
             let mut part = stream(&mut c, q, size, from)?;
             if !token.is_empty() || part.next.is_some() {
@@ -181,7 +196,7 @@ pub fn run<D: Doc>(
             }
             part
         }
-        None => sorted(&mut ctx(false, PAGE_BUDGET), q, size, after)?,
+        None => sorted(&mut ctx(false, budget), q, size, after)?,
     };
     let next_token = part.next.map_or_else(String::new, |(s, k)| {
         let t = Token {
@@ -255,7 +270,7 @@ fn checked<D: Doc>(ctx: &mut Ctx<D>, q: &Query, k: &Key) -> Result<Option<D>> {
         .then_some(d))
 }
 
-/// How many documents match, exactly up to the bounds.
+/// How many documents match: exact up to the bounds, else estimated.
 fn count<D: Doc>(ctx: &mut Ctx<D>, q: &Query) -> Result<(u64, bool)> {
     let mut root = plan(ctx, q.filter.as_ref())?;
     let mut from = Bound::Unbounded;
@@ -265,15 +280,42 @@ fn count<D: Doc>(ctx: &mut Ctx<D>, q: &Query) -> Result<(u64, bool)> {
             Ok(Some(k)) => {
                 n += 1;
                 if n >= COUNT_BOUND {
-                    return Ok((n, false));
+                    return Ok((estimate(ctx, n, &k)?, false));
                 }
                 from = Bound::Excluded(k);
             }
             Ok(None) => return Ok((n, true)),
-            Err(Error::ResourceExhausted(_)) => return Ok((n, false)),
+            Err(Error::ResourceExhausted(_)) => {
+                let at = match from {
+                    Bound::Excluded(k) => k,
+                    _ => return Ok((n, false)),
+                };
+                return Ok((estimate(ctx, n, &at)?, false));
+            }
             Err(e) => return Err(e),
         }
     }
+}
+
+/// `n` matches were counted up to `at`: scaled by the share of the
+/// wallet's creation-time span counted so far (matches taken as spread
+/// evenly over it). Never less than `n`.
+fn estimate<D: Doc>(ctx: &Ctx<D>, n: u64, at: &[u8]) -> Result<u64> {
+    let time = |k: &[u8]| u64::from_be_bytes(k[..8].try_into().unwrap_or([0; 8]));
+    let (Some(first), Some(last)) = (
+        super::plan::edge::<D>(ctx, false)?,
+        super::plan::edge::<D>(ctx, true)?,
+    ) else {
+        return Ok(n);
+    };
+    let (t0, t1, t) = (time(&first), time(&last), time(at));
+    let span = (t1 - t0 + 1) as f64;
+    let covered = if ctx.descending {
+        t1.saturating_sub(t) + 1
+    } else {
+        t.saturating_sub(t0) + 1
+    };
+    Ok(((n as f64) * span / covered as f64).round().max(n as f64) as u64)
 }
 
 /// Sorted by other fields: every match is read and sorted (within the

@@ -135,7 +135,7 @@ impl Node {
             } => {
                 // Step a few keys on the open iterator before seeking anew:
                 // joins mostly ask for something close.
-                for _ in 0..8 {
+                for _ in 0..16 {
                     let Some(it) = iter.as_mut() else { break };
                     ctx.spend(1)?;
                     match it.next().transpose()? {
@@ -475,4 +475,13 @@ fn rewrite_status(f: &Filter, now_ms: i64) -> Filter {
         },
         Filter::Cond(_) => f.clone(),
     }
+}
+
+/// The wallet's first (or, `last`, newest) doc key, if it has any.
+pub(super) fn edge<D: Doc>(ctx: &Ctx<D>, last: bool) -> Result<Option<Key>> {
+    let prefix = all_prefix(D::KIND, ctx.wallet);
+    let mut it = ctx
+        .store
+        .index_range(Bound::Included(prefix.clone()), prefix_end(&prefix), last);
+    Ok(it.next().transpose()?.map(|k| k[prefix.len()..].to_vec()))
 }

@@ -391,3 +391,77 @@ fn bad_conditions_name_the_field() {
     };
     assert!(q.check().unwrap_err().to_string().contains("nest"));
 }
+
+/// A query that would read more than its budget stops with
+/// RESOURCE_EXHAUSTED naming the limit; an indexed one within it answers.
+#[test]
+fn a_query_past_its_budget_is_resource_exhausted() {
+    let docs: Vec<CredentialRecord> = (0..300)
+        .map(|i| record(i, (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)))
+        .collect();
+    let (_dir, store) = store_with(&docs, |tx, r| tx.put_record(None, r));
+    let claim = Query {
+        filter: Some(Filter::Cond(
+            Cond::new(Kind::Records, "claims.name", Op::Eq, text("nobody")).unwrap(),
+        )),
+        sort: vec![],
+    };
+    let e = page::run_within::<CredentialRecord>(&store, WALLET, &claim, 20, "", NOW, 2_000)
+        .unwrap_err();
+    assert!(
+        matches!(&e, crate::error::Error::ResourceExhausted(m) if m.contains("2000")),
+        "{e:?}"
+    );
+    let indexed = Query {
+        filter: Some(Filter::Cond(
+            Cond::new(Kind::Records, "thid", Op::Eq, text("thread-3")).unwrap(),
+        )),
+        sort: vec![],
+    };
+    let found: Found<CredentialRecord> =
+        page::run_within(&store, WALLET, &indexed, 20, "", NOW, 2_000).unwrap();
+    assert_eq!(found.total_size as usize, expected(&docs, &indexed).len());
+}
+
+/// Past the exact bound a total is estimated, marked so, and near the
+/// truth for matches spread evenly over time.
+#[test]
+fn totals_past_the_bound_are_estimates() {
+    let docs: Vec<CredentialRecord> = (0..3_000)
+        .map(|i| {
+            let mut r = record(i, (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            r.wallet_id = WALLET.into();
+            r.created_at_ms = 1_000_000 + i as i64;
+            r
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    for chunk in docs.chunks(500) {
+        store
+            .transact(|tx| chunk.iter().try_for_each(|r| tx.put_record(None, r)))
+            .unwrap();
+    }
+    for descending in [false, true] {
+        let q = Query {
+            filter: None,
+            sort: vec![SortKey::new(Kind::Records, "created_at", descending).unwrap()],
+        };
+        let found: Found<CredentialRecord> = run(&store, WALLET, &q, 10, "", NOW).unwrap();
+        assert!(!found.total_exact);
+        assert!(
+            (2_900..=3_100).contains(&found.total_size),
+            "{}",
+            found.total_size
+        );
+    }
+    let few = Query {
+        filter: Some(Filter::Cond(
+            Cond::new(Kind::Records, "thid", Op::Eq, text("thread-3")).unwrap(),
+        )),
+        sort: vec![],
+    };
+    let found: Found<CredentialRecord> = run(&store, WALLET, &few, 10, "", NOW).unwrap();
+    assert!(found.total_exact);
+    assert_eq!(found.total_size as usize, expected(&docs, &few).len());
+}
