@@ -28,7 +28,7 @@ pub const MAX_PAGE: u32 = 100;
 pub const COUNT_BOUND: u64 = 1_000;
 /// What one page may read (see `plan::LOAD_COST`), and what counting may.
 const PAGE_BUDGET: u64 = 1_000_000;
-const COUNT_BUDGET: u64 = 10_000;
+const COUNT_BUDGET: u64 = 2_000;
 
 /// One page of results.
 #[derive(Debug)]

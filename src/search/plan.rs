@@ -384,7 +384,7 @@ fn leaf<D: Doc>(ctx: &mut Ctx<D>, c: &Cond) -> Result<Option<Cursor>> {
             if n == Name::CreatedAt {
                 Some(scan(all_prefix(kind, ctx.wallet), lo, hi))
             } else {
-                Some(Cursor::new(Node::List(time_list(ctx, n, lo, hi)?)))
+                time_list(ctx, n, lo, hi)?.map(|keys| Cursor::new(Node::List(keys)))
             }
         }
         (_, Op::Eq | Op::Contains, Value::Text(v)) => Some(text(v)),
@@ -414,13 +414,19 @@ fn time_range(op: Op, t: i64) -> (Bound<Key>, Bound<Key>) {
     }
 }
 
-/// The doc keys whose time `n` is within `lo..hi`, in creation order.
+/// A time range's doc keys are read and sorted into creation order up to
+/// this many; a wider range is checked on the documents instead, which
+/// streams (a page reads only what it shows).
+const MAX_TIME_LIST: usize = 2_000;
+
+/// The doc keys whose time `n` is within `lo..hi`, in creation order, or
+/// None past [`MAX_TIME_LIST`].
 fn time_list<D: Doc>(
     ctx: &mut Ctx<D>,
     n: Name,
     lo: Bound<Key>,
     hi: Bound<Key>,
-) -> Result<Vec<Key>> {
+) -> Result<Option<Vec<Key>>> {
     let prefix = time_prefix(D::KIND, ctx.wallet, n);
     let lift = |b: Bound<Key>, open: Bound<Key>| match b {
         Bound::Unbounded => open,
@@ -431,11 +437,14 @@ fn time_list<D: Doc>(
     let hi = lift(hi, prefix_end(&prefix));
     let mut keys = Vec::new();
     for k in ctx.store.index_range(lo, hi, false) {
+        if keys.len() == MAX_TIME_LIST {
+            return Ok(None);
+        }
         ctx.spend(1)?;
         keys.push(k?[prefix.len() + 8..].to_vec());
     }
     keys.sort();
-    Ok(keys)
+    Ok(Some(keys))
 }
 
 /// `status` conditions as the index sees them: revoked has a revocation
