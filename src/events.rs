@@ -8,19 +8,35 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Result;
+use crate::metrics::Metrics;
 use crate::store::{RecordEvent, RecordState, Role, Store};
 
-/// Live publication of committed events; cheap to clone.
+/// Live publication of committed events, which the metrics see first;
+/// cheap to clone.
 #[derive(Clone)]
 pub struct Events {
     live: broadcast::Sender<RecordEvent>,
+    metrics: Metrics,
 }
 
 impl Default for Events {
+    /// Events that no metrics count.
     fn default() -> Self {
+        Events::new(Metrics::default())
+    }
+}
+
+impl Events {
+    pub fn new(metrics: Metrics) -> Self {
         Events {
             live: broadcast::channel(4096).0,
+            metrics,
         }
+    }
+
+    /// Live subscribers: event streams and calls waiting on a thread.
+    pub fn subscribers(&self) -> usize {
+        self.live.receiver_count()
     }
 }
 
@@ -47,6 +63,8 @@ const REPLAY_BATCH: usize = 512;
 impl Events {
     /// Publishes events that have committed.
     pub fn publish(&self, events: impl IntoIterator<Item = RecordEvent>) {
+        let events: Vec<RecordEvent> = events.into_iter().collect();
+        self.metrics.on_events(&events);
         for e in events {
             // No subscriber is not an error.
             let _ = self.live.send(e);

@@ -40,6 +40,7 @@ pub mod events;
 pub mod fetch;
 pub mod harness;
 pub mod housekeeping;
+pub mod metrics;
 pub mod protocols;
 pub mod qr;
 pub mod ratelimit;
@@ -108,6 +109,7 @@ pub struct Core {
     pub(crate) outbox: Arc<didcomm::outbox::Handoff>,
     pub(crate) waiters: Waiters,
     pub(crate) events: events::Events,
+    pub(crate) metrics: metrics::Metrics,
 }
 
 pub struct Agent;
@@ -135,6 +137,10 @@ impl Agent {
         // Bind first: a port in use fails the start before anything is written.
         let didcomm_listener = bind(config.didcomm_listen().expect("validated")).await?;
         let grpc_listener = bind(config.grpc_listen().expect("validated")).await?;
+        let metrics_listener = match &config.metrics.listen {
+            Some(l) => Some(bind(l.parse().expect("validated")).await?),
+            None => None,
+        };
         let master = MasterKey::load(master_key, &config.keys.master_key_file)?;
         let didcomm_addr = didcomm_listener.local_addr().map_err(io)?;
         let grpc_addr = grpc_listener.local_addr().map_err(io)?;
@@ -154,6 +160,15 @@ impl Agent {
         }
         let store = Store::open(&config.storage.path)?;
         let keys = KeyStore::open(master, store.clone())?;
+        let metrics = match metrics_listener {
+            Some(_) => metrics::Metrics::enabled(),
+            None => metrics::Metrics::default(),
+        };
+        if metrics_listener.is_some() {
+            metrics.count_records(&store)?;
+            let m = metrics.clone();
+            store.on_flush(move |took| m.flushed(took));
+        }
         // rustls needs one process-wide crypto provider; a second install is a no-op.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let core = Core {
@@ -165,7 +180,8 @@ impl Agent {
             inbox_wake: Default::default(),
             outbox: Default::default(),
             waiters: Default::default(),
-            events: Default::default(),
+            events: events::Events::new(metrics.clone()),
+            metrics,
         };
         if core.config.grpc.auth == "tokens" {
             tokens::bootstrap(&core, &core.config.grpc)?;
@@ -195,6 +211,11 @@ impl Agent {
         tasks.spawn(didcomm::outbox::run(transport, shutdown.clone()));
         tasks.spawn(protocols.issuance.sweep(shutdown.clone()));
         tasks.spawn(housekeeping::run(core.clone(), shutdown.clone()));
+        if let Some(l) = metrics_listener {
+            let addr = l.local_addr().map_err(io)?;
+            tracing::info!(%addr, "metrics at http://{addr}/metrics");
+            tasks.spawn(metrics::serve(core.clone(), l, shutdown.clone()));
+        }
         tracing::info!(%didcomm_addr, %grpc_addr, %endpoint, "agentd started");
         Ok(RunningAgent {
             didcomm_addr,

@@ -40,6 +40,7 @@ pub fn core_with(configure: impl FnOnce(&mut Config)) -> TestCore {
         outbox: Default::default(),
         waiters: Waiters::default(),
         events: Default::default(),
+        metrics: Default::default(),
     };
     crate::wallet::ensure_default(&core).expect("default wallet");
     let protocols = Protocols::new(&core);

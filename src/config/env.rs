@@ -33,6 +33,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("AGENTD_GRPC_INSECURE", "grpc.insecure"),
     ("AGENTD_MASTER_KEY_FILE", "keys.master_key_file"),
     ("AGENTD_LOG_FORMAT", "log.format"),
+    ("AGENTD_METRICS_LISTEN", "metrics.listen"),
     (
         "AGENTD_OUTBOX_RETRY_BUDGET_SECS",
         "outbox.retry_budget_secs",
@@ -106,6 +107,7 @@ impl Config {
                 "grpc.insecure" => self.grpc.insecure = boolean(&v)?,
                 "keys.master_key_file" => self.keys.master_key_file = v.into(),
                 "log.format" => self.log.format = v,
+                "metrics.listen" => self.metrics.listen = Some(v),
                 "outbox.retry_budget_secs" => self.outbox.retry_budget_secs = number(&v)?,
                 "outbox.max_retries" => self.outbox.max_retries = number(&v)? as u32,
                 "outbox.base_backoff_ms" => self.outbox.base_backoff_ms = number(&v)?,

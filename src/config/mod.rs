@@ -45,6 +45,16 @@ pub struct Config {
     pub issuance: Issuance,
     pub status: Status,
     pub verification: Verification,
+    pub metrics: Metrics,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Metrics {
+    /// Address of the Prometheus listener (`GET /metrics`); unset: none.
+    /// It answers anyone who reaches it: keep it on loopback or a
+    /// monitoring network.
+    pub listen: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -356,6 +366,10 @@ impl Config {
         self.grpc_tls()?;
         self.check_grpc_exposure()?;
         self.verification.validate()?;
+        if let Some(l) = &self.metrics.listen {
+            l.parse::<std::net::SocketAddr>()
+                .map_err(|e| invalid("metrics.listen", format!("{l:?}: {e}")))?;
+        }
         if let Some(url) = &self.didcomm.public_endpoint {
             let parsed = url::Url::parse(url)
                 .map_err(|e| invalid("didcomm.public_endpoint", format!("{url:?}: {e}")))?;

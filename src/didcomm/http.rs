@@ -21,7 +21,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::Service;
 
-use super::{ENCRYPTED_MEDIA_TYPE, EnvelopeError, Transport, inbox};
+use super::inbox::{self, Receipt};
+use super::{ENCRYPTED_MEDIA_TYPE, EnvelopeError, Transport};
 use crate::error::{Error, clip};
 use crate::ratelimit::{Rate, RateLimiter};
 
@@ -103,6 +104,18 @@ async fn receive(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let (response, outcome) = answer(&front, peer, headers, body).await;
+    front.transport.core.metrics.inbound(outcome);
+    response
+}
+
+/// The answer to one `POST /didcomm`, and its outcome for the metrics.
+async fn answer(
+    front: &Front,
+    peer: SocketAddr,
+    headers: HeaderMap,
+    body: Body,
+) -> (Response, &'static str) {
     let transport = &front.transport;
     let config = &transport.core.config.didcomm;
     // Limits first: a refused request costs no decryption and stores nothing.
@@ -112,7 +125,7 @@ async fn receive(
             config.rate_limit_per_sec,
             peer.ip()
         );
-        return too_many("rate_limited", &why);
+        return (too_many("rate_limited", &why), "rate_limited");
     }
     let Some(_slot) = front.in_flight.enter(peer.ip()) else {
         let why = format!(
@@ -120,10 +133,10 @@ async fn receive(
             config.limits.max_in_flight_per_address,
             peer.ip()
         );
-        return too_many("too_many_in_flight", &why);
+        return (too_many("too_many_in_flight", &why), "too_many_in_flight");
     };
     if let Some(refusal) = check_headers(&headers, &config.limits) {
-        return refusal;
+        return (refusal, "bad_headers");
     }
     let max = config.max_body_bytes;
     let declared = headers
@@ -131,27 +144,29 @@ async fn receive(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max as u64) {
-        return body_too_large(max);
+        return (body_too_large(max), "too_large");
     }
     let Ok(body) = axum::body::to_bytes(body, max).await else {
-        return body_too_large(max);
+        return (body_too_large(max), "too_large");
     };
     match inbox::receive(transport, body).await {
-        Ok(_) => StatusCode::ACCEPTED.into_response(),
-        Err(Error::ResourceExhausted(why)) => too_many("inbox_full", &why),
+        Ok(Receipt::Stored) => (StatusCode::ACCEPTED.into_response(), "accepted"),
+        Ok(Receipt::Duplicate) => (StatusCode::ACCEPTED.into_response(), "duplicate"),
+        Err(Error::ResourceExhausted(why)) => (too_many("inbox_full", &why), "inbox_full"),
         Err(Error::Envelope(e)) => {
             let message = clip(&e.to_string(), SHOWN);
             tracing::info!(%peer, error = %message, "refused inbound message");
             let (status, code) = envelope_status(&e);
-            problem(status, code, &message)
+            (problem(status, code, &message), code)
         }
         Err(e) => {
             tracing::error!(error = %e, "storing inbound message failed");
-            problem(
+            let internal = problem(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
                 "internal error",
-            )
+            );
+            (internal, "internal")
         }
     }
 }

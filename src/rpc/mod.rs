@@ -102,6 +102,9 @@ pub async fn serve(
         };
     }
     let result = server
+        .layer(Measured {
+            metrics: core.metrics.clone(),
+        })
         .layer(DurableAnswers {
             store: core.store.clone(),
         })
@@ -198,6 +201,64 @@ where
                 Ok(_) => Ok(response),
                 Err(e) => Ok(status(e).into_http()),
             }
+        })
+    }
+}
+
+/// Counts each call by method and status code, and times it to the
+/// answer's headers (a stream's whole life is not its latency).
+#[derive(Clone)]
+struct Measured {
+    metrics: crate::metrics::Metrics,
+}
+
+impl<S> tower::Layer<S> for Measured {
+    type Service = Measure<S>;
+
+    fn layer(&self, inner: S) -> Measure<S> {
+        Measure {
+            inner,
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Measure<S> {
+    inner: S,
+    metrics: crate::metrics::Metrics,
+}
+
+impl<S, B> tower::Service<tonic::codegen::http::Request<B>> for Measure<S>
+where
+    S: tower::Service<tonic::codegen::http::Request<B>, Response = Answer>,
+    S::Future: Send + 'static,
+{
+    type Response = Answer;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Answer, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: tonic::codegen::http::Request<B>) -> Self::Future {
+        let method = request.uri().path().to_string();
+        let started = std::time::Instant::now();
+        let answer = self.inner.call(request);
+        let metrics = self.metrics.clone();
+        Box::pin(async move {
+            let response = answer.await?;
+            // An error answers in the headers (trailers-only); a success
+            // says OK in the trailers, after the body.
+            let code = response
+                .headers()
+                .get("grpc-status")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<i32>().ok())
+                .map_or(tonic::Code::Ok, tonic::Code::from);
+            metrics.grpc(&method, &format!("{code:?}"), started.elapsed());
+            Ok(response)
         })
     }
 }

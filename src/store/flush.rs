@@ -30,6 +30,8 @@ pub(super) struct Flusher {
     writes: Mutex<Writes>,
     /// Every write numbered up to this is durable.
     covered: AtomicU64,
+    /// Told how long each flush took (metrics).
+    observer: std::sync::OnceLock<Box<dyn Fn(Duration) + Send + Sync>>,
 }
 
 #[derive(Default)]
@@ -48,7 +50,12 @@ impl Flusher {
             flushes: tokio::sync::watch::Sender::new(0),
             writes: Mutex::new(Writes::default()),
             covered: AtomicU64::new(0),
+            observer: std::sync::OnceLock::new(),
         }
+    }
+
+    pub(super) fn observe(&self, f: Box<dyn Fn(Duration) + Send + Sync>) {
+        let _ = self.observer.set(f);
     }
 
     /// Numbers a write about to begin. Counted before it begins, because a
@@ -97,7 +104,11 @@ impl Flusher {
         let upto = self.requested.load(Ordering::SeqCst);
         let finished = self.finished_below();
         crate::crashpoint!("store.before_flush");
+        let started = std::time::Instant::now();
         self.db.flush_async().await?;
+        if let Some(f) = self.observer.get() {
+            f(started.elapsed());
+        }
         self.flushed.store(upto, Ordering::SeqCst);
         self.covered.fetch_max(finished, Ordering::SeqCst);
         self.flushes.send_replace(upto);

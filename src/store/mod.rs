@@ -283,6 +283,12 @@ impl Store {
         self.inner.flusher.hold().await
     }
 
+    /// Tells `f` how long each group-commit flush took (once; later calls
+    /// are ignored).
+    pub fn on_flush(&self, f: impl Fn(Duration) + Send + Sync + 'static) {
+        self.inner.flusher.observe(Box::new(f));
+    }
+
     /// Flushes synchronously; used at shutdown.
     pub fn flush(&self) -> Result<()> {
         self.inner.db.flush()?;

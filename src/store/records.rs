@@ -166,4 +166,35 @@ impl Store {
     pub fn outbox_len(&self) -> usize {
         self.tree(T::Outbox).len()
     }
+
+    // ---- what metrics read
+
+    /// Records by role and state: reads every record (once, at start).
+    pub fn record_states(&self) -> Result<std::collections::HashMap<(Role, RecordState), i64>> {
+        #[derive(serde::Deserialize)]
+        struct Head {
+            role: Role,
+            state: RecordState,
+        }
+        let mut counts = std::collections::HashMap::new();
+        for v in self.tree(T::Records).iter().values() {
+            let h: Head = decode(&v?)?;
+            *counts.entry((h.role, h.state)).or_default() += 1;
+        }
+        Ok(counts)
+    }
+
+    /// Outbox entries, and when the oldest was made (None: empty).
+    pub fn outbox_depth_and_oldest(&self) -> Result<(usize, Option<i64>)> {
+        let all = self.outbox_all()?;
+        Ok((all.len(), all.iter().map(|e| e.created_at_ms).min()))
+    }
+
+    pub fn dead_letter_count(&self) -> usize {
+        self.tree(T::Dead).len()
+    }
+
+    pub fn size_on_disk(&self) -> u64 {
+        self.inner.db.size_on_disk().unwrap_or(0)
+    }
 }

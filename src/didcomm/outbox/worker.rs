@@ -248,11 +248,25 @@ async fn send(
 ) {
     let span =
         tracing::info_span!("outbound", wallet = %entry.wallet_id, id = %entry.id, to = %entry.to);
+    let started = std::time::Instant::now();
     let result = deliver(&transport, &entry, &route).instrument(span).await;
     if result.is_ok() {
         crate::crashpoint!("outbox.after_send");
     }
-    worker.report(settle(&transport.core.config.outbox, entry, result), &lane);
+    let took = started.elapsed();
+    let class = match &route {
+        Route::Local => "local",
+        Route::Remote(url) => crate::metrics::destination_class(url),
+        Route::Nowhere(_) => "none",
+    };
+    let outcome = settle(&transport.core.config.outbox, entry, result);
+    let label = match &outcome {
+        Outcome::Delivered(..) => "delivered",
+        Outcome::Failed { gave_up: false, .. } => "failed",
+        Outcome::Failed { gave_up: true, .. } => "gave_up",
+    };
+    transport.core.metrics.delivery(label, class, took);
+    worker.report(outcome, &lane);
 }
 
 /// Records reported outcomes in batches until the worker closes. Every
