@@ -31,37 +31,24 @@ impl Kind {
         }
     }
 
-    /// The named fields the store indexes for this kind.
+    /// The named fields the store indexes for this kind: what is asked of
+    /// most. Each key costs every write that changes it (sled copies a
+    /// leaf per insert), so the others are checked on the documents.
     pub(super) fn indexed(self) -> &'static [Name] {
         match self {
+            // A record's thread is found by the store's thread index.
             Kind::Records => &[
                 Name::State,
                 Name::Role,
                 Name::Connection,
-                Name::Thid,
                 Name::Types,
                 Name::Issuer,
                 Name::Subject,
                 Name::Template,
                 Name::Correlation,
-                Name::Reference,
-                Name::Collection,
-                Name::CreatedBy,
                 Name::UpdatedAt,
-                Name::IssuedAt,
-                Name::ExpiresAt,
-                Name::RevokedAt,
             ],
-            Kind::Credentials => &[
-                Name::Thid,
-                Name::Types,
-                Name::Issuer,
-                Name::Subject,
-                Name::CreatedBy,
-                Name::IssuedAt,
-                Name::ExpiresAt,
-                Name::RevokedAt,
-            ],
+            Kind::Credentials => &[Name::Types, Name::Issuer, Name::Subject, Name::ExpiresAt],
         }
     }
 }
@@ -392,6 +379,9 @@ pub trait Searchable {
 pub trait Doc: Searchable + Sized {
     const KIND: Kind;
     fn load(store: &Store, wallet: &str, id: &str) -> Result<Self>;
+    /// The document of thread `thid`, when the store keeps a thread index
+    /// of this kind (None: it does not; use the search index).
+    fn by_thread(store: &Store, wallet: &str, thid: &str) -> Option<Result<Option<Self>>>;
 }
 
 fn opt(s: &Option<String>) -> Vec<&str> {
@@ -453,6 +443,10 @@ impl Doc for CredentialRecord {
     fn load(store: &Store, wallet: &str, id: &str) -> Result<Self> {
         store.record(wallet, id)
     }
+
+    fn by_thread(store: &Store, wallet: &str, thid: &str) -> Option<Result<Option<Self>>> {
+        Some(store.record_by_thid(wallet, thid))
+    }
 }
 
 impl Searchable for StoredCredential {
@@ -501,5 +495,9 @@ impl Doc for StoredCredential {
 
     fn load(store: &Store, wallet: &str, id: &str) -> Result<Self> {
         store.credential(wallet, id)
+    }
+
+    fn by_thread(_: &Store, _: &str, _: &str) -> Option<Result<Option<Self>>> {
+        None
     }
 }

@@ -4,7 +4,12 @@
 //!
 //! - every document: `kind wallet 0 · 0 · doc`
 //! - a text value:   `kind wallet 0 · field · value · doc`
-//! - a time:         `kind wallet 0 · field · ms (8 bytes) · doc`
+//! - a time:         `kind wallet 0 · field · minute (8 bytes) · doc`
+//!
+//! Times other than creation are kept by the minute, so the changes of a
+//! record within a minute (a whole flow, usually) move no key; a range is
+//! read by whole minutes and checked exactly on the documents. Empty texts
+//! are not kept (`= ""` is checked on the documents).
 //!
 //! A text value up to 24 bytes is kept (escaped, terminated); a longer one
 //! (a DID) by 16 bytes of its SHA-256, so keys stay short. A 128-bit
@@ -16,7 +21,7 @@ use sha2::{Digest, Sha256};
 use super::fields::{Doc, Kind, Name, Ty};
 
 /// Bumped when the keys change: the store rebuilds the index at open.
-pub const INDEX_VERSION: &str = "1";
+pub const INDEX_VERSION: &str = "3";
 
 const ALL: u8 = 0;
 const SHORT: usize = 24;
@@ -87,6 +92,13 @@ pub(super) fn time_bytes(ms: i64) -> [u8; 8] {
     (ms.max(0) as u64).to_be_bytes()
 }
 
+/// The minute a time index keeps `ms` under.
+pub(super) const MINUTE: i64 = 60_000;
+
+pub(super) fn minute(ms: i64) -> i64 {
+    ms - ms.rem_euclid(MINUTE)
+}
+
 /// Every index key of `d`, sorted: what the store writes with it, and
 /// removes with its old version.
 pub fn entries<D: Doc>(d: &D) -> Vec<Vec<u8>> {
@@ -98,12 +110,12 @@ pub fn entries<D: Doc>(d: &D) -> Vec<Vec<u8>> {
         if n.ty() == Ty::Time {
             if let Some(t) = d.time(n) {
                 let mut k = time_prefix(kind, wallet, n);
-                k.extend(time_bytes(t));
+                k.extend(time_bytes(minute(t)));
                 k.extend(&doc);
                 keys.push(k);
             }
         } else {
-            for v in d.texts(n) {
+            for v in d.texts(n).into_iter().filter(|v| !v.is_empty()) {
                 keys.push([text_prefix(kind, wallet, n, v), doc.clone()].concat());
             }
         }

@@ -8,7 +8,9 @@ use std::ops::Bound;
 
 use super::eval::{matches, whole_second};
 use super::fields::{Doc, Field, Kind, Name, Ty};
-use super::index::{all_prefix, doc_id, text_prefix, time_bytes, time_prefix};
+use super::index::{
+    MINUTE, all_prefix, doc_id, doc_key, minute, text_prefix, time_bytes, time_prefix,
+};
 use super::{Cond, Filter, Op, Value};
 use crate::error::{Error, Result};
 use crate::store::Store;
@@ -368,34 +370,75 @@ fn leaf<D: Doc>(ctx: &mut Ctx<D>, c: &Cond) -> Result<Option<Cursor>> {
     let Field::Named(n) = c.field else {
         return Ok(None);
     };
+    let mut values: Vec<&str> = match (c.op, &c.value) {
+        (Op::Eq | Op::Contains, Value::Text(v)) => vec![v],
+        (Op::In, Value::List(vs)) => vs.iter().map(String::as_str).collect(),
+        _ => vec![],
+    };
+    values.sort();
+    values.dedup();
+    if n == Name::Thid && !kind.indexed().contains(&n) && !values.is_empty() {
+        return thread_list(ctx, &values);
+    }
     if n != Name::CreatedAt && !kind.indexed().contains(&n) {
         return Ok(None);
     }
-    let text = |v: &str| {
-        scan(
-            text_prefix(kind, ctx.wallet, n, v),
-            Bound::Unbounded,
-            Bound::Unbounded,
-        )
-    };
-    Ok(match (n.ty(), c.op, &c.value) {
-        (Ty::Time, op, Value::Time(t)) => {
-            let (lo, hi) = time_range(op, *t);
-            if n == Name::CreatedAt {
-                Some(scan(all_prefix(kind, ctx.wallet), lo, hi))
-            } else {
-                time_list(ctx, n, lo, hi)?.map(|keys| Cursor::new(Node::List(keys)))
-            }
+    Ok(match (n.ty(), &c.value) {
+        (Ty::Time, Value::Time(t)) if n == Name::CreatedAt => {
+            let (lo, hi) = time_range(c.op, *t);
+            Some(scan(all_prefix(kind, ctx.wallet), lo, hi))
         }
-        (_, Op::Eq | Op::Contains, Value::Text(v)) => Some(text(v)),
-        (_, Op::In, Value::List(vs)) => {
-            let mut vs = vs.clone();
-            vs.sort();
-            vs.dedup();
-            Some(one_or(vs.iter().map(|v| text(v)).collect(), Node::Or))
+        (Ty::Time, Value::Time(t)) => {
+            // Whole minutes from the index, then the exact condition.
+            let (lo, hi) = minute_range(c.op, *t);
+            time_list(ctx, n, lo, hi)?.map(|keys| {
+                let list = Cursor::new(Node::List(keys));
+                Cursor::new(Node::Check(Box::new(list), Filter::Cond(c.clone())))
+            })
         }
-        _ => None,
+        // An empty text is not in the index.
+        _ if values.is_empty() || values.contains(&"") => None,
+        _ => Some(one_or(
+            values
+                .iter()
+                .map(|v| {
+                    scan(
+                        text_prefix(kind, ctx.wallet, n, v),
+                        Bound::Unbounded,
+                        Bound::Unbounded,
+                    )
+                })
+                .collect(),
+            Node::Or,
+        )),
     })
+}
+
+/// The documents of threads `thids` from the store's thread index (one
+/// per thread), when the kind has one.
+fn thread_list<D: Doc>(ctx: &mut Ctx<D>, thids: &[&str]) -> Result<Option<Cursor>> {
+    let mut keys = Vec::new();
+    for thid in thids {
+        ctx.spend(LOAD_COST)?;
+        match D::by_thread(ctx.store, ctx.wallet, thid) {
+            None => return Ok(None),
+            Some(found) => keys.extend(found?.map(|d| doc_key(d.created_ms(), d.id()))),
+        }
+    }
+    keys.sort();
+    Ok(Some(Cursor::new(Node::List(keys))))
+}
+
+/// The minutes (as 8-byte prefixes) holding every time `op t` accepts.
+fn minute_range(op: Op, t: i64) -> (Bound<Key>, Bound<Key>) {
+    let at = |t: i64| time_bytes(t).to_vec();
+    let first = Bound::Included(at(minute(t)));
+    let past = Bound::Excluded(at(minute(t).saturating_add(MINUTE)));
+    match op {
+        Op::Eq => (first, past),
+        Op::Gt | Op::Gte => (first, Bound::Unbounded),
+        _ => (Bound::Unbounded, past),
+    }
 }
 
 /// The bounds, as 8-byte time prefixes, of the times `op t` accepts.

@@ -36,7 +36,8 @@ fn record(i: usize, seed: u64) -> CredentialRecord {
         "role": pick(seed, 1, &["Issuer", "Holder"]),
         "state": pick(seed, 2, &["OfferSent", "CredentialSent", "CredentialReceived", "Abandoned"]),
         "version": 1,
-        "thid": format!("thread-{}", seed % 7),
+        // One record per thread in a wallet, as the store keeps them.
+        "thid": format!("thread-{i}"),
         "connection_id": pick(seed, 5, &["c0", "c1", "c2"]),
         "our_did": "did:key:ours",
         "their_did": "did:key:theirs",
@@ -120,6 +121,9 @@ fn leaves(kind: Kind) -> Vec<(&'static str, Op, Value)> {
         ("subject", Eq, text("s0")),
         ("subject", In, list(&["s1", "nobody"])),
         ("thid", Eq, text("thread-3")),
+        ("thid", In, list(&["thread-1", "thread-5", "thread-99"])),
+        ("created_by", Eq, text("")),
+        ("issued_at", Lte, t(1_000_011)),
         ("created_by", Eq, text("tok")),
         ("created_at", Gte, t(1_000_010)),
         ("created_at", Lt, t(1_000_005)),
@@ -150,6 +154,7 @@ fn leaves(kind: Kind) -> Vec<(&'static str, Op, Value)> {
             ("comment", Like, text("%x")),
             ("updated_at", Lt, t(1_000_020)),
             ("updated_at", Eq, t(1_000_015)),
+            ("updated_at", Gt, t(1_000_012)),
         ]),
         Kind::Credentials => v.extend([
             ("status", Eq, text("active")),
