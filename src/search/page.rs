@@ -193,6 +193,10 @@ pub(super) fn run_within<D: Doc>(
             let mut part = stream(&mut c, q, size, from)?;
             if !token.is_empty() || part.next.is_some() {
                 (part.total_size, part.total_exact) = count(&mut ctx(descending, COUNT_BUDGET), q)?;
+                // Counting can stop before its first match (its budget
+                // spent planning); the page itself is a lower bound.
+                let seen = part.items.len() as u64 + u64::from(part.next.is_some());
+                part.total_size = part.total_size.max(seen);
             }
             part
         }

@@ -460,7 +460,7 @@ fn time_range(op: Op, t: i64) -> (Bound<Key>, Bound<Key>) {
 /// A time range's doc keys are read and sorted into creation order up to
 /// this many; a wider range is checked on the documents instead, which
 /// streams (a page reads only what it shows).
-const MAX_TIME_LIST: usize = 2_000;
+const MAX_TIME_LIST: usize = 1_000;
 
 /// The doc keys whose time `n` is within `lo..hi`, in creation order, or
 /// None past [`MAX_TIME_LIST`].
