@@ -275,9 +275,11 @@ fn store_with<D>(
 ) -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("db")).unwrap();
-    store
-        .transact(|tx| docs.iter().try_for_each(|d| put(tx, d)))
-        .unwrap();
+    for chunk in docs.chunks(500) {
+        store
+            .transact(|tx| chunk.iter().try_for_each(|d| put(tx, d)))
+            .unwrap();
+    }
     (dir, store)
 }
 
@@ -440,13 +442,7 @@ fn totals_past_the_bound_are_estimates() {
             r
         })
         .collect();
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("db")).unwrap();
-    for chunk in docs.chunks(500) {
-        store
-            .transact(|tx| chunk.iter().try_for_each(|r| tx.put_record(None, r)))
-            .unwrap();
-    }
+    let (_dir, store) = store_with(&docs, |tx, r| tx.put_record(None, r));
     for descending in [false, true] {
         let q = Query {
             filter: None,
@@ -484,13 +480,7 @@ fn a_wide_time_range_streams_and_counts_at_least_its_page() {
             r
         })
         .collect();
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("db")).unwrap();
-    for chunk in docs.chunks(500) {
-        store
-            .transact(|tx| chunk.iter().try_for_each(|r| tx.put_record(None, r)))
-            .unwrap();
-    }
+    let (_dir, store) = store_with(&docs, |tx, r| tx.put_record(None, r));
     let q = Query {
         filter: Some(Filter::Cond(
             Cond::new(Kind::Records, "updated_at", Op::Gte, Value::Time(2_000_000)).unwrap(),
