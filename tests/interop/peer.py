@@ -451,14 +451,15 @@ class Peer:
             raise ValueError(f"not an OOB 2.0 invitation: {inv.get('type')}")
         if "didcomm/v2" not in inv.get("body", {}).get("accept", ["didcomm/v2"]):
             raise ValueError(f"invitation does not accept didcomm/v2: {inv['body']}")
+        # The ping is registered before it is sent: the response can arrive
+        # (agentd answers at once) before the POST returns.
+        ping_id = str(uuid.uuid4())
         conn = {"our_did": self.new_did(), "their_did": inv["from"], "state": "requested",
-                "role": "invitee", "invitation_id": inv["id"], "invitation": inv}
+                "role": "invitee", "invitation_id": inv["id"], "invitation": inv, "ping_id": ping_id}
         with self.lock:
             self.connections.append(conn)
-        ping = self.send(conn["our_did"], conn["their_did"], PING, {"response_requested": True}, pthid=inv["id"])
-        with self.lock:
-            self.pings[ping["id"]] = None
-            conn["ping_id"] = ping["id"]
+            self.pings[ping_id] = None
+        self.send(conn["our_did"], conn["their_did"], PING, {"response_requested": True}, pthid=inv["id"], id=ping_id)
         return conn
 
     def connection(self, their_did: str = None, invitation_id: str = None, timeout: float = 10.0) -> dict:
@@ -476,11 +477,12 @@ class Peer:
 
     def ping(self, conn: dict, timeout: float = 10.0) -> float:
         start = time.monotonic()
-        ping = self.send(conn["our_did"], conn["their_did"], PING, {"response_requested": True})
+        ping_id = str(uuid.uuid4())
         with self.lock:
-            self.pings[ping["id"]] = None
-        self.wait(f"ping-response to {ping['id']}", lambda: self.pings.get(ping["id"]), timeout)
-        return self.pings[ping["id"]] - start
+            self.pings[ping_id] = None
+        self.send(conn["our_did"], conn["their_did"], PING, {"response_requested": True}, id=ping_id)
+        self.wait(f"ping-response to {ping_id}", lambda: self.pings.get(ping_id), timeout)
+        return self.pings[ping_id] - start
 
     def query_features(self, conn: dict, match: str = "*", timeout: float = 10.0) -> list:
         q = self.send(conn["our_did"], conn["their_did"], DF_QUERIES,
