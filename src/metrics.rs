@@ -213,10 +213,6 @@ impl Metrics {
     }
 }
 
-fn role_name(r: Role) -> String {
-    format!("{r:?}").to_lowercase()
-}
-
 impl Metrics {
     /// Counts the stored records by role and state (once, at start).
     pub fn count_records(&self, store: &Store) -> crate::error::Result<()> {
@@ -250,8 +246,8 @@ impl Metrics {
             self.0
                 .transitions
                 .get_or_create(&RecordLabels {
-                    role: role_name(e.role),
-                    state: format!("{:?}", e.new_state),
+                    role: e.role.name().into(),
+                    state: e.new_state.name().into(),
                 })
                 .inc();
             if e.new_state.is_final()
@@ -264,7 +260,7 @@ impl Metrics {
                 self.0
                     .flow_seconds
                     .get_or_create(&RoleLabels {
-                        role: role_name(e.role),
+                        role: e.role.name().into(),
                     })
                     .observe((e.at_ms - at).max(0) as f64 / 1000.0);
             }
@@ -331,8 +327,8 @@ impl Metrics {
         for ((role, state), n) in i.counts.lock().expect("not poisoned").iter() {
             i.records
                 .get_or_create(&RecordLabels {
-                    role: role_name(*role),
-                    state: format!("{state:?}"),
+                    role: role.name().into(),
+                    state: state.name().into(),
                 })
                 .set(*n);
         }

@@ -160,35 +160,6 @@ pub enum Field {
 }
 
 pub(super) const STATUSES: [&str; 3] = ["active", "expired", "revoked"];
-const ROLES: [&str; 2] = ["issuer", "holder"];
-
-/// Record states by name, as DESIGN.md names them.
-pub(super) fn state_name(s: RecordState) -> &'static str {
-    match s {
-        RecordState::OfferPending => "OfferPending",
-        RecordState::OfferSent => "OfferSent",
-        RecordState::RequestReceived => "RequestReceived",
-        RecordState::CredentialPending => "CredentialPending",
-        RecordState::CredentialGenerated => "CredentialGenerated",
-        RecordState::CredentialSent => "CredentialSent",
-        RecordState::OfferReceived => "OfferReceived",
-        RecordState::RequestPending => "RequestPending",
-        RecordState::RequestSent => "RequestSent",
-        RecordState::CredentialReceived => "CredentialReceived",
-        RecordState::ProblemReportPending => "ProblemReportPending",
-        RecordState::ProblemReportSent => "ProblemReportSent",
-        RecordState::ProblemReportReceived => "ProblemReportReceived",
-        RecordState::Abandoned => "Abandoned",
-        RecordState::Draft => "Draft",
-    }
-}
-
-fn role_name(r: Role) -> &'static str {
-    match r {
-        Role::Issuer => ROLES[0],
-        Role::Holder => ROLES[1],
-    }
-}
 
 /// `CredentialReceived`, `credential-received`, `RECORD_STATE_CREDENTIAL_RECEIVED`
 /// and `credential_received` all name one state.
@@ -203,8 +174,8 @@ fn squash(s: &str) -> String {
 fn canonical(field: &Field, v: &str) -> Option<&'static str> {
     let v = squash(v);
     let names: Vec<&'static str> = match field {
-        Field::Named(Name::State) => RecordState::ALL.iter().map(|s| state_name(*s)).collect(),
-        Field::Named(Name::Role) => ROLES.to_vec(),
+        Field::Named(Name::State) => RecordState::ALL.iter().map(|s| s.name()).collect(),
+        Field::Named(Name::Role) => vec![Role::Issuer.name(), Role::Holder.name()],
         _ => STATUSES.to_vec(),
     };
     let prefix = match field {
@@ -404,8 +375,8 @@ impl Searchable for CredentialRecord {
     fn texts(&self, n: Name) -> Vec<&str> {
         match n {
             Name::Id => vec![&self.id],
-            Name::State => vec![state_name(self.state)],
-            Name::Role => vec![role_name(self.role)],
+            Name::State => vec![self.state.name()],
+            Name::Role => vec![self.role.name()],
             Name::Connection => vec![&self.connection_id],
             Name::Thid => vec![&self.thid],
             Name::Types => self.types.iter().map(String::as_str).collect(),

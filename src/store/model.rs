@@ -223,7 +223,38 @@ pub enum RecordState {
     Draft,
 }
 
+impl Role {
+    /// `issuer` or `holder`: as searches and metrics name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Issuer => "issuer",
+            Role::Holder => "holder",
+        }
+    }
+}
+
 impl RecordState {
+    /// The state's name as DESIGN.md writes it (`CredentialSent`).
+    pub fn name(self) -> &'static str {
+        match self {
+            RecordState::OfferPending => "OfferPending",
+            RecordState::OfferSent => "OfferSent",
+            RecordState::RequestReceived => "RequestReceived",
+            RecordState::CredentialPending => "CredentialPending",
+            RecordState::CredentialGenerated => "CredentialGenerated",
+            RecordState::CredentialSent => "CredentialSent",
+            RecordState::OfferReceived => "OfferReceived",
+            RecordState::RequestPending => "RequestPending",
+            RecordState::RequestSent => "RequestSent",
+            RecordState::CredentialReceived => "CredentialReceived",
+            RecordState::ProblemReportPending => "ProblemReportPending",
+            RecordState::ProblemReportSent => "ProblemReportSent",
+            RecordState::ProblemReportReceived => "ProblemReportReceived",
+            RecordState::Abandoned => "Abandoned",
+            RecordState::Draft => "Draft",
+        }
+    }
+
     pub const ALL: [RecordState; 15] = [
         RecordState::OfferPending,
         RecordState::OfferSent,
