@@ -25,7 +25,7 @@ pub(super) fn query(
     let mut out = search::Query::default();
     if let Some(q) = q {
         if let Some(f) = &q.filter {
-            out.filter = Some(filter(kind, f, "query.filter", 1).map_err(status)?);
+            out.filter = Some(filter(kind, f, "query.filter").map_err(status)?);
         }
         out.sort = q
             .sort
@@ -46,19 +46,15 @@ fn at(place: &str, e: Error) -> Error {
     }
 }
 
-fn filter(kind: Kind, f: &proto::Filter, place: &str, depth: usize) -> Result<Filter, Error> {
+/// The tree as it came (its depth and size are `Query::check`'s to bound;
+/// prost already stops decoding past 100 levels).
+fn filter(kind: Kind, f: &proto::Filter, place: &str) -> Result<Filter, Error> {
     use proto::filter::Node;
-    if depth > search::MAX_DEPTH {
-        return Err(Error::InvalidArgument(format!(
-            "{place}: filters nest at most {} deep",
-            search::MAX_DEPTH
-        )));
-    }
     let many = |name: &str, fs: &proto::Filters| -> Result<Vec<Filter>, Error> {
         fs.filters
             .iter()
             .enumerate()
-            .map(|(i, g)| filter(kind, g, &format!("{place}.{name}[{i}]"), depth + 1))
+            .map(|(i, g)| filter(kind, g, &format!("{place}.{name}[{i}]")))
             .collect()
     };
     match &f.node {
@@ -71,7 +67,6 @@ fn filter(kind: Kind, f: &proto::Filter, place: &str, depth: usize) -> Result<Fi
             kind,
             g,
             &format!("{place}.not"),
-            depth + 1,
         )?))),
         Some(Node::Condition(c)) => condition(kind, c).map_err(|e| at(place, e)),
     }

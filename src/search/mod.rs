@@ -120,7 +120,7 @@ impl Query {
         }
         let mut conditions = 0;
         if let Some(f) = &self.filter {
-            shape(f, "filter", 1, &mut conditions)?;
+            shape(f, "query.filter", 1, &mut conditions)?;
         }
         Ok(())
     }
