@@ -29,6 +29,7 @@
 pub mod actor;
 pub mod addresses;
 pub mod after;
+pub mod backup;
 pub mod bench;
 pub mod config;
 pub mod crashpoint;
@@ -159,7 +160,18 @@ impl Agent {
             store::private_dir(dir, false).map_err(io)?;
         }
         let store = Store::open(&config.storage.path)?;
-        let keys = KeyStore::open(master, store.clone())?;
+        let keys = KeyStore::open(master, store.clone()).map_err(|e| {
+            let pending = crypto::pending_file(&config.keys.master_key_file);
+            match e {
+                Error::Crypto(m) if master_key.is_none() && pending.exists() => {
+                    Error::Crypto(format!(
+                        "{m}; an interrupted `agentd rotate-master-key` left {}: run it again to finish",
+                        pending.display()
+                    ))
+                }
+                e => e,
+            }
+        })?;
         let metrics = match metrics_listener {
             Some(_) => metrics::Metrics::enabled(),
             None => metrics::Metrics::default(),

@@ -11,6 +11,7 @@ use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
 
+#[derive(Clone)]
 pub struct MasterKey {
     key: Zeroizing<[u8; 32]>,
 }
@@ -66,18 +67,39 @@ impl MasterKey {
     /// From the environment value if given, else from `file`, which is
     /// created (0600, 64 hex chars) when missing.
     pub fn load(env_value: Option<&str>, file: &Path) -> Result<Self> {
+        match Self::read(env_value, file)? {
+            Some(key) => Ok(key),
+            None => Self::create(file),
+        }
+    }
+
+    /// As [`MasterKey::load`], but a missing file is an error: for
+    /// commands that must open existing keys (restore, rotation).
+    pub fn load_existing(env_value: Option<&str>, file: &Path) -> Result<Self> {
+        Self::read(env_value, file)?.ok_or_else(|| {
+            Error::FailedPrecondition(format!(
+                "no master key: set AGENTD_MASTER_KEY or put the key file at {}",
+                file.display()
+            ))
+        })
+    }
+
+    /// None when there is no environment value and no file.
+    fn read(env_value: Option<&str>, file: &Path) -> Result<Option<Self>> {
         if let Some(v) = env_value {
-            return parse_hex(v).map(|key| MasterKey { key }).ok_or_else(|| {
-                Error::InvalidArgument(
-                    "AGENTD_MASTER_KEY must be 64 hex characters (32 bytes)".into(),
-                )
-            });
+            return parse_hex(v)
+                .map(|key| Some(MasterKey { key }))
+                .ok_or_else(|| {
+                    Error::InvalidArgument(
+                        "AGENTD_MASTER_KEY must be 64 hex characters (32 bytes)".into(),
+                    )
+                });
         }
         match fs::read_to_string(file) {
             Ok(text) => {
                 refuse_loose_permissions(file)?;
                 parse_hex(&text)
-                    .map(|key| MasterKey { key })
+                    .map(|key| Some(MasterKey { key }))
                     .ok_or_else(|| {
                         Error::InvalidArgument(format!(
                             "master key file {} must hold 64 hex characters",
@@ -85,7 +107,7 @@ impl MasterKey {
                         ))
                     })
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Self::create(file),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::InvalidArgument(format!(
                 "cannot read master key file {}: {e}",
                 file.display()

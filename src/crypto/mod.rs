@@ -4,9 +4,11 @@
 
 mod master;
 mod public;
+mod rotate;
 
 pub use master::MasterKey;
 pub use public::{InvalidKey, PublicKey};
+pub use rotate::{KeySource, Rotated, pending_file, rotate_master_key};
 
 use affinidi_crypto::jose::key_agreement::{Curve, PrivateKeyAgreement};
 use ed25519_dalek::{Signer, SigningKey};
@@ -56,6 +58,37 @@ impl KeyStore {
             master: std::sync::Arc::new(master),
             store,
         })
+    }
+
+    /// Opens every stored key: proof that the master key opens them all,
+    /// not only the check value. Returns how many there are.
+    pub fn open_all(&self) -> Result<usize> {
+        let keys = self.store.all_keys()?;
+        for (wallet, k) in &keys {
+            self.open_stored(wallet, k, k.kind)?;
+        }
+        Ok(keys.len())
+    }
+
+    /// Seals every stored key and the check value under `new` instead, in
+    /// one transaction: until it commits the database opens with the old
+    /// master key only, and after it with the new one only. Returns how
+    /// many keys were sealed again.
+    pub fn reseal(&self, new: &MasterKey) -> Result<usize> {
+        let mut keys = self.store.all_keys()?;
+        for (wallet, k) in &mut keys {
+            let secret = self.open_stored(wallet, k, k.kind)?;
+            k.sealed = new.seal(&aad(wallet, &k.id), &secret[..]);
+        }
+        let check = new.seal(CHECK_NAME.as_bytes(), CHECK_PLAINTEXT);
+        self.store.transact(|tx| {
+            for (wallet, k) in &keys {
+                tx.put_key(wallet, k)?;
+            }
+            tx.set_meta(CHECK_NAME, &check)
+        })?;
+        self.store.flush()?;
+        Ok(keys.len())
     }
 
     /// Makes a new key of `kind`, sealed, ready to be stored with

@@ -6,6 +6,7 @@
 //! same time share one `flush_async`, and [`GroupCommit`] lets concurrent
 //! callers share one transaction.
 
+mod backup;
 mod flush;
 mod group;
 mod model;
@@ -107,6 +108,9 @@ const TREE_NAMES: [&str; 29] = [
 const EVENT_SEQ: &str = "event_seq";
 /// The meta key of the search index's version.
 const SEARCH_INDEX: &str = "search_index";
+/// The meta key of the id floor a restore sets: sled numbers ids from 0 in
+/// a new database, and ids must go on rising past the restored ones.
+const ID_FLOOR: &str = "id_floor";
 
 /// Page size bounds for every list call.
 pub const MAX_PAGE: usize = 100;
@@ -121,6 +125,11 @@ struct Inner {
     db: sled::Db,
     trees: Vec<Tree>,
     flusher: Flusher,
+    /// Writes hold it shared; a snapshot holds it alone, so that it sees
+    /// every tree at one point.
+    gate: std::sync::RwLock<()>,
+    id_floor: u64,
+    path: std::path::PathBuf,
 }
 
 /// A page of results and the token for the next one (empty at the end).
@@ -152,11 +161,17 @@ impl Store {
             .iter()
             .map(|n| db.open_tree(n))
             .collect::<std::result::Result<Vec<_>, _>>()?;
+        let id_floor = trees[T::Meta as usize]
+            .get(ID_FLOOR)?
+            .map_or(0, |v| seq_of(&v));
         let store = Store {
             inner: Arc::new(Inner {
                 flusher: Flusher::new(db.clone()),
                 db,
                 trees,
+                gate: Default::default(),
+                id_floor,
+                path: path.to_path_buf(),
             }),
         };
         store.index_outbox()?;
@@ -241,6 +256,12 @@ impl Store {
     /// Every write runs inside this, numbered, so [`Store::durable`] knows
     /// which writes a flush has covered.
     fn writing<R>(&self, write: impl FnOnce() -> R) -> R {
+        // A poisoned gate only means a writer panicked; the trees are sled's.
+        let _gate = self
+            .inner
+            .gate
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let n = self.inner.flusher.begin();
         let r = write();
         self.inner.flusher.end(n);
@@ -295,8 +316,10 @@ impl Store {
         Ok(())
     }
 
+    /// A new id, greater than every id handed out before (also before a
+    /// restore into this database).
     pub fn next_id(&self) -> Result<u64> {
-        Ok(self.inner.db.generate_id()?)
+        Ok(self.inner.id_floor + self.inner.db.generate_id()?)
     }
 
     fn get<V: DeserializeOwned>(&self, t: T, k: &[u8]) -> Result<Option<V>> {
@@ -369,8 +392,10 @@ impl Store {
     /// Records how a connected peer spells key ids. Outside any transaction:
     /// a form lost in a crash is learnt again from the peer's next message.
     pub fn set_peer_kid_form(&self, peer: &str, form: &str) -> Result<()> {
-        self.tree(T::Meta)
-            .insert(key(&["kid_form", peer]), form.as_bytes())?;
+        self.writing(|| {
+            self.tree(T::Meta)
+                .insert(key(&["kid_form", peer]), form.as_bytes())
+        })?;
         Ok(())
     }
 
