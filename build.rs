@@ -14,6 +14,7 @@ const PROTOS: &[&str] = &[
     "proto/agent/v1/token.proto",
     "proto/agent/v1/verifier.proto",
     "proto/agent/v1/template.proto",
+    "proto/agent/v1/admin.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -324,12 +324,11 @@ fn load(file: &Path, path: &Path, master: MasterKey) -> Result<Header, BackupErr
             None
         }
     });
-    Store::load(path, id_floor, entries)?;
+    let store = Store::load(path, id_floor, entries)?;
     if let Some(e) = failed {
         return Err(e);
     }
     let header = r.finish()?;
-    let store = Store::open(path)?;
     let keys = KeyStore::open(master, store.clone()).map_err(|_| BackupError::WrongMasterKey)?;
     keys.open_all().map_err(|_| BackupError::WrongMasterKey)?;
     store.flush()?;

@@ -35,6 +35,23 @@ enum Command {
         #[arg(long, short, default_value = "agent.toml")]
         config: PathBuf,
     },
+    /// Restore a backup (`agentd backup`) into the config's data directory,
+    /// which must be missing or empty. Refuses a corrupt or truncated file,
+    /// and a master key that does not open the backup's keys.
+    Restore {
+        #[arg(long)]
+        from: PathBuf,
+        #[arg(long, short, default_value = "agent.toml")]
+        config: PathBuf,
+    },
+    /// Seal every key under a new master key, in one step, with the daemon
+    /// stopped: the key file is replaced by a new one, or, with
+    /// AGENTD_MASTER_KEY set, the new key comes from AGENTD_NEW_MASTER_KEY.
+    /// Run it again after a crash to finish.
+    RotateMasterKey {
+        #[arg(long, short, default_value = "agent.toml")]
+        config: PathBuf,
+    },
     /// Run scenario files: start agents, run their steps, check the states.
     #[command(subcommand)]
     Harness(cli::harness::Harness),
@@ -110,6 +127,8 @@ async fn run_cli() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run { config } => run(config).await,
+        Command::Restore { from, config } => cli::admin::restore(&config, &from),
+        Command::RotateMasterKey { config } => cli::admin::rotate(&config),
         Command::Harness(h) => h.run().await,
         Command::Demo => {
             // Quiet logs: the demo prints what happens itself.

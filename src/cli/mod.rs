@@ -2,6 +2,7 @@
 //! `agentd <group> <action>`, a client for every gRPC call of a running
 //! daemon (one module per group of calls).
 
+pub mod admin;
 mod bulk;
 mod client;
 mod connection;
@@ -53,6 +54,14 @@ pub enum Client {
         target: Target,
         #[command(flatten)]
         args: issuance::Custodial,
+    },
+    /// Writes a consistent backup of the running daemon to a new file (admin).
+    Backup {
+        #[command(flatten)]
+        target: Target,
+        /// The file to write; it must not exist.
+        #[arg(long)]
+        to: std::path::PathBuf,
     },
     /// Follows record events live, one line each, until Ctrl-C.
     Events {
@@ -110,6 +119,9 @@ impl Client {
             Client::Trust(g) => verify::trust(Daemon::connect(g.target).await?, g.action).await,
             Client::IssueCustodial { target, args } => {
                 issuance::custodial(Daemon::connect(target).await?, args).await
+            }
+            Client::Backup { target, to } => {
+                admin::backup(Daemon::connect(target).await?, &to).await
             }
             Client::Events { target, args } => {
                 events::follow(Daemon::connect(target).await?, args).await

@@ -80,6 +80,8 @@ pub const TABLE: &[(&str, &[TokenRole], u32)] = &[
     ("/agent.v1.TemplateService/GetTemplate", ALL, 1),
     ("/agent.v1.TemplateService/ListTemplates", ALL, 1),
     ("/agent.v1.TemplateService/ArchiveTemplate", &[Admin, Issuer], 5),
+    // Copies the whole database.
+    ("/agent.v1.AdminService/Backup", &[Admin], 100),
 ];
 
 /// The caller of the request being handled.

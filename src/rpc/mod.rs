@@ -1,6 +1,7 @@
 //! The gRPC control plane (`agent.v1`), with standard health and reflection.
 //! Library errors become `tonic::Status` here and only here ([`status`]).
 
+mod admin;
 mod auth;
 mod connection;
 mod did;
@@ -36,6 +37,7 @@ use crate::error::Error;
 use crate::protocols::Protocols;
 use crate::store::Store;
 use crate::verify::Verifier;
+use proto::admin_service_server::AdminServiceServer;
 use proto::connection_service_server::ConnectionServiceServer;
 use proto::did_service_server::DidServiceServer;
 use proto::event_service_server::EventServiceServer;
@@ -79,6 +81,9 @@ pub async fn serve(
     health
         .set_serving::<TemplateServiceServer<template::Templates>>()
         .await;
+    health
+        .set_serving::<AdminServiceServer<admin::Admin>>()
+        .await;
     // v1alpha too: older grpcurl, Postman and evans speak only that.
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -112,6 +117,7 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_v1alpha)
+        .add_service(AdminServiceServer::new(admin::Admin(core.clone())))
         .add_service(WalletServiceServer::new(wallet::Wallets(core.clone())))
         .add_service(TokenServiceServer::new(token::Tokens(core.clone())))
         .add_service(DidServiceServer::new(did::Dids(core.clone())))

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::PoisonError;
 
-use super::{ID_FLOOR, Store, StoredKey, T, TREE_NAMES, decode, private_dir, private_files};
+use super::{ID_FLOOR, Store, StoredKey, T, TREE_NAMES, decode, private_dir};
 use crate::error::{Error, Result};
 
 /// Where a snapshot was taken.
@@ -61,17 +61,15 @@ impl Store {
     }
 
     /// Writes `(tree name, key, value)` entries into a new database at
-    /// `path`; ids handed out there continue above `id_floor`. Returns how
-    /// many entries were written.
+    /// `path` and opens it; ids handed out there continue above `id_floor`.
     pub fn load(
         path: &Path,
         id_floor: u64,
         entries: impl Iterator<Item = Result<(String, Vec<u8>, Vec<u8>)>>,
-    ) -> Result<u64> {
+    ) -> Result<Store> {
         private_dir(path, true).map_err(|e| Error::Storage(format!("{}: {e}", path.display())))?;
         let db = sled::Config::new().path(path).open()?;
         let mut current: Option<(String, sled::Tree, sled::Batch, usize)> = None;
-        let mut written = 0;
         let apply =
             |tree: &sled::Tree, batch: &mut sled::Batch| tree.apply_batch(std::mem::take(batch));
         for e in entries {
@@ -94,7 +92,6 @@ impl Store {
             if *n % LOAD_BATCH == 0 {
                 apply(tree, batch)?;
             }
-            written += 1;
         }
         if let Some((_, tree, mut batch, _)) = current.take() {
             apply(&tree, &mut batch)?;
@@ -102,9 +99,7 @@ impl Store {
         db.open_tree(TREE_NAMES[T::Meta as usize])?
             .insert(ID_FLOOR, &id_floor.to_be_bytes())?;
         db.flush()?;
-        drop(db);
-        private_files(path).map_err(|e| Error::Storage(format!("{}: {e}", path.display())))?;
-        Ok(written)
+        Store::on(db, path)
     }
 
     /// Every stored key with its wallet, for re-sealing them all.

@@ -156,6 +156,12 @@ impl Store {
         // them (the data directory 0700, its files 0600).
         private_dir(path, true).map_err(|e| Error::Storage(format!("{}: {e}", path.display())))?;
         let db = sled::Config::new().path(path).open()?;
+        Self::on(db, path)
+    }
+
+    /// The store over an open database: its trees, and whatever an older
+    /// database lacks built.
+    fn on(db: sled::Db, path: &Path) -> Result<Self> {
         private_files(path).map_err(|e| Error::Storage(format!("{}: {e}", path.display())))?;
         let trees = TREE_NAMES
             .iter()
