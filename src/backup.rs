@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 
 use crate::crypto::{KeyStore, MasterKey};
 use crate::error::Error;
-use crate::store::Store;
+use crate::store::{Entry, Store};
 
 const MAGIC: &str = "AGENTD-BACKUP ";
 const FORMAT: &str = "1";
@@ -241,7 +241,7 @@ impl Reader {
     }
 
     /// The next `(tree name, key, value)`, or None at the end of the body.
-    fn next_entry(&mut self) -> Result<Option<(String, Vec<u8>, Vec<u8>)>, BackupError> {
+    fn next_entry(&mut self) -> Result<Option<Entry>, BackupError> {
         if self.left == 0 {
             return Ok(None);
         }

@@ -16,6 +16,9 @@ pub struct SnapshotPoint {
     pub entries: u64,
 }
 
+/// One entry of a snapshot: its tree's name, the key, the value.
+pub type Entry = (String, Vec<u8>, Vec<u8>);
+
 /// Entries written to a new database in one sled batch.
 const LOAD_BATCH: usize = 10_000;
 
@@ -65,7 +68,7 @@ impl Store {
     pub fn load(
         path: &Path,
         id_floor: u64,
-        entries: impl Iterator<Item = Result<(String, Vec<u8>, Vec<u8>)>>,
+        entries: impl Iterator<Item = Result<Entry>>,
     ) -> Result<Store> {
         private_dir(path, true).map_err(|e| Error::Storage(format!("{}: {e}", path.display())))?;
         let db = sled::Config::new().path(path).open()?;

@@ -18,6 +18,7 @@ mod tokens;
 mod trust;
 mod tx;
 
+pub use backup::Entry;
 pub use flush::Flushed;
 use flush::Flusher;
 pub use group::GroupCommit;
