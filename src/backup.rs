@@ -334,3 +334,107 @@ fn load(file: &Path, path: &Path, master: MasterKey) -> Result<Header, BackupErr
     store.flush()?;
     Ok(header)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::DidMethod;
+
+    /// A store with wallets, DIDs and keys, and its backup's bytes.
+    fn backed_up() -> (crate::testing::TestCore, Vec<u8>) {
+        let t = crate::testing::core();
+        t.did("default", DidMethod::Key);
+        t.did("w2", DidMethod::Peer2);
+        for _ in 0..5 {
+            t.core.store.next_id().unwrap();
+        }
+        let mut bytes = Vec::new();
+        Snapshot::take(&t.core.store)
+            .unwrap()
+            .send(|chunk| {
+                bytes.extend_from_slice(&chunk);
+                true
+            })
+            .unwrap();
+        (t, bytes)
+    }
+
+    fn entries(store: &Store) -> Vec<(usize, Vec<u8>, Vec<u8>)> {
+        let mut all = Vec::new();
+        store
+            .snapshot(|t, k, v| {
+                all.push((t, k.to_vec(), v.to_vec()));
+                Ok(())
+            })
+            .unwrap();
+        all
+    }
+
+    fn master() -> MasterKey {
+        MasterKey::from_bytes([7; 32])
+    }
+
+    #[test]
+    fn a_restore_holds_every_entry_and_ids_keep_rising() {
+        let (t, bytes) = backed_up();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("b");
+        std::fs::write(&file, &bytes).unwrap();
+        let header = restore(&file, &dir.path().join("data/db"), master()).unwrap();
+        let restored = Store::open(&dir.path().join("data/db")).unwrap();
+        let (before, after) = (entries(&t.core.store), entries(&restored));
+        // The restored meta tree also holds the id floor.
+        assert_eq!(after.len(), before.len() + 1);
+        assert!(before.iter().all(|e| after.contains(e)));
+        assert_eq!(header.entries as usize, before.len());
+        assert!(restored.next_id().unwrap() >= t.core.store.next_id().unwrap());
+        assert!(!dir.path().join("data/db.restoring").exists());
+    }
+
+    #[test]
+    fn every_truncation_and_every_flipped_bit_is_refused() {
+        let (_t, bytes) = backed_up();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("b");
+        std::fs::write(&file, &bytes).unwrap();
+        verify(&file).unwrap();
+        for len in 0..bytes.len() {
+            std::fs::write(&file, &bytes[..len]).unwrap();
+            assert!(verify(&file).is_err(), "cut at {len} of {}", bytes.len());
+        }
+        for i in 0..bytes.len() {
+            let mut flipped = bytes.clone();
+            flipped[i] ^= 0x10;
+            std::fs::write(&file, &flipped).unwrap();
+            assert!(verify(&file).is_err(), "bit flipped in byte {i}");
+        }
+        std::fs::write(&file, &bytes[..bytes.len() - 1]).unwrap();
+        let target = dir.path().join("db");
+        let err = restore(&file, &target, master()).unwrap_err();
+        assert!(matches!(err, BackupError::Truncated { .. }), "{err}");
+        assert!(!target.exists());
+        std::fs::write(&file, b"{\"not\": \"a backup\"}\n").unwrap();
+        let err = restore(&file, &target, master()).unwrap_err();
+        assert!(matches!(err, BackupError::NotABackup), "{err}");
+    }
+
+    #[test]
+    fn a_wrong_master_key_or_a_used_directory_is_refused_and_nothing_is_left() {
+        let (_t, bytes) = backed_up();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("b");
+        std::fs::write(&file, &bytes).unwrap();
+        let target = dir.path().join("db");
+        let err = restore(&file, &target, MasterKey::from_bytes([8; 32])).unwrap_err();
+        assert!(matches!(err, BackupError::WrongMasterKey), "{err}");
+        assert!(!target.exists());
+        assert!(!dir.path().join("db.restoring").exists());
+        std::fs::create_dir(&target).unwrap();
+        std::fs::write(target.join("something"), b"x").unwrap();
+        let err = restore(&file, &target, master()).unwrap_err();
+        assert!(matches!(err, BackupError::NotEmpty(_)), "{err}");
+        // An empty directory (made ready by the operator) is fine.
+        std::fs::remove_file(target.join("something")).unwrap();
+        restore(&file, &target, master()).unwrap();
+    }
+}
