@@ -10,15 +10,10 @@ use std::time::{Duration, Instant};
 
 use agentd::harness::{Clients, ProcessAgent};
 use agentd::rpc::proto::{
-    AcceptOfferRequest, CreateOfferRequest, CredentialRecord, ListCredentialsRequest,
-    ListOffersRequest, ListRecordsRequest, PageRequest, RecordState, Role,
+    CreateOfferRequest, CredentialRecord, ListCredentialsRequest, ListRecordsRequest, PageRequest,
+    RecordState, Role,
 };
-use common::{connect, start};
-
-/// Clients for the agent at `addr`, or None while it is down.
-async fn clients(addr: SocketAddr) -> Option<Clients> {
-    Clients::connect(&addr.to_string()).await.ok()
-}
+use common::{accept_offers, clients, connect, start};
 
 /// Every record of `role` in the default wallet, or None if the daemon is down.
 async fn records(addr: SocketAddr, role: Role) -> Option<Vec<CredentialRecord>> {
@@ -43,37 +38,6 @@ async fn records(addr: SocketAddr, role: Role) -> Option<Vec<CredentialRecord>> 
             return Some(all);
         }
         token = page.next_page_token;
-    }
-}
-
-/// The holder's operator: accepts every offer it sees, until told to stop.
-/// Errors (the daemon is down, a record moved on) are retried next round.
-async fn accept_offers(holder: SocketAddr, stop: tokio_util::sync::CancellationToken) {
-    while !stop.is_cancelled() {
-        if let Some(mut c) = clients(holder).await {
-            let offers = c
-                .holder
-                .list_offers(ListOffersRequest {
-                    page: Some(PageRequest {
-                        page_size: 100,
-                        page_token: String::new(),
-                    }),
-                    ..Default::default()
-                })
-                .await
-                .map(|r| r.into_inner().records)
-                .unwrap_or_default();
-            for r in offers {
-                let _ = c
-                    .holder
-                    .accept_offer(AcceptOfferRequest {
-                        record_id: r.id,
-                        ..Default::default()
-                    })
-                    .await;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -42,6 +42,45 @@ pub async fn channel(a: &ProcessAgent) -> tonic::transport::Channel {
         .unwrap()
 }
 
+/// Clients for the agent at `addr`, or None while it is down.
+pub async fn clients(addr: std::net::SocketAddr) -> Option<Clients> {
+    Clients::connect(&addr.to_string()).await.ok()
+}
+
+/// The holder's operator: accepts every offer it sees, until told to stop.
+/// Errors (the daemon is down, a record moved on) are retried next round.
+pub async fn accept_offers(
+    holder: std::net::SocketAddr,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    while !stop.is_cancelled() {
+        if let Some(mut c) = clients(holder).await {
+            let offers = c
+                .holder
+                .list_offers(agentd::rpc::proto::ListOffersRequest {
+                    page: Some(agentd::rpc::proto::PageRequest {
+                        page_size: 100,
+                        page_token: String::new(),
+                    }),
+                    ..Default::default()
+                })
+                .await
+                .map(|r| r.into_inner().records)
+                .unwrap_or_default();
+            for r in offers {
+                let _ = c
+                    .holder
+                    .accept_offer(agentd::rpc::proto::AcceptOfferRequest {
+                        record_id: r.id,
+                        ..Default::default()
+                    })
+                    .await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Polls `f` until it returns Some, or panics after `secs`.
 pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
 where
