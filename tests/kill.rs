@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use agentd::harness::{Clients, ProcessAgent};
+use agentd::harness::ProcessAgent;
 use agentd::rpc::proto::{
     CreateOfferRequest, CredentialRecord, ListCredentialsRequest, ListRecordsRequest, PageRequest,
     RecordState, Role,
