@@ -10,12 +10,12 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use agentd::crypto::MasterKey;
+use agentd::harness::ProcessAgent;
 use agentd::rpc::proto::{
-    CreateOfferRequest, ListOffersRequest, ListRecordsRequest, PageRequest, RecordEvent,
-    RecordState, Role, SubscribeRequest,
+    CreateOfferRequest, ListOffersRequest, RecordEvent, RecordState, Role, SubscribeRequest,
 };
 use agentd::store::Store;
-use common::{accept_offers, connect, eventually, start};
+use common::{accept_offers, connect, eventually, records, start};
 use tokio_stream::StreamExt;
 
 const FLOWS: usize = 200;
@@ -63,34 +63,13 @@ async fn offer(c: &agentd::harness::Clients, connection: &str, n: usize, tag: &s
 }
 
 /// How many of the issuer's records are `CredentialSent` with the holder's ack.
-async fn finished(c: &agentd::harness::Clients) -> usize {
-    let mut done = 0;
-    let mut token = String::new();
-    loop {
-        let page = c
-            .issuance
-            .clone()
-            .list_records(ListRecordsRequest {
-                role: Role::Issuer as i32,
-                page: Some(PageRequest {
-                    page_size: 100,
-                    page_token: token,
-                }),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        done += page
-            .records
-            .iter()
-            .filter(|r| r.state == RecordState::CredentialSent as i32 && r.ack_received)
-            .count();
-        if page.next_page_token.is_empty() {
-            return done;
-        }
-        token = page.next_page_token;
-    }
+async fn finished(issuer: &ProcessAgent) -> usize {
+    records(issuer.grpc, Role::Issuer)
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| r.state == RecordState::CredentialSent as i32 && r.ack_received)
+        .count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -129,7 +108,7 @@ async fn a_backup_during_200_flows_restores_one_point_and_the_outbox_resumes() {
     };
     // Midway: some flows complete, most still running.
     eventually(120, "the first flows to finish", || async {
-        (finished(&ic).await >= FLOWS / 10).then_some(())
+        (finished(&issuer).await >= FLOWS / 10).then_some(())
     })
     .await;
 
@@ -141,7 +120,7 @@ async fn a_backup_during_200_flows_restores_one_point_and_the_outbox_resumes() {
 
     flows.await.unwrap();
     eventually(300, "every flow to finish", || async {
-        (finished(&ic).await == FLOWS).then_some(())
+        (finished(&issuer).await == FLOWS).then_some(())
     })
     .await;
     stop.cancel();

@@ -10,36 +10,9 @@ use std::time::{Duration, Instant};
 
 use agentd::harness::ProcessAgent;
 use agentd::rpc::proto::{
-    CreateOfferRequest, CredentialRecord, ListCredentialsRequest, ListRecordsRequest, PageRequest,
-    RecordState, Role,
+    CreateOfferRequest, CredentialRecord, ListCredentialsRequest, PageRequest, RecordState, Role,
 };
-use common::{accept_offers, clients, connect, start};
-
-/// Every record of `role` in the default wallet, or None if the daemon is down.
-async fn records(addr: SocketAddr, role: Role) -> Option<Vec<CredentialRecord>> {
-    let mut c = clients(addr).await?.issuance;
-    let mut all = Vec::new();
-    let mut token = String::new();
-    loop {
-        let page = c
-            .list_records(ListRecordsRequest {
-                role: role as i32,
-                page: Some(PageRequest {
-                    page_size: 100,
-                    page_token: token,
-                }),
-                ..Default::default()
-            })
-            .await
-            .ok()?
-            .into_inner();
-        all.extend(page.records);
-        if page.next_page_token.is_empty() {
-            return Some(all);
-        }
-        token = page.next_page_token;
-    }
-}
+use common::{accept_offers, clients, connect, records, start};
 
 /// Creates offer `i` (idempotency key `flow-i`), retrying while the issuer
 /// is down, until the call is answered.

@@ -47,6 +47,35 @@ pub async fn clients(addr: std::net::SocketAddr) -> Option<Clients> {
     Clients::connect(&addr.to_string()).await.ok()
 }
 
+/// Every record of `role` in the default wallet, or None if the daemon is down.
+pub async fn records(
+    addr: std::net::SocketAddr,
+    role: agentd::rpc::proto::Role,
+) -> Option<Vec<agentd::rpc::proto::CredentialRecord>> {
+    let mut c = clients(addr).await?.issuance;
+    let mut all = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = c
+            .list_records(agentd::rpc::proto::ListRecordsRequest {
+                role: role as i32,
+                page: Some(agentd::rpc::proto::PageRequest {
+                    page_size: 100,
+                    page_token: token,
+                }),
+                ..Default::default()
+            })
+            .await
+            .ok()?
+            .into_inner();
+        all.extend(page.records);
+        if page.next_page_token.is_empty() {
+            return Some(all);
+        }
+        token = page.next_page_token;
+    }
+}
+
 /// The holder's operator: accepts every offer it sees, until told to stop.
 /// Errors (the daemon is down, a record moved on) are retried next round.
 pub async fn accept_offers(
