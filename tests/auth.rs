@@ -23,6 +23,7 @@ const ADMIN_ONLY: &[&str] = &[
     "ListTokens",
     "RevokeToken",
     "IssueCustodial",
+    "Backup",
 ];
 const ISSUER_ACTS: &[&str] = &[
     "CreateOffer",
