@@ -31,6 +31,7 @@ async fn reflection_lists_the_services_and_health_is_serving() {
     assert_eq!(
         names,
         [
+            "agent.v1.AdminService",
             "agent.v1.ConnectionService",
             "agent.v1.DidService",
             "agent.v1.EventService",
