@@ -192,7 +192,9 @@ async fn one_issuance_is_traced_on_both_agents_by_its_thread_id() {
         BTreeSet::from(["inbound", "outbound", "transition"]),
         "{issued:#?}"
     );
-    for state in ["OfferSent", "RequestReceived", "CredentialSent"] {
+    // Not OfferSent or RequestSent: a peer's answer may overtake the
+    // delivery's outcome, and the state is skipped.
+    for state in ["RequestReceived", "CredentialSent"] {
         assert!(entered(&issued, "issuer").contains(state), "{issued:#?}");
     }
     let outbound = issued.iter().find(|s| s.name == "outbound").unwrap();
@@ -218,7 +220,7 @@ async fn one_issuance_is_traced_on_both_agents_by_its_thread_id() {
         BTreeSet::from(["inbound", "outbound", "transition"]),
         "{held:#?}"
     );
-    for state in ["OfferReceived", "RequestSent", "CredentialReceived"] {
+    for state in ["OfferReceived", "CredentialReceived"] {
         assert!(entered(&held, "holder").contains(state), "{held:#?}");
     }
     assert!(caused_by_a_message(&held), "{held:#?}");
