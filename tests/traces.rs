@@ -8,8 +8,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
-use agentd::rpc::proto::CreateOfferRequest;
-use common::{accept_until_held, connect, eventually, start};
+use common::{connect, eventually, issue_one, start};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -17,7 +16,6 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
-use serde_json::json;
 
 /// One received span, flattened: its service, name, ids and string attributes.
 #[derive(Debug, Clone)]
@@ -127,13 +125,24 @@ fn entered<'a>(spans: &'a [Span], role: &str) -> BTreeSet<&'a str> {
         .collect()
 }
 
-/// Whether some transition in `spans` ran inside an inbound span of them.
-fn caused_by_a_message(spans: &[Span]) -> bool {
-    spans.iter().filter(|s| s.name == "transition").any(|t| {
+/// One side's spans of a thread: all three kinds, the record entering
+/// each of `states`, and some transition inside the inbound span of the
+/// message that caused it.
+fn assert_side(spans: &[Span], role: &str, states: &[&str]) {
+    assert_eq!(
+        names(spans),
+        BTreeSet::from(["inbound", "outbound", "transition"]),
+        "{spans:#?}"
+    );
+    for state in states {
+        assert!(entered(spans, role).contains(state), "{state}: {spans:#?}");
+    }
+    let nested = spans.iter().filter(|s| s.name == "transition").any(|t| {
         spans.iter().any(|i| {
             i.name == "inbound" && i.span_id == t.parent_span_id && i.trace_id == t.trace_id
         })
-    })
+    });
+    assert!(nested, "no transition inside an inbound span: {spans:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,20 +170,8 @@ async fn one_issuance_is_traced_on_both_agents_by_its_thread_id() {
     )
     .await;
     let (ic, hc, ci) = connect(&issuer, &holder).await;
-    let offer = ic
-        .issuance
-        .clone()
-        .create_offer(CreateOfferRequest {
-            connection_id: ci,
-            claims_json: json!({"name": "Alice"}).to_string(),
-            automatic_issuance: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let thid = offer.thid.as_str();
-    accept_until_held(&hc, thid).await;
+    let thid = issue_one(&ic, &hc, ci).await;
+    let thid = thid.as_str();
 
     // The issuer's side, in its periodic batches: the offer and credential
     // out, the request in, each state it went through.
@@ -187,16 +184,9 @@ async fn one_issuance_is_traced_on_both_agents_by_its_thread_id() {
         (delivered >= 2 && entered(&spans, "issuer").contains("CredentialSent")).then_some(spans)
     })
     .await;
-    assert_eq!(
-        names(&issued),
-        BTreeSet::from(["inbound", "outbound", "transition"]),
-        "{issued:#?}"
-    );
     // Not OfferSent or RequestSent: a peer's answer may overtake the
     // delivery's outcome, and the state is skipped.
-    for state in ["RequestReceived", "CredentialSent"] {
-        assert!(entered(&issued, "issuer").contains(state), "{issued:#?}");
-    }
+    assert_side(&issued, "issuer", &["RequestReceived", "CredentialSent"]);
     let outbound = issued.iter().find(|s| s.name == "outbound").unwrap();
     for key in ["wallet", "id", "to", "type"] {
         assert!(outbound.attr(key).is_some(), "{key}: {outbound:#?}");
@@ -205,7 +195,6 @@ async fn one_issuance_is_traced_on_both_agents_by_its_thread_id() {
     for key in ["wallet", "record", "role", "to"] {
         assert!(transition.attr(key).is_some(), "{key}: {transition:#?}");
     }
-    assert!(caused_by_a_message(&issued), "{issued:#?}");
     assert_eq!(
         collector.count("holder"),
         0,
@@ -215,15 +204,7 @@ async fn one_issuance_is_traced_on_both_agents_by_its_thread_id() {
     // The holder's spans of the same thread, sent on its way out.
     holder.stop().await.unwrap();
     let held = collector.of("holder", thid);
-    assert_eq!(
-        names(&held),
-        BTreeSet::from(["inbound", "outbound", "transition"]),
-        "{held:#?}"
-    );
-    for state in ["OfferReceived", "CredentialReceived"] {
-        assert!(entered(&held, "holder").contains(state), "{held:#?}");
-    }
-    assert!(caused_by_a_message(&held), "{held:#?}");
+    assert_side(&held, "holder", &["OfferReceived", "CredentialReceived"]);
     // Linked by the thread id only: no trace context crosses DIDComm.
     let traces = |spans: &[Span]| -> BTreeSet<Vec<u8>> {
         spans.iter().map(|s| s.trace_id.clone()).collect()

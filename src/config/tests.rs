@@ -89,11 +89,19 @@ fn environment_overrides_config() {
     c.apply_env(|v| match v {
         "AGENTD_GRPC_LISTEN" => Some("127.0.0.1:1".into()),
         "AGENTD_DIDCOMM_MAX_BODY_BYTES" => Some("2048".into()),
+        "AGENTD_TRACES_OTLP_ENDPOINT" => Some("https://collector.example:4317".into()),
+        "AGENTD_TRACES_SERVICE_NAME" => Some("issuer-a".into()),
         _ => None,
     })
     .unwrap();
+    c.validate().unwrap();
     assert_eq!(c.grpc.listen, "127.0.0.1:1");
     assert_eq!(c.didcomm.max_body_bytes, 2048);
+    assert_eq!(
+        c.traces.otlp_endpoint.as_deref(),
+        Some("https://collector.example:4317")
+    );
+    assert_eq!(c.traces.service_name, "issuer-a");
     let e = c
         .apply_env(|v| (v == "AGENTD_OUTBOX_MAX_RETRIES").then(|| "many".into()))
         .unwrap_err();
@@ -122,18 +130,4 @@ fn traces_are_off_unless_an_endpoint_is_set() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("traces.service_name"), "{e}");
-
-    let mut c = Config::default();
-    c.apply_env(|v| match v {
-        "AGENTD_TRACES_OTLP_ENDPOINT" => Some("https://collector.example:4317".into()),
-        "AGENTD_TRACES_SERVICE_NAME" => Some("issuer-a".into()),
-        _ => None,
-    })
-    .unwrap();
-    c.validate().unwrap();
-    assert_eq!(
-        c.traces.otlp_endpoint.as_deref(),
-        Some("https://collector.example:4317")
-    );
-    assert_eq!(c.traces.service_name, "issuer-a");
 }
