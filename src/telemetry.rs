@@ -69,9 +69,16 @@ impl Traces {
     {
         tracing_opentelemetry::layer()
             .with_tracer(self.provider.tracer("agentd"))
-            .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
-                meta.is_span() && meta.target().starts_with("agentd")
-            }))
+            .with_filter(
+                tracing_subscriber::filter::filter_fn(|meta| {
+                    meta.is_span()
+                        && meta.target().starts_with("agentd")
+                        && *meta.level() <= tracing::Level::INFO
+                })
+                // Without a hint every library's debug and trace call sites
+                // would be looked at too.
+                .with_max_level_hint(tracing::Level::INFO),
+            )
     }
 
     /// Exports the spans still queued, then stops the exporter. It blocks
