@@ -50,6 +50,7 @@ pub mod schema;
 pub mod search;
 pub mod status;
 pub mod store;
+pub mod telemetry;
 pub mod templates;
 pub mod tokens;
 pub mod vc;

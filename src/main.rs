@@ -91,17 +91,26 @@ fn init_logging_with(level: &str) {
         .init();
 }
 
-fn init_logging(json: bool) {
+/// Logs to stderr at `RUST_LOG`'s level; with `traces`, agentd's spans are
+/// exported too, whatever that level (the two layers filter separately).
+fn init_logging(json: bool, traces: Option<&agentd::telemetry::Traces>) {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::{Layer as _, fmt};
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let stderr = fmt::layer()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
+    let stderr = if json {
+        stderr.json().boxed()
     } else {
-        builder.init();
+        stderr.boxed()
+    };
+    let logs = tracing_subscriber::registry().with(stderr.with_filter(filter));
+    match traces {
+        Some(t) => logs.with(t.layer()).init(),
+        None => logs.init(),
     }
 }
 
@@ -135,7 +144,7 @@ async fn run_cli() -> std::process::ExitCode {
             if std::env::var_os("RUST_LOG").is_none() {
                 init_logging_with("warn");
             } else {
-                init_logging(false);
+                init_logging(false, None);
             }
             cli::demo::run().await
         }
@@ -163,7 +172,17 @@ async fn run_cli() -> std::process::ExitCode {
 
 async fn run(path: PathBuf) -> anyhow::Result<()> {
     let config = Config::load(&path)?;
-    init_logging(config.log.format == "json");
+    let traces = agentd::telemetry::Traces::start(&config.traces)?;
+    init_logging(config.log.format == "json", traces.as_ref());
+    let result = serve(config).await;
+    // After the agent stopped, so that its last spans are in the batch sent.
+    if let Some(traces) = traces {
+        traces.shutdown().await;
+    }
+    result
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
     let master = std::env::var("AGENTD_MASTER_KEY").ok();
     // Before the ready line: a supervisor may send SIGTERM as soon as it
     // reads it, and an uninstalled handler would let the signal kill us

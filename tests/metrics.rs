@@ -4,9 +4,8 @@
 
 mod common;
 
-use agentd::rpc::proto::{CreateOfferRequest, GetRecordRequest};
-use common::{accept_until_held, connect, eventually, start};
-use serde_json::json;
+use agentd::rpc::proto::GetRecordRequest;
+use common::{connect, eventually, issue_one, start};
 
 /// A loopback port free a moment ago.
 fn free_port() -> u16 {
@@ -48,19 +47,7 @@ async fn a_flow_a_refusal_and_a_failed_call_show_in_the_metrics() {
     let mut issuer = start("issuer", &[("AGENTD_METRICS_LISTEN", &listen)]).await;
     let holder = start("holder", &[]).await;
     let (ic, hc, ci) = connect(&issuer, &holder).await;
-    let offer = ic
-        .issuance
-        .clone()
-        .create_offer(CreateOfferRequest {
-            connection_id: ci,
-            claims_json: json!({"name": "Alice"}).to_string(),
-            automatic_issuance: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    accept_until_held(&hc, &offer.thid).await;
+    issue_one(&ic, &hc, ci).await;
     let e = ic
         .issuance
         .clone()

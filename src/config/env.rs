@@ -34,6 +34,8 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("AGENTD_MASTER_KEY_FILE", "keys.master_key_file"),
     ("AGENTD_LOG_FORMAT", "log.format"),
     ("AGENTD_METRICS_LISTEN", "metrics.listen"),
+    ("AGENTD_TRACES_OTLP_ENDPOINT", "traces.otlp_endpoint"),
+    ("AGENTD_TRACES_SERVICE_NAME", "traces.service_name"),
     (
         "AGENTD_OUTBOX_RETRY_BUDGET_SECS",
         "outbox.retry_budget_secs",
@@ -108,6 +110,8 @@ impl Config {
                 "keys.master_key_file" => self.keys.master_key_file = v.into(),
                 "log.format" => self.log.format = v,
                 "metrics.listen" => self.metrics.listen = Some(v),
+                "traces.otlp_endpoint" => self.traces.otlp_endpoint = Some(v),
+                "traces.service_name" => self.traces.service_name = v,
                 "outbox.retry_budget_secs" => self.outbox.retry_budget_secs = number(&v)?,
                 "outbox.max_retries" => self.outbox.max_retries = number(&v)? as u32,
                 "outbox.base_backoff_ms" => self.outbox.base_backoff_ms = number(&v)?,

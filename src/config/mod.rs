@@ -46,6 +46,7 @@ pub struct Config {
     pub status: Status,
     pub verification: Verification,
     pub metrics: Metrics,
+    pub traces: Traces,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -55,6 +56,27 @@ pub struct Metrics {
     /// It answers anyone who reaches it: keep it on loopback or a
     /// monitoring network.
     pub listen: Option<String>,
+}
+
+/// OpenTelemetry trace export (see `crate::telemetry`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Traces {
+    /// The OTLP/gRPC collector, `http(s)://host:port`; unset: no spans are
+    /// exported (and none are built for export).
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` on every exported span: what tells one agent's spans
+    /// from another's in the trace backend.
+    pub service_name: String,
+}
+
+impl Default for Traces {
+    fn default() -> Self {
+        Traces {
+            otlp_endpoint: None,
+            service_name: "agentd".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -369,6 +391,19 @@ impl Config {
         if let Some(l) = &self.metrics.listen {
             l.parse::<std::net::SocketAddr>()
                 .map_err(|e| invalid("metrics.listen", format!("{l:?}: {e}")))?;
+        }
+        if let Some(url) = &self.traces.otlp_endpoint {
+            let parsed = url::Url::parse(url)
+                .map_err(|e| invalid("traces.otlp_endpoint", format!("{url:?}: {e}")))?;
+            if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+                return Err(invalid(
+                    "traces.otlp_endpoint",
+                    format!("{url:?} is not an http(s)://host:port URL"),
+                ));
+            }
+        }
+        if self.traces.service_name.is_empty() {
+            return Err(invalid("traces.service_name", "must not be empty"));
         }
         if let Some(url) = &self.didcomm.public_endpoint {
             let parsed = url::Url::parse(url)

@@ -89,13 +89,45 @@ fn environment_overrides_config() {
     c.apply_env(|v| match v {
         "AGENTD_GRPC_LISTEN" => Some("127.0.0.1:1".into()),
         "AGENTD_DIDCOMM_MAX_BODY_BYTES" => Some("2048".into()),
+        "AGENTD_TRACES_OTLP_ENDPOINT" => Some("https://collector.example:4317".into()),
+        "AGENTD_TRACES_SERVICE_NAME" => Some("issuer-a".into()),
         _ => None,
     })
     .unwrap();
+    c.validate().unwrap();
     assert_eq!(c.grpc.listen, "127.0.0.1:1");
     assert_eq!(c.didcomm.max_body_bytes, 2048);
+    assert_eq!(
+        c.traces.otlp_endpoint.as_deref(),
+        Some("https://collector.example:4317")
+    );
+    assert_eq!(c.traces.service_name, "issuer-a");
     let e = c
         .apply_env(|v| (v == "AGENTD_OUTBOX_MAX_RETRIES").then(|| "many".into()))
         .unwrap_err();
     assert!(e.to_string().contains("outbox.max_retries"));
+}
+
+#[test]
+fn traces_are_off_unless_an_endpoint_is_set() {
+    let c = parse(include_str!("../../agent.toml")).unwrap();
+    assert_eq!(c.traces.otlp_endpoint, None);
+    assert_eq!(Config::default().traces.otlp_endpoint, None);
+    assert_eq!(c.traces.service_name, "agentd");
+
+    let c = parse("[traces]\notlp_endpoint = \"http://127.0.0.1:4317\"\n").unwrap();
+    assert_eq!(
+        c.traces.otlp_endpoint.as_deref(),
+        Some("http://127.0.0.1:4317")
+    );
+    for bad in ["127.0.0.1:4317", "grpc://collector:4317", "http://", "nope"] {
+        let e = parse(&format!("[traces]\notlp_endpoint = {bad:?}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("traces.otlp_endpoint"), "{bad}: {e}");
+    }
+    let e = parse("[traces]\nservice_name = \"\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("traces.service_name"), "{e}");
 }

@@ -268,6 +268,26 @@ pub async fn create_wallet(c: &Clients, id: &str) {
         .unwrap();
 }
 
+/// One automatic issuance of `{"name": "Alice"}` from `ic` to `hc` over the
+/// connection `connection_id` (`ic`'s side), through to the holder holding
+/// it; returns the thread id.
+pub async fn issue_one(ic: &Clients, hc: &Clients, connection_id: String) -> String {
+    let offer = ic
+        .issuance
+        .clone()
+        .create_offer(agentd::rpc::proto::CreateOfferRequest {
+            connection_id,
+            claims_json: serde_json::json!({"name": "Alice"}).to_string(),
+            automatic_issuance: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    accept_until_held(hc, &offer.thid).await;
+    offer.thid
+}
+
 /// Accepts the offer of thread `thid` on `hc` (its default wallet) once it
 /// has arrived, waits for the credential, and returns it.
 pub async fn accept_until_held(hc: &Clients, thid: &str) -> agentd::rpc::proto::Credential {

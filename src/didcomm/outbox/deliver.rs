@@ -65,6 +65,9 @@ pub(super) async fn deliver(
     };
     let message: Message = serde_json::from_str(&entry.message)
         .map_err(|e| Failure::permanent(format!("stored outbox message: {e}")))?;
+    tracing::Span::current()
+        .record("thid", message.thread_id())
+        .record("type", message.typ.as_str());
     let from = core
         .store
         .did(&entry.wallet_id, &entry.from)

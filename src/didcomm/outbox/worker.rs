@@ -246,10 +246,15 @@ async fn send(
     lane: String,
     worker: Worker,
 ) {
-    let span =
-        tracing::info_span!("outbound", wallet = %entry.wallet_id, id = %entry.id, to = %entry.to);
+    // thid and type are filled in by `deliver` once it has read the
+    // message; result once the attempt is settled.
+    let span = tracing::info_span!("outbound", wallet = %entry.wallet_id, id = %entry.id,
+        to = %entry.to, thid = tracing::field::Empty, r#type = tracing::field::Empty,
+        result = tracing::field::Empty);
     let started = std::time::Instant::now();
-    let result = deliver(&transport, &entry, &route).instrument(span).await;
+    let result = deliver(&transport, &entry, &route)
+        .instrument(span.clone())
+        .await;
     if result.is_ok() {
         crate::crashpoint!("outbox.after_send");
     }
@@ -265,6 +270,7 @@ async fn send(
         Outcome::Failed { gave_up: false, .. } => "failed",
         Outcome::Failed { gave_up: true, .. } => "gave_up",
     };
+    span.record("result", label);
     transport.core.metrics.delivery(label, class, took);
     worker.report(outcome, &lane);
 }

@@ -182,6 +182,12 @@ impl Io<'_, '_> {
         let prev = old.map(|o| o.state);
         let (next, effects) = machine::transition(rec.role, prev, &event)
             .map_err(|e| Error::FailedPrecondition(format!("record {}: {e}", rec.id)))?;
+        // Inside the inbound span when a peer's message caused it; the
+        // record write and the messages it queues are part of it.
+        let span = tracing::info_span!("transition", wallet = %rec.wallet_id, record = %rec.id,
+            thid = %rec.thid, role = rec.role.name(), from = prev.map(RecordState::name),
+            to = next.name());
+        let _enter = span.enter();
         let now = crate::now_ms();
         rec.state = next;
         rec.version = old.map_or(0, |o| o.version) + 1;
