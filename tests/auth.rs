@@ -11,6 +11,7 @@ use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
 use agentd::rpc::proto::{self, token_service_client::TokenServiceClient};
+use common::bearer;
 
 const ADMIN: &str = "agentd_test-admin-token-0123456789abcdefghijklmnop";
 
@@ -175,13 +176,6 @@ async fn call(channel: &Channel, token: &str, path: &str, streaming: bool, walle
         grpc.unary(request, path, Raw).await.map(|_| ())
     };
     answer.err().map_or(Code::Ok, |s| s.code())
-}
-
-fn bearer<T>(token: &str, message: T) -> Request<T> {
-    let mut r = Request::new(message);
-    r.metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    r
 }
 
 async fn token(channel: &Channel, wallet: &str, role: proto::TokenRole) -> String {
@@ -578,51 +572,4 @@ async fn a_token_past_its_rate_is_told_when_to_retry() {
         .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(wait + 50)).await;
     dids.list_dids(list()).await.unwrap();
-}
-
-/// Reflection is open by default; `grpc.reflection_requires_token` closes
-/// it to callers without a token.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reflection_can_require_a_token() {
-    use tonic_reflection::pb::v1::{
-        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
-        server_reflection_request::MessageRequest,
-    };
-    for closed in [false, true] {
-        let agent = agentd::harness::LocalAgent::start_with("reflection", |c| {
-            c.grpc.auth = "tokens".into();
-            c.grpc.admin_token = Some(ADMIN.into());
-            c.grpc.reflection_requires_token = closed;
-        })
-        .await
-        .unwrap();
-        let channel = Channel::from_shared(format!("http://{}", agent.grpc))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        let list = |token: Option<&str>| {
-            let once = tokio_stream::once(ServerReflectionRequest {
-                host: String::new(),
-                message_request: Some(MessageRequest::ListServices(String::new())),
-            });
-            match token {
-                Some(t) => bearer(t, once),
-                None => Request::new(once),
-            }
-        };
-        let mut client = ServerReflectionClient::new(channel);
-        let anonymous = client.server_reflection_info(list(None)).await;
-        assert_eq!(anonymous.is_ok(), !closed, "{anonymous:?}");
-        if closed {
-            assert_eq!(anonymous.unwrap_err().code(), Code::Unauthenticated);
-        }
-        assert!(
-            client
-                .server_reflection_info(list(Some(ADMIN)))
-                .await
-                .is_ok()
-        );
-        agent.stop().await.unwrap();
-    }
 }

@@ -1,4 +1,5 @@
-//! Standard gRPC health and reflection, so `grpcurl list` works with no protos.
+//! Standard gRPC health and reflection, so `grpcurl list` works with no
+//! protos; reflection can be closed to callers without a token.
 
 mod common;
 
@@ -128,4 +129,53 @@ async fn bad_config_and_wrong_master_key_fail_the_start_cleanly() {
     assert!(err.contains("master key does not match"), "{err}");
     assert!(!err.contains(&"ab".repeat(32)), "the key is never echoed");
     assert_eq!(d.record_count().await.unwrap(), before);
+}
+
+const ADMIN: &str = "agentd_test-admin-token-reflection-0123456789abcdef";
+
+/// Reflection is open by default; `grpc.reflection_requires_token` closes
+/// it to callers without a token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflection_can_require_a_token() {
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest,
+    };
+    for closed in [false, true] {
+        let agent = agentd::harness::LocalAgent::start_with("reflection", |c| {
+            c.grpc.auth = "tokens".into();
+            c.grpc.admin_token = Some(ADMIN.into());
+            c.grpc.reflection_requires_token = closed;
+        })
+        .await
+        .unwrap();
+        let channel = tonic::transport::Channel::from_shared(format!("http://{}", agent.grpc))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let list = |token: Option<&str>| {
+            let once = tokio_stream::once(ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(MessageRequest::ListServices(String::new())),
+            });
+            match token {
+                Some(t) => common::bearer(t, once),
+                None => tonic::Request::new(once),
+            }
+        };
+        let mut client = ServerReflectionClient::new(channel);
+        let anonymous = client.server_reflection_info(list(None)).await;
+        assert_eq!(anonymous.is_ok(), !closed, "{anonymous:?}");
+        if closed {
+            assert_eq!(anonymous.unwrap_err().code(), tonic::Code::Unauthenticated);
+        }
+        assert!(
+            client
+                .server_reflection_info(list(Some(ADMIN)))
+                .await
+                .is_ok()
+        );
+        agent.stop().await.unwrap();
+    }
 }

@@ -587,25 +587,3 @@ async fn chunked_post(addr: std::net::SocketAddr, total: usize) -> (u16, String)
     let _ = tcp.write_all(b"0\r\n\r\n").await;
     common::answer_of(tcp).await
 }
-
-/// The data directory is the owner's alone, and a master key file others
-/// can read refuses the start.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn files_are_private_and_a_readable_key_file_is_refused() {
-    use std::os::unix::fs::PermissionsExt;
-    let mut agent = start("files", &[]).await;
-    agent.stop().await.unwrap();
-    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-    let db = agent.dir().join("db");
-    assert_eq!(mode(&db), 0o700);
-    for entry in std::fs::read_dir(&db).unwrap().flatten() {
-        if entry.path().is_file() {
-            assert_eq!(mode(&entry.path()), 0o600, "{}", entry.path().display());
-        }
-    }
-    let key = agent.dir().join("master.key");
-    assert_eq!(mode(&key), 0o600);
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let refused = agent.restart().await.unwrap_err().to_string();
-    assert!(refused.contains("chmod 600"), "{refused}");
-}

@@ -12,27 +12,11 @@ use agentd::rpc::proto::{
 };
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::{connect, create_wallet, eventually, start};
+use common::{
+    DEGREE, by_thid, claims, connect, create_wallet, eventually, offer, start, wait_state,
+};
 use tokio_stream::StreamExt;
 use tonic::Code;
-
-const DEGREE: &str = "UniversityDegreeCredential";
-
-fn claims() -> String {
-    r#"{"name":"Alice Example","degree":{"type":"BachelorDegree","name":"Computer Science"}}"#
-        .into()
-}
-
-fn offer(connection_id: &str, automatic: bool) -> CreateOfferRequest {
-    CreateOfferRequest {
-        connection_id: connection_id.into(),
-        claims_json: claims(),
-        types: vec![DEGREE.into()],
-        validity_period_secs: 3600,
-        automatic_issuance: automatic,
-        ..Default::default()
-    }
-}
 
 async fn record(d: &Clients, id: &str) -> agentd::rpc::proto::CredentialRecord {
     d.issuance
@@ -46,39 +30,6 @@ async fn record(d: &Clients, id: &str) -> agentd::rpc::proto::CredentialRecord {
         .into_inner()
 }
 
-async fn by_thid(d: &Clients, thid: &str) -> Option<agentd::rpc::proto::CredentialRecord> {
-    d.issuance
-        .clone()
-        .list_records(ListRecordsRequest {
-            thid: thid.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .records
-        .pop()
-}
-
-async fn wait_state(
-    d: &Clients,
-    thid: &str,
-    want: RecordState,
-) -> agentd::rpc::proto::CredentialRecord {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let r = by_thid(d, thid).await;
-        match r {
-            Some(r) if r.state == want as i32 => return r,
-            r if std::time::Instant::now() > deadline => {
-                panic!("timed out waiting for {want:?} on {thid}; the record is {r:#?}")
-            }
-            _ => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
-        }
-    }
-}
-
-/// Collects every event of a daemon from the start, in the background.
 fn collect(d: &Clients) -> tokio::task::JoinHandle<Vec<RecordEvent>> {
     let mut events = d.events.clone();
     tokio::spawn(async move {
@@ -500,29 +451,6 @@ async fn automatic_issuance_rejection_and_bad_requests() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn expired_offers_are_abandoned_on_both_sides() {
-    let env = [("AGENTD_ISSUANCE_SWEEP_INTERVAL_MS", "100")];
-    let issuer = start("issuer", &env).await;
-    let holder = start("holder", &env).await;
-    let (ic, hc, ci) = connect(&issuer, &holder).await;
-    let offered = ic
-        .issuance
-        .clone()
-        .create_offer(CreateOfferRequest {
-            expires_in_secs: 1,
-            ..offer(&ci, true)
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(offered.expires_at_ms > 0);
-    let a = wait_state(&ic, &offered.thid, RecordState::Abandoned).await;
-    let b = wait_state(&hc, &offered.thid, RecordState::Abandoned).await;
-    assert!(a.problem.contains("expired"), "{}", a.problem);
-    assert!(b.problem.contains("expired"), "{}", b.problem);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn custodial_issuance_in_one_call() {
     let d = start("custodial", &[]).await;
     let c = d.clients().await.unwrap();
@@ -569,49 +497,4 @@ async fn custodial_issuance_in_one_call() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn idle_threads_and_undeliverable_offers_are_abandoned() {
-    let env = [
-        ("AGENTD_ISSUANCE_SWEEP_INTERVAL_MS", "100"),
-        ("AGENTD_ISSUANCE_THREAD_TIMEOUT_SECS", "1"),
-        ("AGENTD_OUTBOX_MAX_RETRIES", "2"),
-    ];
-    let issuer = start("issuer", &env).await;
-    let mut holder = start("holder", &env).await;
-    let (ic, hc, ci) = connect(&issuer, &holder).await;
-
-    // Nobody accepts: after the idle timeout both sides give up.
-    let idle = ic
-        .issuance
-        .clone()
-        .create_offer(offer(&ci, true))
-        .await
-        .unwrap()
-        .into_inner();
-    let a = wait_state(&ic, &idle.thid, RecordState::Abandoned).await;
-    let b = wait_state(&hc, &idle.thid, RecordState::Abandoned).await;
-    assert!(a.problem.contains("no progress"), "{}", a.problem);
-    assert!(b.problem.contains("no progress"), "{}", b.problem);
-
-    // The holder is gone: the offer is retried, then the record is abandoned
-    // with the delivery failure as the reason.
-    holder.stop().await.unwrap();
-    let lost = ic
-        .issuance
-        .clone()
-        .create_offer(offer(&ci, true))
-        .await
-        .unwrap()
-        .into_inner();
-    let r = wait_state(&ic, &lost.thid, RecordState::Abandoned).await;
-    assert!(
-        r.problem.contains("could not deliver after 3 attempts")
-            || r.problem.contains("no progress"),
-        "{}",
-        r.problem
-    );
-    assert!(!r.meta_last_failure.is_empty(), "{r:?}");
-    assert_eq!(r.meta_retries, 0);
 }

@@ -110,6 +110,14 @@ pub async fn accept_offers(
     }
 }
 
+/// `message` with `authorization: Bearer <token>`.
+pub fn bearer<T>(token: &str, message: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(message);
+    r.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    r
+}
+
 /// Polls `f` until it returns Some, or panics after `secs`.
 pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
 where
@@ -329,6 +337,62 @@ pub async fn accept_until_held(hc: &Clients, thid: &str) -> agentd::rpc::proto::
         .into_inner()
 }
 
+/// The credential type the issuance tests offer.
+pub const DEGREE: &str = "UniversityDegreeCredential";
+
+/// Claims of a university degree.
+pub fn claims() -> String {
+    r#"{"name":"Alice Example","degree":{"type":"BachelorDegree","name":"Computer Science"}}"#
+        .into()
+}
+
+/// An offer of a degree on `connection_id`, valid an hour.
+pub fn offer(connection_id: &str, automatic: bool) -> agentd::rpc::proto::CreateOfferRequest {
+    agentd::rpc::proto::CreateOfferRequest {
+        connection_id: connection_id.into(),
+        claims_json: claims(),
+        types: vec![DEGREE.into()],
+        validity_period_secs: 3600,
+        automatic_issuance: automatic,
+        ..Default::default()
+    }
+}
+
+/// The record of thread `thid` in `d`'s default wallet, if any.
+pub async fn by_thid(d: &Clients, thid: &str) -> Option<agentd::rpc::proto::CredentialRecord> {
+    d.issuance
+        .clone()
+        .list_records(agentd::rpc::proto::ListRecordsRequest {
+            thid: thid.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .records
+        .pop()
+}
+
+/// Polls until the record of thread `thid` is in state `want` (20 s at most).
+pub async fn wait_state(
+    d: &Clients,
+    thid: &str,
+    want: agentd::rpc::proto::RecordState,
+) -> agentd::rpc::proto::CredentialRecord {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let r = by_thid(d, thid).await;
+        match r {
+            Some(r) if r.state == want as i32 => return r,
+            r if std::time::Instant::now() > deadline => {
+                panic!("timed out waiting for {want:?} on {thid}; the record is {r:#?}")
+            }
+            _ => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// Collects every event of a daemon from the start, in the background.
 /// A JSON Schema for membership claims: a name and a level from 1 to 5, nothing else.
 pub fn schema() -> serde_json::Value {
     serde_json::json!({

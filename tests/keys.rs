@@ -1,7 +1,9 @@
-//! `agentd rotate-master-key`, killed with SIGKILL at its crash points and
-//! at random moments: afterwards the daemon starts with the key in force
-//! (the old one, or the new one once the command is run again) and its
-//! keys still sign and decrypt (a trust ping to a peer).
+//! The master key and what it guards: the data directory and the key file
+//! are the owner's alone, and `agentd rotate-master-key`, killed with
+//! SIGKILL at its crash points and at random moments, leaves the daemon
+//! starting with the key in force (the old one, or the new one once the
+//! command is run again) and its keys still signing and decrypting (a
+//! trust ping to a peer).
 
 mod common;
 
@@ -154,4 +156,26 @@ async fn a_rotation_killed_anywhere_leaves_a_key_that_opens_every_key() {
     issuer.set_env("AGENTD_MASTER_KEY", Some(&new));
     issuer.restart().await.unwrap();
     ping(&issuer, &connection).await;
+}
+
+/// The data directory is the owner's alone, and a master key file others
+/// can read refuses the start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_are_private_and_a_readable_key_file_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut agent = start("files", &[]).await;
+    agent.stop().await.unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let db = agent.dir().join("db");
+    assert_eq!(mode(&db), 0o700);
+    for entry in std::fs::read_dir(&db).unwrap().flatten() {
+        if entry.path().is_file() {
+            assert_eq!(mode(&entry.path()), 0o600, "{}", entry.path().display());
+        }
+    }
+    let key = agent.dir().join("master.key");
+    assert_eq!(mode(&key), 0o600);
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let refused = agent.restart().await.unwrap_err().to_string();
+    assert!(refused.contains("chmod 600"), "{refused}");
 }
