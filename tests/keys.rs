@@ -100,7 +100,10 @@ async fn a_rotation_killed_anywhere_leaves_a_key_that_opens_every_key() {
     let started = Instant::now();
     let said = rotate_fully(&issuer, &[]);
     let took = started.elapsed();
-    assert!(said.contains("keys sealed again"), "{said}");
+    assert!(
+        said.contains("keys sealed again under the new master key"),
+        "{said}"
+    );
     assert_ne!(key_file(&issuer), first);
     assert!(!issuer.dir().join("master.key.new").exists());
     issuer.restart().await.unwrap();

@@ -109,8 +109,9 @@ pub fn rotate(config: &Path) -> anyhow::Result<()> {
     let done = if rotated.finished_earlier_run {
         "an interrupted rotation had sealed every key under the new master key; finished it".into()
     } else {
+        let s = if rotated.keys == 1 { "" } else { "s" };
         format!(
-            "{} keys sealed again under the new master key",
+            "{} key{s} sealed again under the new master key",
             rotated.keys
         )
     };
