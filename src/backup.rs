@@ -307,7 +307,7 @@ pub fn restore(file: &Path, data_dir: &Path, master: MasterKey) -> Result<Header
         let _ = std::fs::remove_dir_all(&staging);
     }
     let header = loaded?;
-    std::fs::rename(&staging, data_dir).map_err(io(data_dir.display()))?;
+    crate::store::rename_durably(&staging, data_dir).map_err(io(data_dir.display()))?;
     Ok(header)
 }
 
@@ -329,8 +329,14 @@ fn load(file: &Path, path: &Path, master: MasterKey) -> Result<Header, BackupErr
         return Err(e);
     }
     let header = r.finish()?;
-    let keys = KeyStore::open(master, store.clone()).map_err(|_| BackupError::WrongMasterKey)?;
-    keys.open_all().map_err(|_| BackupError::WrongMasterKey)?;
+    // A key that does not open is the master key's fault; a read that
+    // fails is the store's, and says so.
+    let wrong_key = |e| match e {
+        Error::Crypto(_) => BackupError::WrongMasterKey,
+        e => BackupError::Store(e),
+    };
+    let keys = KeyStore::open(master, store.clone()).map_err(wrong_key)?;
+    keys.open_all().map_err(wrong_key)?;
     store.flush()?;
     Ok(header)
 }

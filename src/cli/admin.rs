@@ -29,7 +29,8 @@ pub async fn backup(d: Daemon, to: &Path) -> anyhow::Result<()> {
         let _ = std::fs::remove_file(&partial);
     }
     let header = result?;
-    std::fs::rename(&partial, to).with_context(|| format!("renaming to {}", to.display()))?;
+    agentd::store::rename_durably(&partial, to)
+        .with_context(|| format!("renaming to {}", to.display()))?;
     if d.out.json {
         println!("{}", serde_json::to_string_pretty(&header)?);
     } else {

@@ -87,21 +87,10 @@ pub fn rotate_master_key(db: &Path, source: &KeySource) -> Result<Rotated> {
     };
     drop(store);
     if let KeySource::File(file) = source {
-        replace_key_file(&pending_file(file), file)?;
+        // Durable before success is reported: the old file would not open
+        // the database any more.
+        crate::store::rename_durably(&pending_file(file), file)
+            .map_err(|e| Error::Internal(format!("replacing {}: {e}", file.display())))?;
     }
     Ok(rotated)
-}
-
-/// Moves the new key over the old one (rename is atomic) and makes the
-/// rename durable before reporting success.
-fn replace_key_file(pending: &Path, file: &Path) -> Result<()> {
-    let io = |e: std::io::Error| Error::Internal(format!("replacing {}: {e}", file.display()));
-    std::fs::rename(pending, file).map_err(io)?;
-    let dir = file
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io)
 }

@@ -557,6 +557,18 @@ pub fn private_dir(dir: &Path, always: bool) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Renames `from` to `to` (atomic on one file system) and syncs the
+/// directory holding `to`, so that the rename outlives a crash once this
+/// returns: for files and directories that replace another in one step.
+pub fn rename_durably(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::rename(from, to)?;
+    let dir = to
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::File::open(dir)?.sync_all()
+}
+
 /// Makes every file under `dir` 0600 (and every directory 0700).
 fn private_files(dir: &Path) -> std::io::Result<()> {
     #[cfg(unix)]
