@@ -293,14 +293,16 @@ async fn manual_issuance_between_two_daemons_with_events() {
         ]
     );
     let holder_seen = holder_events.await.unwrap();
+    // RequestSent is recorded when the outbox sees the request delivered; the
+    // issuer may answer with the credential first, and a record that already
+    // holds its credential does not step back.
+    let mut holder_states = states_of(&holder_seen, &thid);
+    if holder_states.get(2) == Some(&RequestSent) {
+        holder_states.remove(2);
+    }
     assert_eq!(
-        states_of(&holder_seen, &thid),
-        [
-            OfferReceived,
-            RequestPending,
-            RequestSent,
-            CredentialReceived
-        ]
+        holder_states,
+        [OfferReceived, RequestPending, CredentialReceived]
     );
     // Sequence numbers increase by one per committed event.
     for w in holder_seen.windows(2) {
