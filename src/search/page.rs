@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use super::eval::{matches, status};
 use super::fields::{Doc, Field, Name, Ty};
-use super::plan::{Ctx, Cursor, Key, plan};
+use super::plan::{Budget, Ctx, Cursor, Key, plan};
 use super::{Query, SortKey, invalid};
 use crate::error::{Error, Result};
 use crate::store::Store;
@@ -21,14 +21,18 @@ use crate::store::Store;
 /// Page sizes: 0 asks for the default; more than the maximum gets it.
 pub const DEFAULT_PAGE: u32 = 20;
 pub const MAX_PAGE: u32 = 100;
-/// Totals are counted exactly up to this many matches; past it (or past
-/// [`COUNT_BUDGET`]) `total_exact` is false and the total is estimated, so
-/// that a total costs the same in a wallet of a thousand records or of a
-/// million.
-pub const COUNT_BOUND: u64 = 1_000;
-/// What one page may read (see `plan::LOAD_COST`), and what counting may.
-const PAGE_BUDGET: u64 = 1_000_000;
-const COUNT_BUDGET: u64 = 2_000;
+/// What one page may read.
+const PAGE_BUDGET: Budget = Budget {
+    keys: 1_000_000,
+    docs: 50_000,
+};
+/// What counting may read past the page: totals are exact when the matches
+/// run out within it, else estimated (`total_exact` false), so that a total
+/// costs the same in a wallet of a thousand records or of a million.
+const COUNT_BUDGET: Budget = Budget {
+    keys: 500,
+    docs: 100,
+};
 
 /// One page of results.
 #[derive(Debug)]
@@ -140,7 +144,7 @@ pub(super) fn run_within<D: Doc>(
     page_size: u32,
     token: &str,
     now_ms: i64,
-    budget: u64,
+    budget: Budget,
 ) -> Result<Found<D>> {
     let size = match page_size {
         0 => DEFAULT_PAGE,
@@ -183,19 +187,28 @@ pub(super) fn run_within<D: Doc>(
         now_ms,
         descending,
         budget,
-        spent: 0,
+        spent: Budget { keys: 0, docs: 0 },
         last: None,
     };
     let part = match streaming {
         Some(descending) => {
             let mut c = ctx(descending, budget);
-            let from = after.map(|(_, k)| k);
-            let mut part = stream(&mut c, q, size, from)?;
-            if !token.is_empty() || part.next.is_some() {
-                (part.total_size, part.total_exact) = count(&mut ctx(descending, COUNT_BUDGET), q)?;
+            let first_page = after.is_none();
+            let (mut part, root, counted) = stream(&mut c, q, size, after.map(|(_, k)| k))?;
+            if !first_page || part.next.is_some() {
+                let seen = part.items.len() as u64 + u64::from(part.next.is_some());
+                (part.total_size, part.total_exact) = if first_page {
+                    // The page's matches are the first ones: counting goes
+                    // on from the last of them instead of reading them again.
+                    c.budget = COUNT_BUDGET.after(c.spent);
+                    count(&mut c, root, counted, seen)?
+                } else {
+                    let mut c = ctx(descending, COUNT_BUDGET);
+                    let root = plan(&mut c, q.filter.as_ref())?;
+                    count(&mut c, root, Bound::Unbounded, 0)?
+                };
                 // Counting can stop before its first match (its budget
                 // spent planning); the page itself is a lower bound.
-                let seen = part.items.len() as u64 + u64::from(part.next.is_some());
                 part.total_size = part.total_size.max(seen);
             }
             part
@@ -218,8 +231,15 @@ pub(super) fn run_within<D: Doc>(
     })
 }
 
-/// Sorted by creation: read the cursors from the token's place.
-fn stream<D: Doc>(ctx: &mut Ctx<D>, q: &Query, size: usize, from: Option<Key>) -> Result<Part<D>> {
+/// Sorted by creation: read the cursors from the token's place. Also
+/// gives the cursor tree and the place just past the last match read (the
+/// page's, or the one after it that shows there is a next page).
+fn stream<D: Doc>(
+    ctx: &mut Ctx<D>,
+    q: &Query,
+    size: usize,
+    from: Option<Key>,
+) -> Result<(Part<D>, Cursor, Bound<Key>)> {
     let mut root = plan(ctx, q.filter.as_ref())?;
     let mut from = from.map_or(Bound::Unbounded, Bound::Excluded);
     let mut items = Vec::with_capacity(size);
@@ -234,28 +254,23 @@ fn stream<D: Doc>(ctx: &mut Ctx<D>, q: &Query, size: usize, from: Option<Key>) -
             last = Some(k);
         }
     }
-    let more = items.len() == size && next_match(ctx, q, &mut root, from)?;
-    Ok(Part {
+    let mut more = false;
+    if items.len() == size {
+        while let Some(k) = root.seek(ctx, &from)? {
+            from = Bound::Excluded(k.clone());
+            if checked(ctx, q, &k)?.is_some() {
+                more = true;
+                break;
+            }
+        }
+    }
+    let part = Part {
         total_size: items.len() as u64,
         total_exact: true,
         next: last.filter(|_| more).map(|k| (Vec::new(), k)),
         items,
-    })
-}
-
-fn next_match<D: Doc>(
-    ctx: &mut Ctx<D>,
-    q: &Query,
-    root: &mut Cursor,
-    mut from: Bound<Key>,
-) -> Result<bool> {
-    while let Some(k) = root.seek(ctx, &from)? {
-        if checked(ctx, q, &k)?.is_some() {
-            return Ok(true);
-        }
-        from = Bound::Excluded(k);
-    }
-    Ok(false)
+    };
+    Ok((part, root, from))
 }
 
 /// The document at `k` if it (still) passes the filter: the index and
@@ -274,18 +289,19 @@ fn checked<D: Doc>(ctx: &mut Ctx<D>, q: &Query, k: &Key) -> Result<Option<D>> {
         .then_some(d))
 }
 
-/// How many documents match: exact up to the bounds, else estimated.
-fn count<D: Doc>(ctx: &mut Ctx<D>, q: &Query) -> Result<(u64, bool)> {
-    let mut root = plan(ctx, q.filter.as_ref())?;
-    let mut from = Bound::Unbounded;
-    let mut n = 0;
+/// How many documents match, `n` of them already counted before `from`:
+/// exact when the cursors run out within the context's budget, else
+/// estimated from how far they got.
+fn count<D: Doc>(
+    ctx: &mut Ctx<D>,
+    mut root: Cursor,
+    mut from: Bound<Key>,
+    mut n: u64,
+) -> Result<(u64, bool)> {
     loop {
         match root.seek(ctx, &from) {
             Ok(Some(k)) => {
                 n += 1;
-                if n >= COUNT_BOUND {
-                    return Ok((estimate(ctx, n, &k)?, false));
-                }
                 from = Bound::Excluded(k);
             }
             Ok(None) => return Ok((n, true)),

@@ -17,9 +17,23 @@ use crate::store::Store;
 
 pub(super) type Key = Vec<u8>;
 
-/// What a cursor may spend: a key read costs one, a document loaded
-/// [`LOAD_COST`]; past the budget the query stops.
-pub(super) const LOAD_COST: u64 = 20;
+/// What a query may read: index keys and documents loaded, each bounded;
+/// past either bound it stops.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Budget {
+    pub keys: u64,
+    pub docs: u64,
+}
+
+impl Budget {
+    /// This budget on top of what `spent` has used already.
+    pub(super) fn after(self, spent: Budget) -> Budget {
+        Budget {
+            keys: spent.keys + self.keys,
+            docs: spent.docs + self.docs,
+        }
+    }
+}
 
 /// One query's reading state.
 pub(super) struct Ctx<'s, D> {
@@ -27,21 +41,32 @@ pub(super) struct Ctx<'s, D> {
     pub wallet: &'s str,
     pub now_ms: i64,
     pub descending: bool,
-    pub budget: u64,
-    pub spent: u64,
+    pub budget: Budget,
+    pub spent: Budget,
     /// The document last loaded, kept for the page that wants it next.
     pub last: Option<(Key, D)>,
 }
 
 impl<'s, D: Doc> Ctx<'s, D> {
-    fn spend(&mut self, n: u64) -> Result<()> {
-        self.spent += n;
-        if self.spent > self.budget {
-            return Err(Error::ResourceExhausted(format!(
-                "the query reads more than {} index keys (or {} records); add a condition on an indexed field",
-                self.budget,
-                self.budget / LOAD_COST
-            )));
+    fn exhausted(&self) -> Error {
+        Error::ResourceExhausted(format!(
+            "the query reads more than {} index keys or {} records; add a condition on an indexed field",
+            self.budget.keys, self.budget.docs
+        ))
+    }
+
+    fn spend(&mut self, keys: u64) -> Result<()> {
+        self.spent.keys += keys;
+        if self.spent.keys > self.budget.keys {
+            return Err(self.exhausted());
+        }
+        Ok(())
+    }
+
+    fn spend_doc(&mut self) -> Result<()> {
+        self.spent.docs += 1;
+        if self.spent.docs > self.budget.docs {
+            return Err(self.exhausted());
         }
         Ok(())
     }
@@ -49,7 +74,7 @@ impl<'s, D: Doc> Ctx<'s, D> {
     /// The document at `k`, loaded (or kept from the last load).
     pub(super) fn load(&mut self, k: &Key) -> Result<&D> {
         if self.last.as_ref().is_none_or(|(l, _)| l != k) {
-            self.spend(LOAD_COST)?;
+            self.spend_doc()?;
             let d = D::load(self.store, self.wallet, &doc_id(k))?;
             self.last = Some((k.clone(), d));
         }
@@ -419,7 +444,7 @@ fn leaf<D: Doc>(ctx: &mut Ctx<D>, c: &Cond) -> Result<Option<Cursor>> {
 fn thread_list<D: Doc>(ctx: &mut Ctx<D>, thids: &[&str]) -> Result<Option<Cursor>> {
     let mut keys = Vec::new();
     for thid in thids {
-        ctx.spend(LOAD_COST)?;
+        ctx.spend_doc()?;
         match D::by_thread(ctx.store, ctx.wallet, thid) {
             None => return Ok(None),
             Some(found) => keys.extend(found?.map(|d| doc_key(d.created_ms(), d.id()))),

@@ -403,6 +403,10 @@ fn bad_conditions_name_the_field() {
 /// RESOURCE_EXHAUSTED naming the limit; an indexed one within it answers.
 #[test]
 fn a_query_past_its_budget_is_resource_exhausted() {
+    const BUDGET: super::plan::Budget = super::plan::Budget {
+        keys: 2_000,
+        docs: 100,
+    };
     let docs: Vec<CredentialRecord> = (0..300)
         .map(|i| record(i, (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)))
         .collect();
@@ -413,10 +417,10 @@ fn a_query_past_its_budget_is_resource_exhausted() {
         )),
         sort: vec![],
     };
-    let e = page::run_within::<CredentialRecord>(&store, WALLET, &claim, 20, "", NOW, 2_000)
+    let e = page::run_within::<CredentialRecord>(&store, WALLET, &claim, 20, "", NOW, BUDGET)
         .unwrap_err();
     assert!(
-        matches!(&e, crate::error::Error::ResourceExhausted(m) if m.contains("2000")),
+        matches!(&e, crate::error::Error::ResourceExhausted(m) if m.contains("2000 index keys or 100 records")),
         "{e:?}"
     );
     let indexed = Query {
@@ -426,7 +430,7 @@ fn a_query_past_its_budget_is_resource_exhausted() {
         sort: vec![],
     };
     let found: Found<CredentialRecord> =
-        page::run_within(&store, WALLET, &indexed, 20, "", NOW, 2_000).unwrap();
+        page::run_within(&store, WALLET, &indexed, 20, "", NOW, BUDGET).unwrap();
     assert_eq!(found.total_size as usize, expected(&docs, &indexed).len());
 }
 
