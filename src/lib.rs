@@ -160,7 +160,7 @@ impl Agent {
         {
             store::private_dir(dir, false).map_err(io)?;
         }
-        let store = Store::open(&config.storage.path)?;
+        let store = Store::open_with_cache(&config.storage.path, config.storage.cache_mib)?;
         let keys = KeyStore::open(master, store.clone()).map_err(|e| {
             let pending = crypto::pending_file(&config.keys.master_key_file);
             match e {

@@ -5,6 +5,7 @@ use super::{Config, ConfigError, invalid};
 /// Environment variables that override config keys, in the order applied.
 pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("AGENTD_STORAGE_PATH", "storage.path"),
+    ("AGENTD_STORAGE_CACHE_MIB", "storage.cache_mib"),
     ("AGENTD_DIDCOMM_LISTEN", "didcomm.listen"),
     ("AGENTD_DIDCOMM_PUBLIC_ENDPOINT", "didcomm.public_endpoint"),
     ("AGENTD_DIDCOMM_MAX_BODY_BYTES", "didcomm.max_body_bytes"),
@@ -86,6 +87,7 @@ impl Config {
             };
             match *key {
                 "storage.path" => self.storage.path = v.into(),
+                "storage.cache_mib" => self.storage.cache_mib = number(&v)?,
                 "didcomm.listen" => self.didcomm.listen = v,
                 "didcomm.public_endpoint" => self.didcomm.public_endpoint = Some(v),
                 "didcomm.max_body_bytes" => self.didcomm.max_body_bytes = number(&v)? as usize,

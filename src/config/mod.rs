@@ -84,6 +84,9 @@ impl Default for Traces {
 pub struct Storage {
     /// The sled database directory.
     pub path: PathBuf,
+    /// How much memory sled may keep of the database, in MiB: reads past
+    /// it go to disk, so a large store wants its index and hot records in.
+    pub cache_mib: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -298,6 +301,7 @@ impl Default for Storage {
     fn default() -> Self {
         Storage {
             path: PathBuf::from("data/agentd.sled"),
+            cache_mib: crate::store::DEFAULT_CACHE_MIB,
         }
     }
 }
@@ -429,6 +433,9 @@ impl Config {
         }
         if self.storage.path.as_os_str().is_empty() {
             return Err(invalid("storage.path", "must not be empty"));
+        }
+        if self.storage.cache_mib < 16 {
+            return Err(invalid("storage.cache_mib", "must be at least 16"));
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(invalid("log.format", "must be \"text\" or \"json\""));

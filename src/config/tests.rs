@@ -28,6 +28,8 @@ fn unknown_keys_and_bad_values_are_named() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("public_endpoint"), "{e}");
+    let e = parse("[storage]\ncache_mib = 1\n").unwrap_err().to_string();
+    assert!(e.contains("storage.cache_mib"), "{e}");
 }
 
 #[test]
@@ -91,6 +93,7 @@ fn environment_overrides_config() {
         "AGENTD_DIDCOMM_MAX_BODY_BYTES" => Some("2048".into()),
         "AGENTD_TRACES_OTLP_ENDPOINT" => Some("https://collector.example:4317".into()),
         "AGENTD_TRACES_SERVICE_NAME" => Some("issuer-a".into()),
+        "AGENTD_STORAGE_CACHE_MIB" => Some("6144".into()),
         _ => None,
     })
     .unwrap();
@@ -102,6 +105,7 @@ fn environment_overrides_config() {
         Some("https://collector.example:4317")
     );
     assert_eq!(c.traces.service_name, "issuer-a");
+    assert_eq!(c.storage.cache_mib, 6144);
     let e = c
         .apply_env(|v| (v == "AGENTD_OUTBOX_MAX_RETRIES").then(|| "many".into()))
         .unwrap_err();

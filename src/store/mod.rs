@@ -151,12 +151,24 @@ fn encode<V: serde::Serialize>(v: &V) -> Vec<u8> {
     serde_json::to_vec(v).expect("records serialize")
 }
 
+/// sled's own default cache size, in MiB (`storage.cache_mib`).
+pub const DEFAULT_CACHE_MIB: u64 = 1024;
+
 impl Store {
     pub fn open(path: &Path) -> Result<Self> {
+        Self::open_with_cache(path, DEFAULT_CACHE_MIB)
+    }
+
+    /// As [`Store::open`], keeping up to `cache_mib` MiB of the database in
+    /// memory.
+    pub fn open_with_cache(path: &Path, cache_mib: u64) -> Result<Self> {
         // Claims and credentials are stored in the clear: only we may read
         // them (the data directory 0700, its files 0600).
         private_dir(path, true).map_err(|e| Error::Storage(format!("{}: {e}", path.display())))?;
-        let db = sled::Config::new().path(path).open()?;
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(cache_mib.saturating_mul(1 << 20))
+            .open()?;
         Self::on(db, path)
     }
 
