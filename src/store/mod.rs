@@ -7,6 +7,7 @@
 //! callers share one transaction.
 
 mod backup;
+mod files;
 mod flush;
 mod group;
 mod model;
@@ -19,6 +20,8 @@ mod trust;
 mod tx;
 
 pub use backup::Entry;
+use files::private_files;
+pub use files::{private_dir, rename_durably};
 pub use flush::Flushed;
 use flush::Flusher;
 pub use group::GroupCommit;
@@ -554,49 +557,6 @@ impl Store {
     pub fn record_count(&self) -> usize {
         self.inner.trees.iter().map(|t| t.len()).sum()
     }
-}
-
-/// Creates `dir` (and missing parents) with mode 0700; an existing
-/// directory is left as it is, unless `always` (one that is ours alone).
-pub fn private_dir(dir: &Path, always: bool) -> std::io::Result<()> {
-    let existed = dir.exists();
-    std::fs::create_dir_all(dir)?;
-    #[cfg(unix)]
-    if always || !existed {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    }
-    Ok(())
-}
-
-/// Renames `from` to `to` (atomic on one file system) and syncs the
-/// directory holding `to`, so that the rename outlives a crash once this
-/// returns: for files and directories that replace another in one step.
-pub fn rename_durably(from: &Path, to: &Path) -> std::io::Result<()> {
-    std::fs::rename(from, to)?;
-    let dir = to
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::File::open(dir)?.sync_all()
-}
-
-/// Makes every file under `dir` 0600 (and every directory 0700).
-fn private_files(dir: &Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        for entry in std::fs::read_dir(dir)? {
-            let path = entry?.path();
-            if path.is_dir() {
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))?;
-                private_files(&path)?;
-            } else {
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-            }
-        }
-    }
-    Ok(())
 }
 
 fn seq_of(k: &[u8]) -> u64 {
