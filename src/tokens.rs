@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 use crate::Core;
 use crate::config::Grpc;
 use crate::error::{Error, Result};
+use crate::search::{self, ACROSS_WALLETS, Filter, Kind, Query};
 use crate::store::{Store, Token, TokenRole};
 
 /// Every secret starts with this, so one found in a log or a repository is
@@ -119,12 +120,11 @@ pub fn bootstrap(core: &Core, grpc: &Grpc) -> Result<()> {
         }
         return Ok(());
     }
-    let has_admin = store
-        .tokens(None, crate::store::MAX_PAGE as u32, "")?
-        .items
-        .iter()
-        .any(|t| t.role == TokenRole::Admin && t.revoked_at_ms.is_none());
-    if has_admin {
+    let live_admin = Query::default()
+        .and(Filter::eq(Kind::Tokens, "role", TokenRole::Admin.name())?)
+        .and(Filter::eq(Kind::Tokens, "status", "active")?);
+    let found = search::run::<Token>(store, ACROSS_WALLETS, &live_admin, 1, "", crate::now_ms())?;
+    if !found.items.is_empty() {
         return Ok(());
     }
     let secret = new_secret();

@@ -333,19 +333,31 @@ async fn every_rpc_with_every_role_in_its_own_wallet_and_another() {
     let issuer = token(&channel, "wa", proto::TokenRole::Issuer).await;
     assert_eq!(call(&channel, &issuer, path, false, "wa").await, Code::Ok);
     let mut tokens = TokenServiceClient::new(channel.clone());
+    let newest_first = proto::Query {
+        filter: None,
+        sort: vec![proto::SortKey {
+            field: "created_at".into(),
+            descending: true,
+        }],
+    };
     let listed = tokens
         .list_tokens(bearer(
             ADMIN,
             proto::ListTokensRequest {
                 wallet_id: "wa".into(),
-                page: None,
+                page: Some(proto::PageRequest {
+                    page_size: 1,
+                    page_token: String::new(),
+                }),
+                query: Some(newest_first),
             },
         ))
         .await
         .unwrap()
         .into_inner()
         .tokens;
-    let newest = listed.iter().max_by_key(|t| t.created_at_ms).unwrap();
+    let newest = &listed[0];
+    assert_eq!(newest.role, proto::TokenRole::Issuer as i32);
     tokens
         .revoke_token(bearer(
             ADMIN,
@@ -509,6 +521,21 @@ async fn the_cli_uses_tokens() {
         !String::from_utf8_lossy(&listed.stdout).contains(secret),
         "a secret listed"
     );
+    // `--where` searches tokens of every wallet.
+    let id = made["id"].as_str().unwrap();
+    let holders = cli(
+        ADMIN,
+        &["token", "list", "--where", "role=holder and wallet_id=mine"],
+    );
+    assert!(
+        holders.status.success(),
+        "{}",
+        String::from_utf8_lossy(&holders.stderr)
+    );
+    assert!(String::from_utf8_lossy(&holders.stdout).contains(id));
+    let auditors = cli(ADMIN, &["token", "list", "--where", "role=auditor"]);
+    assert!(auditors.status.success());
+    assert!(!String::from_utf8_lossy(&auditors.stdout).contains(id));
 }
 
 /// A token past its rate is refused with RESOURCE_EXHAUSTED, the reason

@@ -1,4 +1,4 @@
-//! Searching records and held credentials on real daemons: filter trees,
+//! Searching records, held credentials, templates and tokens on real daemons: filter trees,
 //! sort, pages with totals over gRPC and the CLI, and what bad queries get.
 
 mod common;
@@ -385,4 +385,145 @@ async fn the_cli_searches_with_where_and_sort() {
         .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("created_at"));
+}
+
+/// Templates and tokens take the same queries: filter, sort, pages with a
+/// total, and the same errors naming the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn templates_and_tokens_are_searched_alike() {
+    let agent = start("issuer", &[]).await;
+    let c = agent.clients().await.unwrap();
+    let mut templates = c.templates.clone();
+    let schema = json!({"type": "object", "properties": {"name": {"type": "string"}}});
+    let mut made = Vec::new();
+    for (name, ty) in [
+        ("Degree", "UniversityDegree"),
+        ("Badge", "Badge"),
+        ("Degree with honours", "UniversityDegree"),
+    ] {
+        let t = templates
+            .create_template(proto::CreateTemplateRequest {
+                name: name.into(),
+                types: vec![ty.into()],
+                schema_json: schema.to_string(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        made.push(t);
+    }
+    templates
+        .archive_template(proto::GetTemplateRequest {
+            template_id: made[1].id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let list = |q: Option<Query>, include_archived| proto::ListTemplatesRequest {
+        query: q,
+        include_archived,
+        ..Default::default()
+    };
+    let names = |r: proto::ListTemplatesResponse| {
+        let total = r.total.expect("a total");
+        assert!(total.exact);
+        assert_eq!(total.size as usize, r.templates.len());
+        r.templates.into_iter().map(|t| t.name).collect::<Vec<_>>()
+    };
+    let degrees = query(
+        cond("name", Operator::Like, text("Degree%")),
+        &[("created_at", true)],
+    );
+    let found = templates.list_templates(list(degrees, false)).await;
+    assert_eq!(
+        names(found.unwrap().into_inner()),
+        ["Degree with honours", "Degree"]
+    );
+    let by_type = query(cond("types", Operator::Contains, text("Badge")), &[]);
+    let found = templates.list_templates(list(by_type.clone(), false)).await;
+    assert!(names(found.unwrap().into_inner()).is_empty());
+    let found = templates.list_templates(list(by_type, true)).await;
+    assert_eq!(names(found.unwrap().into_inner()), ["Badge"]);
+    let archived = query(cond("status", Operator::Eq, text("archived")), &[]);
+    let found = templates.list_templates(list(archived, true)).await;
+    assert_eq!(names(found.unwrap().into_inner()), ["Badge"]);
+    let e = templates
+        .list_templates(list(
+            query(cond("claims.name", Operator::Eq, text("x")), &[]),
+            true,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("`claims.name`"), "{e:?}");
+
+    // Tokens: across wallets unless one is named; role and status are enums.
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", agent.grpc))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut tokens = proto::token_service_client::TokenServiceClient::new(channel);
+    let mut ids = Vec::new();
+    for (role, label) in [
+        (proto::TokenRole::Issuer, "ci"),
+        (proto::TokenRole::Holder, "phone"),
+        (proto::TokenRole::Auditor, "audit desk"),
+        (proto::TokenRole::Issuer, "old ci"),
+    ] {
+        let t = tokens
+            .create_token(proto::CreateTokenRequest {
+                wallet_id: "default".into(),
+                role: role as i32,
+                label: label.into(),
+                rate_per_sec: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        ids.push(t.token.unwrap().id);
+    }
+    tokens
+        .revoke_token(proto::RevokeTokenRequest { id: ids[3].clone() })
+        .await
+        .unwrap();
+    let list = |wallet: &str, q: Option<Query>| proto::ListTokensRequest {
+        wallet_id: wallet.into(),
+        query: q,
+        ..Default::default()
+    };
+    let labels = |r: proto::ListTokensResponse| {
+        assert_eq!(r.total.expect("a total").size as usize, r.tokens.len());
+        r.tokens.into_iter().map(|t| t.label).collect::<Vec<_>>()
+    };
+    let live_staff = query(
+        and(vec![
+            cond(
+                "role",
+                Operator::In,
+                V::List(proto::StringList {
+                    values: vec!["TOKEN_ROLE_ISSUER".into(), "auditor".into()],
+                }),
+            ),
+            cond("status", Operator::Eq, text("active")),
+        ]),
+        &[("label", false)],
+    );
+    let found = tokens.list_tokens(list("", live_staff.clone())).await;
+    assert_eq!(labels(found.unwrap().into_inner()), ["audit desk", "ci"]);
+    let found = tokens.list_tokens(list("nobody", live_staff)).await;
+    assert!(labels(found.unwrap().into_inner()).is_empty());
+    let revoked = query(cond("revoked_at", Operator::Gte, V::TimeMs(0)), &[]);
+    let found = tokens.list_tokens(list("default", revoked)).await;
+    assert_eq!(labels(found.unwrap().into_inner()), ["old ci"]);
+    let e = tokens
+        .list_tokens(list(
+            "",
+            query(cond("role", Operator::Eq, text("superuser")), &[]),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("`role`"), "{e:?}");
 }

@@ -264,14 +264,14 @@ macro_rules! listed {
 }
 
 listed!(
-    ListTokensResponse: Token in tokens,
+    ListTokensResponse: Token in tokens total,
     ListWalletsResponse: Wallet in wallets,
     ListDidsResponse: Did in dids,
     ListConnectionsResponse: Connection in connections,
     ListRecordsResponse: CredentialRecord in records total,
     ListCredentialsResponse: Credential in credentials total,
     ListTrustedIssuersResponse: TrustedIssuer in issuers,
-    ListTemplatesResponse: Template in templates,
+    ListTemplatesResponse: Template in templates total,
 );
 
 /// Where and how responses are printed.

@@ -19,13 +19,14 @@ use clap::Args;
 use agentd::rpc::proto::{self, Operator, filter::Node, query_value::Kind as V};
 use agentd::search::parse_time;
 
-const TIME_FIELDS: [&str; 6] = [
+const TIME_FIELDS: [&str; 7] = [
     "created_at",
     "updated_at",
     "issued_at",
     "expires_at",
     "revoked_at",
     "received_at",
+    "archived_at",
 ];
 
 /// A search on a list: `--where` and `--sort`.

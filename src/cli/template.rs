@@ -6,6 +6,7 @@ use clap::Subcommand;
 use agentd::rpc::proto::{self, template_service_client::TemplateServiceClient};
 
 use super::client::{Daemon, Paging, ok};
+use super::query::Search;
 
 #[derive(Subcommand)]
 pub enum TemplateAction {
@@ -39,6 +40,8 @@ pub enum TemplateAction {
         /// Archived ones too.
         #[arg(long)]
         archived: bool,
+        #[command(flatten)]
+        search: Search,
         #[command(flatten)]
         paging: Paging,
     },
@@ -83,12 +86,18 @@ pub async fn run(d: Daemon, action: TemplateAction) -> anyhow::Result<()> {
         TemplateAction::Get { template_id } => {
             d.out.one(&ok(c.get_template(by_id(template_id)).await)?)?;
         }
-        TemplateAction::List { archived, paging } => {
+        TemplateAction::List {
+            archived,
+            search,
+            paging,
+        } => {
+            let query = search.query()?;
             d.list(&paging, async |page| {
                 c.list_templates(proto::ListTemplatesRequest {
                     wallet_id: wallet_id.clone(),
                     include_archived: archived,
                     page: Some(page),
+                    query: query.clone(),
                 })
                 .await
             })

@@ -9,6 +9,7 @@ use agentd::rpc::proto::{
 
 use super::client::{Daemon, Paging, ok};
 use super::output::{Show, parse_enum, print};
+use super::query::Search;
 
 #[derive(Subcommand)]
 pub enum WalletAction {
@@ -71,6 +72,8 @@ pub enum TokenAction {
     /// Lists tokens (of --wallet when given), never their secrets.
     List {
         #[command(flatten)]
+        search: Search,
+        #[command(flatten)]
         paging: Paging,
     },
     /// Revokes a token; its next call is refused.
@@ -95,11 +98,13 @@ pub async fn token(d: Daemon, action: TokenAction) -> anyhow::Result<()> {
             };
             d.out.one(&ok(c.create_token(r).await)?)?;
         }
-        TokenAction::List { paging } => {
+        TokenAction::List { search, paging } => {
+            let query = search.query()?;
             d.list(&paging, async |page| {
                 c.list_tokens(proto::ListTokensRequest {
                     wallet_id: wallet_id.clone(),
                     page: Some(page),
+                    query: query.clone(),
                 })
                 .await
             })

@@ -11,9 +11,7 @@ use crate::store::Store;
 
 /// A condition the request's own fields add: `field = value`.
 pub(super) fn eq(kind: Kind, field: &str, value: impl Into<String>) -> Result<Filter, Status> {
-    Cond::new(kind, field, Op::Eq, Value::Text(value.into()))
-        .map(Filter::Cond)
-        .map_err(status)
+    Filter::eq(kind, field, value).map_err(status)
 }
 
 /// The request's query, checked; `and` adds conditions of its own fields.

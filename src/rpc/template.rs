@@ -1,8 +1,9 @@
 use tonic::{Request, Response, Status};
 
 use super::proto::{self, template_service_server::TemplateService};
-use super::{page, status};
+use super::{query, status};
 use crate::Core;
+use crate::search::Kind;
 use crate::store::Template;
 use crate::templates::{self, NewTemplate};
 
@@ -67,19 +68,21 @@ impl TemplateService for Templates {
     ) -> Result<Response<proto::ListTemplatesResponse>, Status> {
         let r = request.into_inner();
         let wallet = super::auth::wallet(&self.0, &r.wallet_id)?;
-        let (size, token) = page(&r.page)?;
-        let p = self
-            .0
-            .store
-            .templates(&wallet, r.include_archived, size, token)
-            .map_err(status)?;
+        let kind = Kind::Templates;
+        let mut and = Vec::new();
+        if !r.include_archived {
+            and.push(query::eq(kind, "status", "active")?);
+        }
+        let q = query::query(kind, r.query.as_ref(), and)?;
+        let found = query::page::<Template>(&self.0.store, &wallet, q, &r.page).await?;
         Ok(Response::new(proto::ListTemplatesResponse {
-            templates: p
+            total: query::total(&found),
+            templates: found
                 .items
                 .into_iter()
                 .map(|t| template_to_proto(&self.0, t))
                 .collect(),
-            next_page_token: p.next_token,
+            next_page_token: found.next_token,
         }))
     }
 

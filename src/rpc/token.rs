@@ -1,9 +1,10 @@
 use tonic::{Request, Response, Status};
 
 use super::proto::{self, token_service_server::TokenService};
-use super::{auth, page, status};
+use super::{auth, query, status};
 use crate::error::Error;
-use crate::store::{self, TokenRole};
+use crate::search::{ACROSS_WALLETS, Kind};
+use crate::store::{self, Token, TokenRole};
 use crate::{Core, tokens};
 
 pub struct Tokens(pub Core);
@@ -63,12 +64,17 @@ impl TokenService for Tokens {
         request: Request<proto::ListTokensRequest>,
     ) -> Result<Response<proto::ListTokensResponse>, Status> {
         let r = request.into_inner();
-        let (size, token) = page(&r.page)?;
-        let wallet = (!r.wallet_id.is_empty()).then_some(r.wallet_id.as_str());
-        let p = self.0.store.tokens(wallet, size, token).map_err(status)?;
+        let kind = Kind::Tokens;
+        let mut and = Vec::new();
+        if !r.wallet_id.is_empty() {
+            and.push(query::eq(kind, "wallet_id", &r.wallet_id)?);
+        }
+        let q = query::query(kind, r.query.as_ref(), and)?;
+        let found = query::page::<Token>(&self.0.store, ACROSS_WALLETS, q, &r.page).await?;
         Ok(Response::new(proto::ListTokensResponse {
-            tokens: p.items.into_iter().map(to_proto).collect(),
-            next_page_token: p.next_token,
+            total: query::total(&found),
+            tokens: found.items.into_iter().map(to_proto).collect(),
+            next_page_token: found.next_token,
         }))
     }
 

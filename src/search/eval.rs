@@ -3,7 +3,8 @@
 
 use serde_json::Value as Json;
 
-use super::fields::{Field, Name, Searchable};
+use super::docs::Searchable;
+use super::fields::{Field, Name};
 use super::text::{fulltext, like, parse_time};
 use super::{Cond, Filter, Op, Value};
 
@@ -17,11 +18,14 @@ pub fn matches<D: Searchable>(f: &Filter, d: &D, now_ms: i64) -> bool {
     }
 }
 
-/// A credential's status, as `verify::held::status_of` has it: revoked
-/// first, then expired once `exp` (whole seconds) is reached.
+/// A document's status: a credential's as `verify::held::status_of` has
+/// it (revoked first, then expired once `exp`, in whole seconds, is
+/// reached), a template's (archived) and a token's (revoked) alike.
 pub(super) fn status<D: Searchable>(d: &D, now_ms: i64) -> &'static str {
     if d.time(Name::RevokedAt).is_some() {
         "revoked"
+    } else if d.time(Name::ArchivedAt).is_some() {
+        "archived"
     } else if d
         .time(Name::ExpiresAt)
         .is_some_and(|exp| exp <= whole_second(now_ms))

@@ -1,26 +1,36 @@
-//! The searchable fields of records and held credentials, their types, and
-//! which operators and values each takes.
-
-use serde_json::{Map, Value as Json};
+//! The searchable fields of each kind, their types, and which operators
+//! and values each takes.
 
 use super::{Cond, MAX_IN, MAX_TEXT, Op, SortKey, Value, invalid};
 use crate::error::Result;
-use crate::store::{CredentialRecord, RecordState, Role, Store, StoredCredential};
+use crate::store::{RecordState, Role, TokenRole};
 
 /// What is searched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    /// Issue-credential records of both roles.
+    /// Issue-credential records of both roles (revocations among them:
+    /// `revoked_at`).
     Records,
     /// Credentials a wallet holds.
     Credentials,
+    /// An issuer wallet's credential templates.
+    Templates,
+    /// Control-plane tokens, of every wallet ([`ACROSS_WALLETS`]; their
+    /// wallet is the field `wallet_id`).
+    Tokens,
 }
+
+/// The scope a search of tokens runs in: tokens are listed by admins,
+/// across wallets.
+pub const ACROSS_WALLETS: &str = "";
 
 impl Kind {
     fn noun(self) -> &'static str {
         match self {
             Kind::Records => "records",
             Kind::Credentials => "credentials",
+            Kind::Templates => "templates",
+            Kind::Tokens => "tokens",
         }
     }
 
@@ -28,7 +38,25 @@ impl Kind {
         match self {
             Kind::Records => RECORD_FIELDS,
             Kind::Credentials => CREDENTIAL_FIELDS,
+            Kind::Templates => TEMPLATE_FIELDS,
+            Kind::Tokens => TOKEN_FIELDS,
         }
+    }
+
+    /// The values of `status`, which is derived from the kind's times (see
+    /// `eval::status`); none when the kind has no status.
+    pub(super) fn statuses(self) -> &'static [&'static str] {
+        match self {
+            Kind::Records => &[],
+            Kind::Credentials => &["active", "expired", "revoked"],
+            Kind::Templates => &["active", "archived"],
+            Kind::Tokens => &["active", "revoked"],
+        }
+    }
+
+    /// Records and credentials carry claims; templates and tokens do not.
+    fn has_claims(self) -> bool {
+        matches!(self, Kind::Records | Kind::Credentials)
     }
 
     /// The named fields the store indexes for this kind: what is asked of
@@ -49,6 +77,9 @@ impl Kind {
                 Name::UpdatedAt,
             ],
             Kind::Credentials => &[Name::Types, Name::Issuer, Name::Subject, Name::ExpiresAt],
+            // A wallet has few templates: its documents are read.
+            Kind::Templates => &[],
+            Kind::Tokens => &[Name::Wallet],
         }
     }
 }
@@ -76,6 +107,12 @@ pub enum Name {
     IssuedAt,
     ExpiresAt,
     RevokedAt,
+    Wallet,
+    /// A template's name, a token's label.
+    Label,
+    /// A token's role.
+    Access,
+    ArchivedAt,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,13 +128,14 @@ pub(super) enum Ty {
 impl Name {
     pub(super) fn ty(self) -> Ty {
         match self {
-            Name::State | Name::Role => Ty::Enum,
+            Name::State | Name::Role | Name::Access => Ty::Enum,
             Name::Types => Ty::List,
             Name::CreatedAt
             | Name::UpdatedAt
             | Name::IssuedAt
             | Name::ExpiresAt
-            | Name::RevokedAt => Ty::Time,
+            | Name::RevokedAt
+            | Name::ArchivedAt => Ty::Time,
             _ => Ty::Text,
         }
     }
@@ -148,18 +186,40 @@ const CREDENTIAL_FIELDS: &[(&str, Name)] = &[
     ("received_at", Name::CreatedAt),
 ];
 
+const TEMPLATE_FIELDS: &[(&str, Name)] = &[
+    ("id", Name::Id),
+    ("name", Name::Label),
+    ("types", Name::Types),
+    ("issuer", Name::Issuer),
+    ("created_by", Name::CreatedBy),
+    ("created_at", Name::CreatedAt),
+    ("archived_at", Name::ArchivedAt),
+    ("type", Name::Types),
+    ("issuer_did", Name::Issuer),
+];
+
+const TOKEN_FIELDS: &[(&str, Name)] = &[
+    ("id", Name::Id),
+    ("wallet_id", Name::Wallet),
+    ("role", Name::Access),
+    ("label", Name::Label),
+    ("created_by", Name::CreatedBy),
+    ("created_at", Name::CreatedAt),
+    ("revoked_at", Name::RevokedAt),
+    ("wallet", Name::Wallet),
+];
+
 /// A field a condition or sort key names.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Field {
     Named(Name),
     /// `claims.a.b`: a path into the claims object (empty: all of it).
     Claim(Vec<String>),
-    /// A held credential's status: active, expired or revoked (derived
-    /// from revoked_at and expires_at).
+    /// The status of a held credential (active, expired, revoked), a
+    /// template (active, archived) or a token (active, revoked), derived
+    /// from its times.
     Status,
 }
-
-pub(super) const STATUSES: [&str; 3] = ["active", "expired", "revoked"];
 
 /// `CredentialReceived`, `credential-received`, `RECORD_STATE_CREDENTIAL_RECEIVED`
 /// and `credential_received` all name one state.
@@ -170,18 +230,21 @@ fn squash(s: &str) -> String {
         .collect()
 }
 
-/// The canonical spelling of an enum field's value, if it is one.
-fn canonical(field: &Field, v: &str) -> Option<&'static str> {
+/// The canonical spelling of an enum field's value, if it is one; the
+/// proto enums' prefixes (`RECORD_STATE_`, `TOKEN_ROLE_`, …) may be kept.
+fn canonical(kind: Kind, field: &Field, v: &str) -> Option<&'static str> {
     let v = squash(v);
-    let names: Vec<&'static str> = match field {
-        Field::Named(Name::State) => RecordState::ALL.iter().map(|s| s.name()).collect(),
-        Field::Named(Name::Role) => vec![Role::Issuer.name(), Role::Holder.name()],
-        _ => STATUSES.to_vec(),
-    };
-    let prefix = match field {
-        Field::Named(Name::State) => "recordstate",
-        Field::Named(Name::Role) => "role",
-        _ => "credentialstatus",
+    let (names, prefix): (Vec<&'static str>, &str) = match field {
+        Field::Named(Name::State) => (
+            RecordState::ALL.iter().map(|s| s.name()).collect(),
+            "recordstate",
+        ),
+        Field::Named(Name::Role) => (vec![Role::Issuer.name(), Role::Holder.name()], "role"),
+        Field::Named(Name::Access) => (
+            TokenRole::ALL.iter().map(|r| r.name()).collect(),
+            "tokenrole",
+        ),
+        _ => (kind.statuses().to_vec(), "credentialstatus"),
     };
     let v = v.strip_prefix(prefix).unwrap_or(&v);
     names.into_iter().find(|n| squash(n) == v)
@@ -192,7 +255,7 @@ impl Field {
     pub fn resolve(kind: Kind, name: &str) -> Result<Field> {
         if let Some(path) = name
             .strip_prefix("claims")
-            .filter(|p| p.is_empty() || p.starts_with('.'))
+            .filter(|p| kind.has_claims() && (p.is_empty() || p.starts_with('.')))
         {
             let path: Vec<String> = path.split('.').skip(1).map(String::from).collect();
             if path.iter().any(String::is_empty) || path.len() > 8 {
@@ -202,18 +265,21 @@ impl Field {
             }
             return Ok(Field::Claim(path));
         }
-        if kind == Kind::Credentials && name == "status" {
+        if !kind.statuses().is_empty() && name == "status" {
             return Ok(Field::Status);
         }
         match kind.fields().iter().find(|(n, _)| *n == name) {
             Some((_, f)) => Ok(Field::Named(*f)),
             None => {
                 let mut known: Vec<&str> = kind.fields().iter().map(|(n, _)| *n).collect();
-                if kind == Kind::Credentials {
+                if !kind.statuses().is_empty() {
                     known.push("status");
                 }
+                if kind.has_claims() {
+                    known.push("claims.<path>");
+                }
                 Err(invalid(format!(
-                    "field `{name}` is not a field of {}: {}, or claims.<path>",
+                    "field `{name}` is not a field of {}: {}",
                     kind.noun(),
                     known.join(", ")
                 )))
@@ -283,10 +349,10 @@ impl Cond {
             }
         }
         let value = match (ty, value) {
-            (Some(Ty::Enum), Value::Text(t)) => Value::Text(enum_value(&f, field, &t)?),
+            (Some(Ty::Enum), Value::Text(t)) => Value::Text(enum_value(kind, &f, field, &t)?),
             (Some(Ty::Enum), Value::List(l)) => Value::List(
                 l.iter()
-                    .map(|t| enum_value(&f, field, t))
+                    .map(|t| enum_value(kind, &f, field, t))
                     .collect::<Result<_>>()?,
             ),
             (_, v) => v,
@@ -299,8 +365,8 @@ impl Cond {
     }
 }
 
-fn enum_value(f: &Field, field: &str, v: &str) -> Result<String> {
-    canonical(f, v)
+fn enum_value(kind: Kind, f: &Field, field: &str, v: &str) -> Result<String> {
+    canonical(kind, f, v)
         .map(String::from)
         .ok_or_else(|| invalid(format!("field `{field}`: `{v}` is not one of its values")))
 }
@@ -332,143 +398,5 @@ impl SortKey {
                 descending,
             }),
         }
-    }
-}
-
-/// What the search reads of a document.
-pub trait Searchable {
-    fn wallet(&self) -> &str;
-    fn id(&self) -> &str;
-    fn created_ms(&self) -> i64;
-    /// The text values of a text, enum or list field (none when unset).
-    fn texts(&self, n: Name) -> Vec<&str>;
-    fn time(&self, n: Name) -> Option<i64>;
-    fn claims(&self) -> &Map<String, Json>;
-}
-
-/// A searchable kind the store keeps.
-pub trait Doc: Searchable + Sized {
-    const KIND: Kind;
-    fn load(store: &Store, wallet: &str, id: &str) -> Result<Self>;
-    /// The document of thread `thid`, when the store keeps a thread index
-    /// of this kind (None: it does not; use the search index).
-    fn by_thread(store: &Store, wallet: &str, thid: &str) -> Option<Result<Option<Self>>>;
-}
-
-fn opt(s: &Option<String>) -> Vec<&str> {
-    s.as_deref().into_iter().collect()
-}
-
-impl Searchable for CredentialRecord {
-    fn wallet(&self) -> &str {
-        &self.wallet_id
-    }
-
-    fn id(&self) -> &str {
-        &self.id
-    }
-
-    fn created_ms(&self) -> i64 {
-        self.created_at_ms
-    }
-
-    fn texts(&self, n: Name) -> Vec<&str> {
-        match n {
-            Name::Id => vec![&self.id],
-            Name::State => vec![self.state.name()],
-            Name::Role => vec![self.role.name()],
-            Name::Connection => vec![&self.connection_id],
-            Name::Thid => vec![&self.thid],
-            Name::Types => self.types.iter().map(String::as_str).collect(),
-            Name::Issuer => vec![&self.issuer_did],
-            Name::Subject => opt(&self.subject_did),
-            Name::Template => opt(&self.template_id),
-            Name::Correlation => opt(&self.correlation_id),
-            Name::Reference => opt(&self.reference_id),
-            Name::Collection => opt(&self.collection_id),
-            Name::CreatedBy => vec![&self.created_by],
-            Name::Comment => opt(&self.comment),
-            _ => vec![],
-        }
-    }
-
-    fn time(&self, n: Name) -> Option<i64> {
-        match n {
-            Name::CreatedAt => Some(self.created_at_ms),
-            Name::UpdatedAt => Some(self.updated_at_ms),
-            Name::IssuedAt => self.issued_at_ms,
-            Name::ExpiresAt => self.expires_at_ms,
-            Name::RevokedAt => self.revocation.as_ref().map(|r| r.at_ms),
-            _ => None,
-        }
-    }
-
-    fn claims(&self) -> &Map<String, Json> {
-        &self.claims
-    }
-}
-
-impl Doc for CredentialRecord {
-    const KIND: Kind = Kind::Records;
-
-    fn load(store: &Store, wallet: &str, id: &str) -> Result<Self> {
-        store.record(wallet, id)
-    }
-
-    fn by_thread(store: &Store, wallet: &str, thid: &str) -> Option<Result<Option<Self>>> {
-        Some(store.record_by_thid(wallet, thid))
-    }
-}
-
-impl Searchable for StoredCredential {
-    fn wallet(&self) -> &str {
-        &self.wallet_id
-    }
-
-    fn id(&self) -> &str {
-        &self.id
-    }
-
-    fn created_ms(&self) -> i64 {
-        self.received_at_ms
-    }
-
-    fn texts(&self, n: Name) -> Vec<&str> {
-        match n {
-            Name::Id => vec![&self.id],
-            Name::Thid => vec![&self.thid],
-            Name::Types => self.types.iter().map(String::as_str).collect(),
-            Name::Issuer => vec![&self.issuer],
-            Name::Subject => vec![&self.subject],
-            Name::CreatedBy => vec![&self.created_by],
-            _ => vec![],
-        }
-    }
-
-    fn time(&self, n: Name) -> Option<i64> {
-        let secs = |s: u64| i64::try_from(s).ok().and_then(|s| s.checked_mul(1000));
-        match n {
-            Name::CreatedAt => Some(self.received_at_ms),
-            Name::IssuedAt => secs(self.not_before),
-            Name::ExpiresAt => self.expires.and_then(secs),
-            Name::RevokedAt => self.revocation.as_ref().map(|r| r.at_ms),
-            _ => None,
-        }
-    }
-
-    fn claims(&self) -> &Map<String, Json> {
-        &self.claims
-    }
-}
-
-impl Doc for StoredCredential {
-    const KIND: Kind = Kind::Credentials;
-
-    fn load(store: &Store, wallet: &str, id: &str) -> Result<Self> {
-        store.credential(wallet, id)
-    }
-
-    fn by_thread(_: &Store, _: &str, _: &str) -> Option<Result<Option<Self>>> {
-        None
     }
 }

@@ -18,10 +18,11 @@
 
 use sha2::{Digest, Sha256};
 
-use super::fields::{Doc, Kind, Name, Ty};
+use super::docs::Doc;
+use super::fields::{Kind, Name, Ty};
 
 /// Bumped when the keys change: the store rebuilds the index at open.
-pub const INDEX_VERSION: &str = "3";
+pub const INDEX_VERSION: &str = "4";
 
 const ALL: u8 = 0;
 const SHORT: usize = 24;
@@ -30,6 +31,8 @@ fn kind_byte(k: Kind) -> u8 {
     match k {
         Kind::Records => b'r',
         Kind::Credentials => b'c',
+        Kind::Templates => b't',
+        Kind::Tokens => b'k',
     }
 }
 

@@ -1,13 +1,15 @@
-//! Searching records and held credentials: one query model (a filter tree
+//! Searching records, held credentials, templates and tokens: one query model (a filter tree
 //! of `and`/`or`/`not` over typed conditions, sort keys, AIP-158 pages with
 //! totals) served from secondary indexes the store keeps in the same
 //! transaction as each write.
 //!
-//! [`Cond::new`] checks a condition against the fields of a [`Kind`];
-//! [`run`] plans a query over the indexes (`plan.rs`), evaluates what they
-//! cannot answer on the documents (`eval.rs`) and pages (`page.rs`).
-//! `index.rs` says which index keys a document has.
+//! [`Cond::new`] checks a condition against the fields of a [`Kind`]
+//! (`fields.rs`; `docs.rs` reads them from each stored kind); [`run`]
+//! plans a query over the indexes (`plan.rs`), evaluates what they cannot
+//! answer on the documents (`eval.rs`) and pages (`page.rs`). `index.rs`
+//! says which index keys a document has.
 
+mod docs;
 mod eval;
 mod fields;
 mod index;
@@ -17,8 +19,9 @@ mod plan;
 mod tests;
 mod text;
 
+pub use docs::{Doc, Searchable};
 pub use eval::matches;
-pub use fields::{Doc, Field, Kind, Searchable};
+pub use fields::{ACROSS_WALLETS, Field, Kind};
 pub use index::{INDEX_VERSION, entries};
 pub use page::{Found, run};
 pub use text::parse_time;
@@ -80,6 +83,13 @@ pub enum Filter {
     Or(Vec<Filter>),
     Not(Box<Filter>),
     Cond(Cond),
+}
+
+impl Filter {
+    /// The checked condition `field = value` on `kind`.
+    pub fn eq(kind: Kind, field: &str, value: impl Into<String>) -> Result<Filter> {
+        Cond::new(kind, field, Op::Eq, Value::Text(value.into())).map(Filter::Cond)
+    }
 }
 
 /// One sort key; ties fall to creation time, then id.

@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
 
+use super::docs::Doc;
 use super::eval::{matches, status};
-use super::fields::{Doc, Field, Name, Ty};
+use super::fields::{Field, Name, Ty};
 use super::plan::{Budget, Ctx, Cursor, Key, plan};
 use super::{Query, SortKey, invalid};
 use crate::error::{Error, Result};

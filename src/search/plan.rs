@@ -6,8 +6,9 @@
 use std::cmp::Ordering;
 use std::ops::Bound;
 
+use super::docs::Doc;
 use super::eval::{matches, whole_second};
-use super::fields::{Doc, Field, Kind, Name, Ty};
+use super::fields::{Field, Kind, Name, Ty};
 use super::index::{
     MINUTE, all_prefix, doc_id, doc_key, minute, text_prefix, time_bytes, time_prefix,
 };
@@ -302,7 +303,7 @@ fn prefix_end(prefix: &[u8]) -> Bound<Key> {
 
 /// The cursor tree for `f` (every document when None).
 pub(super) fn plan<D: Doc>(ctx: &mut Ctx<D>, f: Option<&Filter>) -> Result<Cursor> {
-    let f = f.map(|f| rewrite_status(f, ctx.now_ms));
+    let f = f.map(|f| rewrite_status(D::KIND, f, ctx.now_ms));
     Ok(match &f {
         None => all(ctx),
         Some(f) => match node(ctx, f)? {
@@ -515,32 +516,42 @@ fn time_list<D: Doc>(
     Ok(Some(keys))
 }
 
-/// `status` conditions as the index sees them: revoked has a revocation
-/// time, expired has none and an expiry reached, active neither.
-fn rewrite_status(f: &Filter, now_ms: i64) -> Filter {
-    let one = |s: &str| {
-        let cond = |name, op, t| {
-            Filter::Cond(Cond {
-                field: Field::Named(name),
-                op,
-                value: Value::Time(t),
-            })
-        };
-        let revoked = cond(Name::RevokedAt, Op::Gte, 0);
-        let expired = cond(Name::ExpiresAt, Op::Lte, whole_second(now_ms));
-        match s {
-            "revoked" => revoked,
-            "expired" => Filter::And(vec![Filter::Not(Box::new(revoked)), expired]),
-            _ => Filter::And(vec![
-                Filter::Not(Box::new(revoked)),
-                Filter::Not(Box::new(expired)),
-            ]),
-        }
+/// `status` conditions as the index sees them: each status but active is
+/// a time the document has (expired: an expiry reached), taken in
+/// `eval::status`'s order, so a status excludes those before it; active
+/// has none of the kind's.
+fn rewrite_status(kind: Kind, f: &Filter, now_ms: i64) -> Filter {
+    let time = |name, op, t| {
+        Filter::Cond(Cond {
+            field: Field::Named(name),
+            op,
+            value: Value::Time(t),
+        })
     };
+    let order = [
+        ("revoked", time(Name::RevokedAt, Op::Gte, 0)),
+        ("archived", time(Name::ArchivedAt, Op::Gte, 0)),
+        (
+            "expired",
+            time(Name::ExpiresAt, Op::Lte, whole_second(now_ms)),
+        ),
+    ];
+    let one = |s: &str| {
+        let mut all = Vec::new();
+        for (name, c) in order.iter().filter(|(n, _)| kind.statuses().contains(n)) {
+            if *name == s {
+                all.push(c.clone());
+                break;
+            }
+            all.push(Filter::Not(Box::new(c.clone())));
+        }
+        Filter::And(all)
+    };
+    let each = |fs: &[Filter]| fs.iter().map(|g| rewrite_status(kind, g, now_ms)).collect();
     match f {
-        Filter::And(all) => Filter::And(all.iter().map(|g| rewrite_status(g, now_ms)).collect()),
-        Filter::Or(any) => Filter::Or(any.iter().map(|g| rewrite_status(g, now_ms)).collect()),
-        Filter::Not(g) => Filter::Not(Box::new(rewrite_status(g, now_ms))),
+        Filter::And(all) => Filter::And(each(all)),
+        Filter::Or(any) => Filter::Or(each(any)),
+        Filter::Not(g) => Filter::Not(Box::new(rewrite_status(kind, g, now_ms))),
         Filter::Cond(Cond {
             field: Field::Status,
             value,

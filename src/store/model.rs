@@ -23,6 +23,25 @@ pub enum TokenRole {
     Auditor,
 }
 
+impl TokenRole {
+    pub const ALL: [TokenRole; 4] = [
+        TokenRole::Admin,
+        TokenRole::Issuer,
+        TokenRole::Holder,
+        TokenRole::Auditor,
+    ];
+
+    /// `admin`, `issuer`, `holder` or `auditor`: as searches name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            TokenRole::Admin => "admin",
+            TokenRole::Issuer => "issuer",
+            TokenRole::Holder => "holder",
+            TokenRole::Auditor => "auditor",
+        }
+    }
+}
+
 /// A control-plane bearer token. Only the SHA-256 of its secret is kept.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Token {

@@ -1,7 +1,7 @@
 //! Credential templates, by id (ids are UUIDs, unique across wallets, so a
-//! schema URL names one template).
+//! schema URL names one template). Lists are searches (`crate::search`).
 
-use super::{Page, Store, StoreTx, T, Template};
+use super::{Store, StoreTx, T, Template};
 use crate::error::{Error, Result};
 
 impl Store {
@@ -15,19 +15,6 @@ impl Store {
             .filter(|t| t.wallet_id == wallet)
             .ok_or_else(|| Error::not_found("template", id))
     }
-
-    /// A wallet's templates; archived ones only with `archived`.
-    pub fn templates(
-        &self,
-        wallet: &str,
-        archived: bool,
-        page_size: u32,
-        page: &str,
-    ) -> Result<Page<Template>> {
-        self.page(T::Templates, b"", page_size, page, |t: &Template| {
-            t.wallet_id == wallet && (archived || t.archived_at_ms.is_none())
-        })
-    }
 }
 
 impl StoreTx<'_> {
@@ -37,7 +24,10 @@ impl StoreTx<'_> {
             .ok_or_else(|| Error::not_found("template", id))
     }
 
+    /// Stores a template (a new one, or its archiving) and its search keys.
     pub fn put_template(&self, t: &Template) -> Result<()> {
-        self.put(T::Templates, t.id.as_bytes(), t)
+        let old: Option<Template> = self.get(T::Templates, t.id.as_bytes())?;
+        self.put(T::Templates, t.id.as_bytes(), t)?;
+        self.reindex(old.as_ref(), Some(t))
     }
 }

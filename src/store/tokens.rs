@@ -1,7 +1,8 @@
 //! Control-plane tokens: the record by id, and the id by the token's hash
-//! (the secret itself is never stored).
+//! (the secret itself is never stored). Lists are searches
+//! (`crate::search`).
 
-use super::{Page, Store, StoreTx, T, Token};
+use super::{Store, StoreTx, T, Token};
 use crate::error::{Error, Result};
 
 impl Store {
@@ -17,13 +18,6 @@ impl Store {
             None => Ok(None),
         }
     }
-
-    /// Tokens, of one wallet or (None) of all.
-    pub fn tokens(&self, wallet: Option<&str>, page_size: u32, page: &str) -> Result<Page<Token>> {
-        self.page(T::Tokens, b"", page_size, page, |t: &Token| {
-            wallet.is_none_or(|w| t.wallet_id == w)
-        })
-    }
 }
 
 impl StoreTx<'_> {
@@ -32,10 +26,12 @@ impl StoreTx<'_> {
             .ok_or_else(|| Error::not_found("token", id))
     }
 
-    /// Stores a token and indexes its hash (a new token, or a change such
-    /// as its revocation).
+    /// Stores a token and indexes its hash and search keys (a new token,
+    /// or a change such as its revocation).
     pub fn put_token(&self, t: &Token) -> Result<()> {
+        let old: Option<Token> = self.get(T::Tokens, t.id.as_bytes())?;
         self.put(T::Tokens, t.id.as_bytes(), t)?;
+        self.reindex(old.as_ref(), Some(t))?;
         self.tree(T::TokenHashes)
             .insert(t.hash.as_slice(), t.id.as_bytes())
             .map_err(super::tx::tx_err)?;

@@ -297,7 +297,7 @@ impl<'a> StoreTx<'a> {
 
     /// Moves a document's search index keys from its old version to its
     /// new one, touching only the keys that differ.
-    fn reindex<D: Doc>(&self, old: Option<&D>, new: Option<&D>) -> Result<()> {
+    pub(super) fn reindex<D: Doc>(&self, old: Option<&D>, new: Option<&D>) -> Result<()> {
         let before = old.map(search::entries).unwrap_or_default();
         let after = new.map(search::entries).unwrap_or_default();
         let index = self.tree(T::SearchIndex);

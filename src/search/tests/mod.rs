@@ -1,5 +1,5 @@
 //! The index plans against the definition: random filter trees over random
-//! records and credentials, every page, compared with a plain evaluation
+//! records, credentials, templates and tokens, every page, compared with a plain evaluation
 //! of the same filter over the same documents.
 
 use std::cmp::Ordering;
@@ -8,7 +8,9 @@ use proptest::prelude::*;
 use serde_json::json;
 
 use super::*;
-use crate::store::{CredentialRecord, Store, StoredCredential};
+use crate::store::{CredentialRecord, Store, StoredCredential, Template, Token};
+
+mod bounds;
 
 const WALLET: &str = "w";
 /// "Now" for status conditions: some credentials have expired by then.
@@ -98,6 +100,41 @@ fn credential(i: usize, seed: u64) -> StoredCredential {
     }
 }
 
+fn template(i: usize, seed: u64) -> Template {
+    let r = record(i, seed);
+    let bit = |n: u32| (seed >> n) & 1 == 1;
+    Template {
+        id: format!("tpl-{i:04}"),
+        wallet_id: r.wallet_id,
+        name: pick(seed, 36, &["Degree", "Badge", "degree of honour"]).into(),
+        types: r.types,
+        contexts: vec![],
+        schema: json!({"type": "object"}),
+        default_validity_secs: 0,
+        max_validity_secs: 0,
+        issuer_did: bit(38).then_some(r.issuer_did),
+        created_at_ms: r.created_at_ms,
+        created_by: r.created_by,
+        archived_at_ms: bit(39).then_some(r.updated_at_ms),
+    }
+}
+
+/// Tokens of several wallets: a token search spans them all.
+fn token(i: usize, seed: u64) -> Token {
+    let r = record(i, seed);
+    Token {
+        id: format!("tok-{i:04}"),
+        wallet_id: pick(seed, 36, &[WALLET, "other", "w2"]).into(),
+        role: crate::store::TokenRole::ALL[((seed >> 38) % 4) as usize],
+        label: pick(seed, 14, &["ci", "Alice's laptop", ""]).into(),
+        hash: vec![],
+        rate_per_sec: 0,
+        created_at_ms: r.created_at_ms,
+        created_by: r.created_by,
+        revoked_at_ms: r.revocation.map(|v| v.at_ms),
+    }
+}
+
 fn text(s: &str) -> Value {
     Value::Text(s.into())
 }
@@ -106,10 +143,15 @@ fn list(of: &[&str]) -> Value {
     Value::List(of.iter().map(|s| s.to_string()).collect())
 }
 
-/// Conditions valid on both kinds, and those of one kind.
+/// Conditions valid on records and credentials, and those of one kind.
 fn leaves(kind: Kind) -> Vec<(&'static str, Op, Value)> {
     use Op::*;
     let t = Value::Time;
+    match kind {
+        Kind::Templates => return template_leaves(),
+        Kind::Tokens => return token_leaves(),
+        Kind::Records | Kind::Credentials => {}
+    }
     let mut v = vec![
         ("types", Contains, text("A")),
         ("types", Eq, text("B")),
@@ -161,8 +203,46 @@ fn leaves(kind: Kind) -> Vec<(&'static str, Op, Value)> {
             ("status", Eq, text("EXPIRED")),
             ("status", In, list(&["revoked", "expired"])),
         ]),
+        Kind::Templates | Kind::Tokens => {}
     }
     v
+}
+
+fn template_leaves() -> Vec<(&'static str, Op, Value)> {
+    use Op::*;
+    vec![
+        ("id", Eq, text("tpl-0003")),
+        ("name", Eq, text("Degree")),
+        ("name", Like, text("%egree%")),
+        ("name", Fulltext, text("DEGREE")),
+        ("types", Contains, text("A")),
+        ("type", In, list(&["B", "C"])),
+        ("issuer", Eq, text(LONG_DID)),
+        ("issuer_did", Eq, text("did:key:short")),
+        ("created_by", Eq, text("tok")),
+        ("created_at", Gte, Value::Time(1_000_010)),
+        ("archived_at", Lt, Value::Time(1_000_020)),
+        ("status", Eq, text("active")),
+        ("status", Eq, text("ARCHIVED")),
+        ("status", In, list(&["active", "archived"])),
+    ]
+}
+
+fn token_leaves() -> Vec<(&'static str, Op, Value)> {
+    use Op::*;
+    vec![
+        ("wallet_id", Eq, text(WALLET)),
+        ("wallet", In, list(&["other", "w2"])),
+        ("role", Eq, text("admin")),
+        ("role", In, list(&["TOKEN_ROLE_ISSUER", "auditor"])),
+        ("label", Like, text("%a%")),
+        ("label", Eq, text("")),
+        ("created_by", Eq, text("tok")),
+        ("created_at", Lt, Value::Time(1_000_005)),
+        ("revoked_at", Gte, Value::Time(1_000_030)),
+        ("status", Eq, text("revoked")),
+        ("status", Eq, text("active")),
+    ]
 }
 
 fn filter(kind: Kind) -> impl Strategy<Value = Filter> {
@@ -183,6 +263,8 @@ fn sorts(kind: Kind) -> impl Strategy<Value = Vec<SortKey>> {
     let names: &[&str] = match kind {
         Kind::Records => &["created_at", "updated_at", "claims.age", "state", "subject"],
         Kind::Credentials => &["created_at", "expires_at", "claims.name", "status"],
+        Kind::Templates => &["created_at", "name", "archived_at", "status"],
+        Kind::Tokens => &["created_at", "wallet_id", "role", "label", "status"],
     };
     prop::collection::vec((0..names.len(), any::<bool>()), 0..3).prop_map(move |keys| {
         keys.into_iter()
@@ -212,10 +294,19 @@ fn value_of<D: Doc>(d: &D, f: &Field) -> (u8, String, f64) {
     }
 }
 
+/// Where a search of `D` runs: the test wallet, or every wallet for tokens.
+fn scope<D: Doc>() -> &'static str {
+    if D::KIND == Kind::Tokens {
+        ACROSS_WALLETS
+    } else {
+        WALLET
+    }
+}
+
 fn expected<D: Doc + Clone>(docs: &[D], q: &Query) -> Vec<String> {
     let mut hits: Vec<&D> = docs
         .iter()
-        .filter(|d| d.wallet() == WALLET)
+        .filter(|d| d.wallet() == scope::<D>())
         .filter(|d| q.filter.as_ref().is_none_or(|f| matches(f, *d, NOW)))
         .collect();
     let place = |d: &D| (d.created_ms(), d.id().to_string());
@@ -255,7 +346,7 @@ fn all_pages<D: Doc>(
     let mut token = String::new();
     let (mut total, mut exact) = (0, true);
     loop {
-        let found: Found<D> = run(store, WALLET, q, size, &token, NOW).expect("a page");
+        let found: Found<D> = run(store, scope::<D>(), q, size, &token, NOW).expect("a page");
         assert!(found.items.len() <= size as usize);
         ids.extend(found.items.iter().map(|d| d.id().to_string()));
         if token.is_empty() {
@@ -283,6 +374,22 @@ fn store_with<D>(
     (dir, store)
 }
 
+/// Every page of `q` over `docs` against the plain evaluation: the same
+/// ids in the same order, and (returned) whether the total was exact.
+fn pages_match_plain_evaluation<D: Doc + Clone>(
+    docs: &[D],
+    put: impl Fn(&crate::store::StoreTx, &D) -> crate::error::Result<()>,
+    q: &Query,
+    size: u32,
+) -> Result<bool, TestCaseError> {
+    let (_dir, store) = store_with(docs, put);
+    let want = expected(docs, q);
+    let (got, total, exact) = all_pages::<D>(&store, q, size, || {});
+    prop_assert_eq!(&got, &want);
+    prop_assert_eq!(total as usize, want.len());
+    Ok(exact)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(96))]
 
@@ -294,13 +401,8 @@ proptest! {
         size in 1u32..8,
     ) {
         let docs: Vec<CredentialRecord> = seeds.iter().enumerate().map(|(i, s)| record(i, *s)).collect();
-        let (_dir, store) = store_with(&docs, |tx, r| tx.put_record(None, r));
         let q = Query { filter: f, sort };
-        let want = expected(&docs, &q);
-        let (got, total, exact) = all_pages::<CredentialRecord>(&store, &q, size, || {});
-        prop_assert_eq!(&got, &want);
-        prop_assert!(exact);
-        prop_assert_eq!(total as usize, want.len());
+        prop_assert!(pages_match_plain_evaluation(&docs, |tx, r| tx.put_record(None, r), &q, size)?);
     }
 
     #[test]
@@ -311,12 +413,32 @@ proptest! {
         size in 1u32..8,
     ) {
         let docs: Vec<StoredCredential> = seeds.iter().enumerate().map(|(i, s)| credential(i, *s)).collect();
-        let (_dir, store) = store_with(&docs, |tx, c| tx.put_credential(c));
         let q = Query { filter: f, sort };
-        let want = expected(&docs, &q);
-        let (got, total, _) = all_pages::<StoredCredential>(&store, &q, size, || {});
-        prop_assert_eq!(&got, &want);
-        prop_assert_eq!(total as usize, want.len());
+        pages_match_plain_evaluation(&docs, |tx, c| tx.put_credential(c), &q, size)?;
+    }
+
+    #[test]
+    fn templates_match_a_plain_evaluation(
+        seeds in prop::collection::vec(any::<u64>(), 0..40),
+        f in prop::option::of(filter(Kind::Templates)),
+        sort in sorts(Kind::Templates),
+        size in 1u32..8,
+    ) {
+        let docs: Vec<Template> = seeds.iter().enumerate().map(|(i, s)| template(i, *s)).collect();
+        let q = Query { filter: f, sort };
+        prop_assert!(pages_match_plain_evaluation(&docs, |tx, t| tx.put_template(t), &q, size)?);
+    }
+
+    #[test]
+    fn tokens_match_a_plain_evaluation(
+        seeds in prop::collection::vec(any::<u64>(), 0..40),
+        f in prop::option::of(filter(Kind::Tokens)),
+        sort in sorts(Kind::Tokens),
+        size in 1u32..8,
+    ) {
+        let docs: Vec<Token> = seeds.iter().enumerate().map(|(i, s)| token(i, *s)).collect();
+        let q = Query { filter: f, sort };
+        prop_assert!(pages_match_plain_evaluation(&docs, |tx, t| tx.put_token(t), &q, size)?);
     }
 
     /// Records added and changed between pages: every record that matched
@@ -388,6 +510,12 @@ fn bad_conditions_name_the_field() {
     assert!(err("claims..age", Op::Eq, text("3")).contains("`claims..age`"));
     assert!(err("types", Op::In, list(&[])).contains("`types`"));
     assert!(Cond::new(Kind::Records, "status", Op::Eq, text("active")).is_err());
+    let of = |kind, f: &str, v| Cond::new(kind, f, Op::Eq, v).unwrap_err().to_string();
+    assert!(of(Kind::Templates, "claims.name", text("x")).contains("`claims.name`"));
+    assert!(of(Kind::Templates, "status", text("revoked")).contains("`status`"));
+    assert!(of(Kind::Tokens, "role", text("holderx")).contains("`role`"));
+    assert!(of(Kind::Tokens, "state", text("Draft")).contains("wallet_id, role"));
+    assert!(!of(Kind::Tokens, "state", text("Draft")).contains("claims"));
     let mut deep = Filter::Cond(Cond::new(Kind::Records, "role", Op::Eq, text("issuer")).unwrap());
     for _ in 0..MAX_DEPTH {
         deep = Filter::Not(Box::new(deep));
@@ -397,103 +525,4 @@ fn bad_conditions_name_the_field() {
         sort: vec![],
     };
     assert!(q.check().unwrap_err().to_string().contains("nest"));
-}
-
-/// A query that would read more than its budget stops with
-/// RESOURCE_EXHAUSTED naming the limit; an indexed one within it answers.
-#[test]
-fn a_query_past_its_budget_is_resource_exhausted() {
-    const BUDGET: super::plan::Budget = super::plan::Budget {
-        keys: 2_000,
-        docs: 100,
-    };
-    let docs: Vec<CredentialRecord> = (0..300)
-        .map(|i| record(i, (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)))
-        .collect();
-    let (_dir, store) = store_with(&docs, |tx, r| tx.put_record(None, r));
-    let claim = Query {
-        filter: Some(Filter::Cond(
-            Cond::new(Kind::Records, "claims.name", Op::Eq, text("nobody")).unwrap(),
-        )),
-        sort: vec![],
-    };
-    let e = page::run_within::<CredentialRecord>(&store, WALLET, &claim, 20, "", NOW, BUDGET)
-        .unwrap_err();
-    assert!(
-        matches!(&e, crate::error::Error::ResourceExhausted(m) if m.contains("2000 index keys or 100 records")),
-        "{e:?}"
-    );
-    let indexed = Query {
-        filter: Some(Filter::Cond(
-            Cond::new(Kind::Records, "thid", Op::Eq, text("thread-3")).unwrap(),
-        )),
-        sort: vec![],
-    };
-    let found: Found<CredentialRecord> =
-        page::run_within(&store, WALLET, &indexed, 20, "", NOW, BUDGET).unwrap();
-    assert_eq!(found.total_size as usize, expected(&docs, &indexed).len());
-}
-
-/// Past the exact bound a total is estimated, marked so, and near the
-/// truth for matches spread evenly over time.
-#[test]
-fn totals_past_the_bound_are_estimates() {
-    let docs: Vec<CredentialRecord> = (0..3_000)
-        .map(|i| {
-            let mut r = record(i, (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
-            r.wallet_id = WALLET.into();
-            r.created_at_ms = 1_000_000 + i as i64;
-            r
-        })
-        .collect();
-    let (_dir, store) = store_with(&docs, |tx, r| tx.put_record(None, r));
-    for descending in [false, true] {
-        let q = Query {
-            filter: None,
-            sort: vec![SortKey::new(Kind::Records, "created_at", descending).unwrap()],
-        };
-        let found: Found<CredentialRecord> = run(&store, WALLET, &q, 10, "", NOW).unwrap();
-        assert!(!found.total_exact);
-        assert!(
-            (2_900..=3_100).contains(&found.total_size),
-            "{}",
-            found.total_size
-        );
-    }
-    let few = Query {
-        filter: Some(Filter::Cond(
-            Cond::new(Kind::Records, "thid", Op::Eq, text("thread-3")).unwrap(),
-        )),
-        sort: vec![],
-    };
-    let found: Found<CredentialRecord> = run(&store, WALLET, &few, 10, "", NOW).unwrap();
-    assert!(found.total_exact);
-    assert_eq!(found.total_size as usize, expected(&docs, &few).len());
-}
-
-/// A wide time range is checked on the documents; its total is never
-/// below what the page found, even when counting stops early.
-#[test]
-fn a_wide_time_range_streams_and_counts_at_least_its_page() {
-    let docs: Vec<CredentialRecord> = (0..1_500)
-        .map(|i| {
-            let mut r = record(i, (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
-            r.wallet_id = WALLET.into();
-            r.created_at_ms = 1_000_000 + i as i64;
-            r.updated_at_ms = 2_000_000 + i as i64 * 1_000;
-            r
-        })
-        .collect();
-    let (_dir, store) = store_with(&docs, |tx, r| tx.put_record(None, r));
-    let q = Query {
-        filter: Some(Filter::Cond(
-            Cond::new(Kind::Records, "updated_at", Op::Gte, Value::Time(2_000_000)).unwrap(),
-        )),
-        sort: vec![SortKey::new(Kind::Records, "created_at", true).unwrap()],
-    };
-    let found: Found<CredentialRecord> = run(&store, WALLET, &q, 20, "", NOW).unwrap();
-    assert_eq!(found.items.len(), 20);
-    assert_eq!(found.items[0].id, "rec-1499");
-    assert!(!found.total_exact);
-    assert!(found.total_size >= 21, "{}", found.total_size);
 }

@@ -1,0 +1,103 @@
+//! What a query may read, and totals past what counting reads: the bounds
+//! that keep a page's cost the same at any size of wallet.
+
+use super::*;
+
+/// A query that would read more than its budget stops with
+/// RESOURCE_EXHAUSTED naming the limit; an indexed one within it answers.
+#[test]
+fn a_query_past_its_budget_is_resource_exhausted() {
+    const BUDGET: super::plan::Budget = super::plan::Budget {
+        keys: 2_000,
+        docs: 100,
+    };
+    let docs: Vec<CredentialRecord> = (0..300)
+        .map(|i| record(i, (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)))
+        .collect();
+    let (_dir, store) = store_with(&docs, |tx, r| tx.put_record(None, r));
+    let claim = Query {
+        filter: Some(Filter::Cond(
+            Cond::new(Kind::Records, "claims.name", Op::Eq, text("nobody")).unwrap(),
+        )),
+        sort: vec![],
+    };
+    let e = page::run_within::<CredentialRecord>(&store, WALLET, &claim, 20, "", NOW, BUDGET)
+        .unwrap_err();
+    assert!(
+        matches!(&e, crate::error::Error::ResourceExhausted(m) if m.contains("2000 index keys or 100 records")),
+        "{e:?}"
+    );
+    let indexed = Query {
+        filter: Some(Filter::Cond(
+            Cond::new(Kind::Records, "thid", Op::Eq, text("thread-3")).unwrap(),
+        )),
+        sort: vec![],
+    };
+    let found: Found<CredentialRecord> =
+        page::run_within(&store, WALLET, &indexed, 20, "", NOW, BUDGET).unwrap();
+    assert_eq!(found.total_size as usize, expected(&docs, &indexed).len());
+}
+
+/// Past the exact bound a total is estimated, marked so, and near the
+/// truth for matches spread evenly over time.
+#[test]
+fn totals_past_the_bound_are_estimates() {
+    let docs: Vec<CredentialRecord> = (0..3_000)
+        .map(|i| {
+            let mut r = record(i, (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            r.wallet_id = WALLET.into();
+            r.created_at_ms = 1_000_000 + i as i64;
+            r
+        })
+        .collect();
+    let (_dir, store) = store_with(&docs, |tx, r| tx.put_record(None, r));
+    for descending in [false, true] {
+        let q = Query {
+            filter: None,
+            sort: vec![SortKey::new(Kind::Records, "created_at", descending).unwrap()],
+        };
+        let found: Found<CredentialRecord> = run(&store, WALLET, &q, 10, "", NOW).unwrap();
+        assert!(!found.total_exact);
+        assert!(
+            (2_900..=3_100).contains(&found.total_size),
+            "{}",
+            found.total_size
+        );
+    }
+    let few = Query {
+        filter: Some(Filter::Cond(
+            Cond::new(Kind::Records, "thid", Op::Eq, text("thread-3")).unwrap(),
+        )),
+        sort: vec![],
+    };
+    let found: Found<CredentialRecord> = run(&store, WALLET, &few, 10, "", NOW).unwrap();
+    assert!(found.total_exact);
+    assert_eq!(found.total_size as usize, expected(&docs, &few).len());
+}
+
+/// A wide time range is checked on the documents; its total is never
+/// below what the page found, even when counting stops early.
+#[test]
+fn a_wide_time_range_streams_and_counts_at_least_its_page() {
+    let docs: Vec<CredentialRecord> = (0..1_500)
+        .map(|i| {
+            let mut r = record(i, (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            r.wallet_id = WALLET.into();
+            r.created_at_ms = 1_000_000 + i as i64;
+            r.updated_at_ms = 2_000_000 + i as i64 * 1_000;
+            r
+        })
+        .collect();
+    let (_dir, store) = store_with(&docs, |tx, r| tx.put_record(None, r));
+    let q = Query {
+        filter: Some(Filter::Cond(
+            Cond::new(Kind::Records, "updated_at", Op::Gte, Value::Time(2_000_000)).unwrap(),
+        )),
+        sort: vec![SortKey::new(Kind::Records, "created_at", true).unwrap()],
+    };
+    let found: Found<CredentialRecord> = run(&store, WALLET, &q, 20, "", NOW).unwrap();
+    assert_eq!(found.items.len(), 20);
+    assert_eq!(found.items[0].id, "rec-1499");
+    assert!(!found.total_exact);
+    assert!(found.total_size >= 21, "{}", found.total_size);
+}
