@@ -446,7 +446,10 @@ async fn templates_and_tokens_are_searched_alike() {
     let found = templates.list_templates(list(by_type, true)).await;
     assert_eq!(names(found.unwrap().into_inner()), ["Badge"]);
     let archived = query(cond("status", Operator::Eq, text("archived")), &[]);
-    let found = templates.list_templates(list(archived, true)).await;
+    let found = templates.list_templates(list(archived.clone(), true)).await;
+    assert_eq!(names(found.unwrap().into_inner()), ["Badge"]);
+    // Asking for archived ones is enough, without include_archived.
+    let found = templates.list_templates(list(archived, false)).await;
     assert_eq!(names(found.unwrap().into_inner()), ["Badge"]);
     let e = templates
         .list_templates(list(

@@ -3,7 +3,7 @@ use tonic::{Request, Response, Status};
 use super::proto::{self, template_service_server::TemplateService};
 use super::{query, status};
 use crate::Core;
-use crate::search::Kind;
+use crate::search::{Field, Kind};
 use crate::store::Template;
 use crate::templates::{self, NewTemplate};
 
@@ -69,11 +69,12 @@ impl TemplateService for Templates {
         let r = request.into_inner();
         let wallet = super::auth::wallet(&self.0, &r.wallet_id)?;
         let kind = Kind::Templates;
-        let mut and = Vec::new();
-        if !r.include_archived {
-            and.push(query::eq(kind, "status", "active")?);
+        let mut q = query::query(kind, r.query.as_ref(), vec![])?;
+        // A query that asks about status (`status=archived`) says which it
+        // wants; otherwise archived ones only on request.
+        if !r.include_archived && !q.mentions(&Field::Status) {
+            q = q.and(query::eq(kind, "status", "active")?);
         }
-        let q = query::query(kind, r.query.as_ref(), and)?;
         let found = query::page::<Template>(&self.0.store, &wallet, q, &r.page).await?;
         Ok(Response::new(proto::ListTemplatesResponse {
             total: query::total(&found),

@@ -79,7 +79,8 @@ impl Kind {
             Kind::Credentials => &[Name::Types, Name::Issuer, Name::Subject, Name::ExpiresAt],
             // A wallet has few templates: its documents are read.
             Kind::Templates => &[],
-            Kind::Tokens => &[Name::Wallet],
+            // The role too: the bootstrap at start looks for a live admin.
+            Kind::Tokens => &[Name::Wallet, Name::Access],
         }
     }
 }

@@ -120,6 +120,18 @@ impl Query {
         self
     }
 
+    /// Whether a condition of the filter is on `field`.
+    pub fn mentions(&self, field: &Field) -> bool {
+        fn on(f: &Filter, field: &Field) -> bool {
+            match f {
+                Filter::And(all) | Filter::Or(all) => all.iter().any(|g| on(g, field)),
+                Filter::Not(g) => on(g, field),
+                Filter::Cond(c) => c.field == *field,
+            }
+        }
+        self.filter.as_ref().is_some_and(|f| on(f, field))
+    }
+
     /// Checks the tree's shape: depth, size, and no empty `and`/`or`.
     pub fn check(&self) -> Result<()> {
         if self.sort.len() > MAX_SORT_KEYS {

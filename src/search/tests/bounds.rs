@@ -101,3 +101,31 @@ fn a_wide_time_range_streams_and_counts_at_least_its_page() {
     assert!(!found.total_exact);
     assert!(found.total_size >= 21, "{}", found.total_size);
 }
+
+/// The live admin the bootstrap looks for at start is found through the
+/// role index, however many other tokens came before it: with a budget of
+/// ten records, a hundred holder tokens first are not read.
+#[test]
+fn a_live_admin_is_found_without_reading_other_tokens() {
+    const BUDGET: super::plan::Budget = super::plan::Budget {
+        keys: 1_000,
+        docs: 10,
+    };
+    let mut docs: Vec<Token> = (0..100)
+        .map(|i| {
+            let mut t = token(i, i as u64);
+            t.role = crate::store::TokenRole::Holder;
+            t
+        })
+        .collect();
+    let mut admin = token(100, 0);
+    admin.role = crate::store::TokenRole::Admin;
+    admin.revoked_at_ms = None;
+    docs.push(admin.clone());
+    let (_dir, store) = store_with(&docs, |tx, t| tx.put_token(t));
+    let q = Query::default()
+        .and(Filter::eq(Kind::Tokens, "role", "admin").unwrap())
+        .and(Filter::eq(Kind::Tokens, "status", "active").unwrap());
+    let found = page::run_within::<Token>(&store, ACROSS_WALLETS, &q, 1, "", NOW, BUDGET).unwrap();
+    assert_eq!(found.items, vec![admin]);
+}
