@@ -25,7 +25,15 @@ pub enum Kind {
 pub const ACROSS_WALLETS: &str = "";
 
 impl Kind {
-    fn noun(self) -> &'static str {
+    pub const ALL: [Kind; 4] = [
+        Kind::Records,
+        Kind::Credentials,
+        Kind::Templates,
+        Kind::Tokens,
+    ];
+
+    /// `records`, `credentials`, `templates` or `tokens`.
+    pub fn noun(self) -> &'static str {
         match self {
             Kind::Records => "records",
             Kind::Credentials => "credentials",

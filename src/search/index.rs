@@ -21,8 +21,20 @@ use sha2::{Digest, Sha256};
 use super::docs::Doc;
 use super::fields::{Kind, Name, Ty};
 
-/// Bumped when the keys change: the store rebuilds the index at open.
-pub const INDEX_VERSION: &str = "4";
+/// The version of a kind's keys, bumped when they change: the store
+/// rebuilds that kind's part of the index at open, and only that.
+pub fn index_version(kind: Kind) -> &'static str {
+    match kind {
+        // "3" was the whole index's version when it held only these two.
+        Kind::Records | Kind::Credentials => "3",
+        Kind::Templates | Kind::Tokens => "1",
+    }
+}
+
+/// The first byte of every index key of `kind`.
+pub fn kind_prefix(kind: Kind) -> [u8; 1] {
+    [kind_byte(kind)]
+}
 
 const ALL: u8 = 0;
 const SHORT: usize = 24;

@@ -5,7 +5,7 @@
 use std::ops::Bound;
 
 use super::*;
-use crate::search::{self, Doc};
+use crate::search::{self, Doc, Kind};
 
 /// Documents indexed per transaction when the index is built at open.
 const BUILD_BATCH: usize = 1_000;
@@ -27,21 +27,53 @@ impl Store {
         }
     }
 
-    /// A database written before the search index (or with an older one)
-    /// gets it, built from the records, credentials, templates and tokens.
+    /// A database written before the search index, or with older keys
+    /// for some kind, gets that kind's part of the index (re)built from
+    /// its documents. Each kind's version is kept under
+    /// `search_index.<kind>`; a database from before per-kind versions
+    /// has one, `search_index`, which covered records and credentials.
     pub(super) fn index_for_search(&self) -> Result<()> {
-        let version = self.tree(T::Meta).get(SEARCH_INDEX)?;
-        if version.as_deref() == Some(search::INDEX_VERSION.as_bytes()) {
-            return Ok(());
+        let meta = self.tree(T::Meta);
+        let legacy = meta.get(SEARCH_INDEX)?;
+        let mut built = false;
+        for kind in Kind::ALL {
+            let key = format!("{SEARCH_INDEX}.{}", kind.noun());
+            let stored = match meta.get(&key)? {
+                Some(v) => Some(v),
+                None if matches!(kind, Kind::Records | Kind::Credentials) => legacy.clone(),
+                None => None,
+            };
+            let version = search::index_version(kind);
+            if stored.as_deref() == Some(version.as_bytes()) {
+                continue;
+            }
+            self.clear_index_of(kind)?;
+            match kind {
+                Kind::Records => self.index_all::<CredentialRecord>(T::Records)?,
+                Kind::Credentials => self.index_all::<StoredCredential>(T::Credentials)?,
+                Kind::Templates => self.index_all::<Template>(T::Templates)?,
+                Kind::Tokens => self.index_all::<Token>(T::Tokens)?,
+            }
+            meta.insert(key.as_bytes(), version.as_bytes())?;
+            built = true;
         }
-        self.writing(|| self.tree(T::SearchIndex).clear())?;
-        self.index_all::<CredentialRecord>(T::Records)?;
-        self.index_all::<StoredCredential>(T::Credentials)?;
-        self.index_all::<Template>(T::Templates)?;
-        self.index_all::<Token>(T::Tokens)?;
-        self.tree(T::Meta)
-            .insert(SEARCH_INDEX, search::INDEX_VERSION.as_bytes())?;
-        self.flush()
+        if built { self.flush() } else { Ok(()) }
+    }
+
+    /// Removes every index key of `kind`.
+    fn clear_index_of(&self, kind: Kind) -> Result<()> {
+        let index = self.tree(T::SearchIndex);
+        let mut batch = sled::Batch::default();
+        let mut n = 0;
+        for k in index.scan_prefix(search::kind_prefix(kind)).keys() {
+            batch.remove(k?);
+            n += 1;
+            if n % BUILD_BATCH == 0 {
+                self.writing(|| index.apply_batch(std::mem::take(&mut batch)))?;
+            }
+        }
+        self.writing(|| index.apply_batch(batch))?;
+        Ok(())
     }
 
     fn index_all<D: Doc + serde::de::DeserializeOwned>(&self, t: T) -> Result<()> {
@@ -68,16 +100,10 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::search::{ACROSS_WALLETS, Filter, Kind, Query};
+    use crate::search::{ACROSS_WALLETS, Filter, Query};
 
-    /// A database whose index is of an older version (or missing) gets
-    /// every kind indexed again at open: the token bootstrap at start
-    /// looks for an admin token by search.
-    #[test]
-    fn an_older_index_is_rebuilt_at_open_for_every_kind() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db");
-        let template = Template {
+    fn template() -> Template {
+        Template {
             id: "t1".into(),
             wallet_id: "w".into(),
             name: "Degree".into(),
@@ -90,8 +116,11 @@ mod tests {
             created_at_ms: 1,
             created_by: String::new(),
             archived_at_ms: None,
-        };
-        let token = Token {
+        }
+    }
+
+    fn token() -> Token {
+        Token {
             id: "k1".into(),
             wallet_id: "w".into(),
             role: TokenRole::Admin,
@@ -101,33 +130,36 @@ mod tests {
             created_at_ms: 1,
             created_by: "bootstrap".into(),
             revoked_at_ms: None,
-        };
+        }
+    }
+
+    /// A store with one template and one token, whose index and meta are
+    /// then set by `age` (as an older version left them), reopened.
+    fn reopened(age: impl Fn(&Store)) -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
         {
             let store = Store::open(&path).unwrap();
             store
                 .transact(|tx| {
-                    tx.put_template(&template)?;
-                    tx.put_token(&token)
+                    tx.put_template(&template())?;
+                    tx.put_token(&token())
                 })
                 .unwrap();
-            store.tree(T::SearchIndex).clear().unwrap();
-            store.tree(T::Meta).insert(SEARCH_INDEX, "3").unwrap();
+            age(&store);
             store.flush().unwrap();
         }
         let store = Store::open(&path).unwrap();
+        (dir, store)
+    }
+
+    fn found(store: &Store) -> (Vec<Template>, Vec<Token>) {
         let q = |kind, field, value| Query::default().and(Filter::eq(kind, field, value).unwrap());
-        let templates = search::run::<Template>(
-            &store,
-            "w",
-            &q(Kind::Templates, "name", "Degree"),
-            20,
-            "",
-            2,
-        )
-        .unwrap();
-        assert_eq!(templates.items, vec![template]);
+        let templates =
+            search::run::<Template>(store, "w", &q(Kind::Templates, "name", "Degree"), 20, "", 2)
+                .unwrap();
         let tokens = search::run::<Token>(
-            &store,
+            store,
             ACROSS_WALLETS,
             &q(Kind::Tokens, "role", "admin"),
             20,
@@ -135,6 +167,48 @@ mod tests {
             2,
         )
         .unwrap();
-        assert_eq!(tokens.items, vec![token]);
+        (templates.items, tokens.items)
+    }
+
+    /// A database from before per-kind versions (one version, "3", for
+    /// records and credentials, and no keys for templates and tokens)
+    /// gets templates and tokens indexed; records and credentials are
+    /// left as they are (a key only they had is still there).
+    #[test]
+    fn an_index_from_before_templates_and_tokens_gets_them_at_open() {
+        const MARK: &[u8] = b"r-left-alone";
+        let (_dir, store) = reopened(|s| {
+            let index = s.tree(T::SearchIndex);
+            index.clear().unwrap();
+            index.insert(MARK, &[][..]).unwrap();
+            let meta = s.tree(T::Meta);
+            for kind in Kind::ALL {
+                meta.remove(format!("{SEARCH_INDEX}.{}", kind.noun()))
+                    .unwrap();
+            }
+            meta.insert(SEARCH_INDEX, "3").unwrap();
+        });
+        assert_eq!(found(&store), (vec![template()], vec![token()]));
+        assert!(store.tree(T::SearchIndex).contains_key(MARK).unwrap());
+    }
+
+    /// A kind whose keys are of an older version is cleared and built
+    /// again; the other kinds are not touched.
+    #[test]
+    fn only_a_kind_with_older_keys_is_rebuilt() {
+        const STALE: &[u8] = b"k-stale";
+        const KEPT: &[u8] = b"r-kept";
+        let (_dir, store) = reopened(|s| {
+            let index = s.tree(T::SearchIndex);
+            index.insert(STALE, &[][..]).unwrap();
+            index.insert(KEPT, &[][..]).unwrap();
+            s.tree(T::Meta)
+                .insert(format!("{SEARCH_INDEX}.tokens"), "0")
+                .unwrap();
+        });
+        let index = store.tree(T::SearchIndex);
+        assert!(!index.contains_key(STALE).unwrap());
+        assert!(index.contains_key(KEPT).unwrap());
+        assert_eq!(found(&store), (vec![template()], vec![token()]));
     }
 }
