@@ -515,6 +515,38 @@ async fn templates_and_tokens_are_searched_alike() {
     );
     let found = tokens.list_tokens(list("", live_staff.clone())).await;
     assert_eq!(labels(found.unwrap().into_inner()), ["audit desk", "ci"]);
+    // The same from the CLI's text form.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_agentd"))
+        .args([
+            "token",
+            "list",
+            "--where",
+            "role in (TOKEN_ROLE_ISSUER, auditor) and status=active",
+            "--sort",
+            "label",
+            "--json",
+            "--grpc",
+            &agent.grpc.to_string(),
+        ])
+        .env_remove("AGENTD_API_KEY")
+        .env_remove("AGENTD_WALLET")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cli_labels: Vec<&str> = v["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(cli_labels, ["audit desk", "ci"]);
+    assert_eq!(v["total_size"], 2);
     let found = tokens.list_tokens(list("nobody", live_staff)).await;
     assert!(labels(found.unwrap().into_inner()).is_empty());
     let revoked = query(cond("revoked_at", Operator::Gte, V::TimeMs(0)), &[]);

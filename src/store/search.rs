@@ -7,7 +7,8 @@ use std::ops::Bound;
 use super::*;
 use crate::search::{self, Doc, Kind};
 
-/// Documents indexed per transaction when the index is built at open.
+/// Documents indexed, or keys removed, per batch when the index is built
+/// at open.
 const BUILD_BATCH: usize = 1_000;
 
 impl Store {
@@ -62,37 +63,41 @@ impl Store {
 
     /// Removes every index key of `kind`.
     fn clear_index_of(&self, kind: Kind) -> Result<()> {
+        let keys = self
+            .tree(T::SearchIndex)
+            .scan_prefix(search::kind_prefix(kind));
+        self.index_in_batches(keys.keys(), |batch, k| {
+            batch.remove(k);
+            Ok(())
+        })
+    }
+
+    fn index_all<D: Doc + serde::de::DeserializeOwned>(&self, t: T) -> Result<()> {
+        self.index_in_batches(self.tree(t).iter().values(), |batch, v| {
+            let d: D = decode(&v)?;
+            for k in search::entries(&d) {
+                batch.insert(k, &[][..]);
+            }
+            Ok(())
+        })
+    }
+
+    /// Writes to the index what `add` makes of each item, `BUILD_BATCH`
+    /// items to a batch.
+    fn index_in_batches(
+        &self,
+        items: impl Iterator<Item = sled::Result<sled::IVec>>,
+        add: impl Fn(&mut sled::Batch, sled::IVec) -> Result<()>,
+    ) -> Result<()> {
         let index = self.tree(T::SearchIndex);
         let mut batch = sled::Batch::default();
-        let mut n = 0;
-        for k in index.scan_prefix(search::kind_prefix(kind)).keys() {
-            batch.remove(k?);
-            n += 1;
-            if n % BUILD_BATCH == 0 {
+        for (n, item) in items.enumerate() {
+            add(&mut batch, item?)?;
+            if (n + 1) % BUILD_BATCH == 0 {
                 self.writing(|| index.apply_batch(std::mem::take(&mut batch)))?;
             }
         }
         self.writing(|| index.apply_batch(batch))?;
-        Ok(())
-    }
-
-    fn index_all<D: Doc + serde::de::DeserializeOwned>(&self, t: T) -> Result<()> {
-        let mut batch = sled::Batch::default();
-        let mut n = 0;
-        for v in self.tree(t).iter().values() {
-            let d: D = decode(&v?)?;
-            for k in search::entries(&d) {
-                batch.insert(k, &[][..]);
-            }
-            n += 1;
-            if n % BUILD_BATCH == 0 {
-                self.writing(|| {
-                    self.tree(T::SearchIndex)
-                        .apply_batch(std::mem::take(&mut batch))
-                })?;
-            }
-        }
-        self.writing(|| self.tree(T::SearchIndex).apply_batch(batch))?;
         Ok(())
     }
 }
