@@ -5,6 +5,7 @@ mod common;
 
 use std::collections::HashSet;
 
+use agentd::harness::ProcessAgent;
 use agentd::rpc::proto::{
     self, Condition, CreateOfferRequest, CreateOffersRequest, Filter, Filters,
     ListCredentialsRequest, ListRecordsRequest, Operator, PageRequest, Query, QueryValue, SortKey,
@@ -111,6 +112,30 @@ async fn offers(
         .into_inner();
     assert_eq!(made.created.len(), n, "{:?}", made.failed.first());
     made.created
+}
+
+/// The CLI run against `agent` with `args`, with no key or wallet from
+/// the environment.
+async fn cli(agent: &ProcessAgent, args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_agentd"))
+        .args(args)
+        .args(["--grpc", &agent.grpc.to_string()])
+        .env_remove("AGENTD_API_KEY")
+        .env_remove("AGENTD_WALLET")
+        .output()
+        .await
+        .unwrap()
+}
+
+/// The CLI's `--json` output of `args`, which must succeed.
+async fn cli_json(agent: &ProcessAgent, args: &[&str]) -> Value {
+    let out = cli(agent, &[args, &["--json"]].concat()).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 fn level(r: &proto::CredentialRecord) -> i64 {
@@ -337,28 +362,18 @@ async fn the_cli_searches_with_where_and_sort() {
         ..Default::default()
     })
     .await;
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_agentd"))
-        .args([
+    let v = cli_json(
+        &agent,
+        &[
             "record",
             "list",
             "--where",
             "state=Draft and claims.level>=4 and not (correlation_id=c0 or correlation_id=c2)",
             "--sort",
             "-claims.level",
-            "--json",
-            "--grpc",
-            &agent.grpc.to_string(),
-        ])
-        .env_remove("AGENTD_API_KEY")
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        ],
+    )
+    .await;
     let levels: Vec<i64> = v["records"]
         .as_array()
         .unwrap()
@@ -371,18 +386,7 @@ async fn the_cli_searches_with_where_and_sort() {
     assert_eq!(levels, [10, 7, 4]);
     assert_eq!(v["total_size"], 3);
 
-    let bad = tokio::process::Command::new(env!("CARGO_BIN_EXE_agentd"))
-        .args([
-            "record",
-            "list",
-            "--where",
-            "created_at > soon",
-            "--grpc",
-            &agent.grpc.to_string(),
-        ])
-        .output()
-        .await
-        .unwrap();
+    let bad = cli(&agent, &["record", "list", "--where", "created_at > soon"]).await;
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("created_at"));
 }
@@ -516,29 +520,18 @@ async fn templates_and_tokens_are_searched_alike() {
     let found = tokens.list_tokens(list("", live_staff.clone())).await;
     assert_eq!(labels(found.unwrap().into_inner()), ["audit desk", "ci"]);
     // The same from the CLI's text form.
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_agentd"))
-        .args([
+    let v = cli_json(
+        &agent,
+        &[
             "token",
             "list",
             "--where",
             "role in (TOKEN_ROLE_ISSUER, auditor) and status=active",
             "--sort",
             "label",
-            "--json",
-            "--grpc",
-            &agent.grpc.to_string(),
-        ])
-        .env_remove("AGENTD_API_KEY")
-        .env_remove("AGENTD_WALLET")
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        ],
+    )
+    .await;
     let cli_labels: Vec<&str> = v["tokens"]
         .as_array()
         .unwrap()
