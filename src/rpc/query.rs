@@ -134,6 +134,14 @@ pub(super) async fn page<D: Doc + Send + 'static>(
     })
     .await
     .map_err(|e| Status::internal(format!("search failed: {e}")))?
+    .inspect(|f| {
+        tracing::debug!(
+            keys_read = f.keys_read,
+            docs_read = f.docs_read,
+            found = f.items.len(),
+            "search page"
+        )
+    })
     .map_err(status)
 }
 

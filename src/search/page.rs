@@ -43,6 +43,9 @@ pub struct Found<D> {
     pub next_token: String,
     pub total_size: u64,
     pub total_exact: bool,
+    /// What answering read: index keys and documents (for logs).
+    pub keys_read: u64,
+    pub docs_read: u64,
 }
 
 /// A page before its token is made: where the next one starts.
@@ -191,30 +194,30 @@ pub(super) fn run_within<D: Doc>(
         spent: Budget { keys: 0, docs: 0 },
         last: None,
     };
-    let part = match streaming {
+    let (part, read) = match streaming {
         Some(descending) => {
             let mut c = ctx(descending, budget);
-            let first_page = after.is_none();
-            let (mut part, root, counted) = stream(&mut c, q, size, after.map(|(_, k)| k))?;
-            if !first_page || part.next.is_some() {
+            let start = after.map(|(_, k)| k);
+            let (mut part, root, reached) = stream(&mut c, q, size, start.clone())?;
+            if start.is_some() || part.next.is_some() {
                 let seen = part.items.len() as u64 + u64::from(part.next.is_some());
-                (part.total_size, part.total_exact) = if first_page {
-                    // The page's matches are the first ones: counting goes
-                    // on from the last of them instead of reading them again.
-                    c.budget = COUNT_BUDGET.after(c.spent);
-                    count(&mut c, root, counted, seen)?
-                } else {
-                    let mut c = ctx(descending, COUNT_BUDGET);
-                    let root = plan(&mut c, q.filter.as_ref())?;
-                    count(&mut c, root, Bound::Unbounded, 0)?
+                let page = Page {
+                    start,
+                    reached,
+                    seen,
                 };
+                (part.total_size, part.total_exact) =
+                    total(&mut c, q, root, page, || ctx(descending, COUNT_BUDGET))?;
                 // Counting can stop before its first match (its budget
                 // spent planning); the page itself is a lower bound.
                 part.total_size = part.total_size.max(seen);
             }
-            part
+            (part, c.spent)
         }
-        None => sorted(&mut ctx(false, budget), q, size, after)?,
+        None => {
+            let mut c = ctx(false, budget);
+            (sorted(&mut c, q, size, after)?, c.spent)
+        }
     };
     let next_token = part.next.map_or_else(String::new, |(s, k)| {
         let t = Token {
@@ -229,6 +232,8 @@ pub(super) fn run_within<D: Doc>(
         next_token,
         total_size: part.total_size,
         total_exact: part.total_exact,
+        keys_read: read.keys,
+        docs_read: read.docs,
     })
 }
 
@@ -290,6 +295,56 @@ fn checked<D: Doc>(ctx: &mut Ctx<D>, q: &Query, k: &Key) -> Result<Option<D>> {
         .then_some(d))
 }
 
+/// What a page that did not end the matches read: from the token's place
+/// (None on a first page) to just past its last match, `seen` matches.
+struct Page {
+    start: Option<Key>,
+    reached: Bound<Key>,
+    seen: u64,
+}
+
+/// The total for `page`. Counting goes on from a first page's last match
+/// (a later page counts from the start) within [`COUNT_BUDGET`], unless
+/// what the page read shows counting would need more than twice that:
+/// then the total is estimated from the page at once, since counting
+/// would only end in an estimate too.
+fn total<'s, D: Doc>(
+    c: &mut Ctx<'s, D>,
+    q: &Query,
+    root: Cursor,
+    page: Page,
+    fresh: impl FnOnce() -> Ctx<'s, D>,
+) -> Result<(u64, bool)> {
+    let span = Span::of(c)?;
+    if let (Some(span), Bound::Excluded(end)) = (&span, &page.reached) {
+        let covered = span.covered(page.start.as_deref(), end, c.descending);
+        let rest = match page.start {
+            None => span.len().saturating_sub(covered),
+            Some(_) => span.len(),
+        };
+        let predicted = u128::from(c.spent.keys) * u128::from(rest) / u128::from(covered);
+        if predicted > 2 * u128::from(COUNT_BUDGET.keys) {
+            return Ok((span.scale(page.seen, covered), false));
+        }
+    }
+    match page.start {
+        // The page's matches are the first ones: counting goes on from the
+        // last of them instead of reading them again.
+        None => {
+            c.budget = COUNT_BUDGET.after(c.spent);
+            count(c, root, page.reached, page.seen, span)
+        }
+        Some(_) => {
+            let mut again = fresh();
+            let root = plan(&mut again, q.filter.as_ref())?;
+            let counted = count(&mut again, root, Bound::Unbounded, 0, span);
+            c.spent.keys += again.spent.keys;
+            c.spent.docs += again.spent.docs;
+            counted
+        }
+    }
+}
+
 /// How many documents match, `n` of them already counted before `from`:
 /// exact when the cursors run out within the context's budget, else
 /// estimated from how far they got.
@@ -298,6 +353,7 @@ fn count<D: Doc>(
     mut root: Cursor,
     mut from: Bound<Key>,
     mut n: u64,
+    span: Option<Span>,
 ) -> Result<(u64, bool)> {
     loop {
         match root.seek(ctx, &from) {
@@ -307,36 +363,70 @@ fn count<D: Doc>(
             }
             Ok(None) => return Ok((n, true)),
             Err(Error::ResourceExhausted(_)) => {
-                let at = match from {
-                    Bound::Excluded(k) => k,
-                    _ => return Ok((n, false)),
+                let estimate = match (from, span) {
+                    (Bound::Excluded(at), Some(span)) => {
+                        span.scale(n, span.covered(None, &at, ctx.descending))
+                    }
+                    _ => n,
                 };
-                return Ok((estimate(ctx, n, &at)?, false));
+                return Ok((estimate, false));
             }
             Err(e) => return Err(e),
         }
     }
 }
 
-/// `n` matches were counted up to `at`: scaled by the share of the
-/// wallet's creation-time span counted so far (matches taken as spread
-/// evenly over it). Never less than `n`.
-fn estimate<D: Doc>(ctx: &Ctx<D>, n: u64, at: &[u8]) -> Result<u64> {
-    let time = |k: &[u8]| u64::from_be_bytes(k[..8].try_into().unwrap_or([0; 8]));
-    let (Some(first), Some(last)) = (
-        super::plan::edge::<D>(ctx, false)?,
-        super::plan::edge::<D>(ctx, true)?,
-    ) else {
-        return Ok(n);
-    };
-    let (t0, t1, t) = (time(&first), time(&last), time(at));
-    let span = (t1 - t0 + 1) as f64;
-    let covered = if ctx.descending {
-        t1.saturating_sub(t) + 1
-    } else {
-        t.saturating_sub(t0) + 1
-    };
-    Ok(((n as f64) * span / covered as f64).round().max(n as f64) as u64)
+/// The wallet's creation-time span, its first and last documents' times
+/// (ms): what totals past counting are scaled by, matches taken as spread
+/// evenly over it.
+#[derive(Clone, Copy)]
+struct Span {
+    first: u64,
+    last: u64,
+}
+
+impl Span {
+    fn of<D: Doc>(ctx: &Ctx<D>) -> Result<Option<Span>> {
+        Ok(
+            match (
+                super::plan::edge::<D>(ctx, false)?,
+                super::plan::edge::<D>(ctx, true)?,
+            ) {
+                (Some(first), Some(last)) => Some(Span {
+                    first: time(&first),
+                    last: time(&last),
+                }),
+                _ => None,
+            },
+        )
+    }
+
+    /// Milliseconds in the span, at least 1.
+    fn len(&self) -> u64 {
+        self.last.saturating_sub(self.first) + 1
+    }
+
+    /// Milliseconds read from just past `start` (None: from the span's
+    /// edge the reading starts at) to `end`, at least 1.
+    fn covered(&self, start: Option<&[u8]>, end: &[u8], descending: bool) -> u64 {
+        let edge = if descending { self.last } else { self.first };
+        match start {
+            Some(start) => time(start).abs_diff(time(end)).max(1),
+            None => edge.abs_diff(time(end)) + 1,
+        }
+    }
+
+    /// `n` matches found over `covered` ms, scaled to the span; never less
+    /// than `n`.
+    fn scale(&self, n: u64, covered: u64) -> u64 {
+        let share = covered.max(1) as f64 / self.len() as f64;
+        ((n as f64) / share.min(1.0)).round() as u64
+    }
+}
+
+/// The creation time a doc key starts with.
+fn time(k: &[u8]) -> u64 {
+    u64::from_be_bytes(k.get(..8).and_then(|t| t.try_into().ok()).unwrap_or([0; 8]))
 }
 
 /// Sorted by other fields: every match is read and sorted (within the

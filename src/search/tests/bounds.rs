@@ -75,6 +75,46 @@ fn totals_past_the_bound_are_estimates() {
     assert_eq!(found.total_size as usize, expected(&docs, &few).len());
 }
 
+/// A total that counting could not finish within its bound is estimated
+/// from what the page read, without counting on: a first or later page
+/// over 3,000 matches reads about a page of keys. A total that counting
+/// can finish is still counted exactly.
+#[test]
+fn a_total_counting_would_not_finish_is_estimated_from_the_page() {
+    let docs: Vec<CredentialRecord> = (0..3_000)
+        .map(|i| {
+            let mut r = record(i, (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            r.wallet_id = WALLET.into();
+            r.created_at_ms = 1_000_000 + i as i64;
+            r
+        })
+        .collect();
+    let (_dir, store) = store_with(&docs, |tx, r| tx.put_record(None, r));
+    let every = Query {
+        filter: None,
+        sort: vec![],
+    };
+    let first: Found<CredentialRecord> = run(&store, WALLET, &every, 20, "", NOW).unwrap();
+    let later: Found<CredentialRecord> =
+        run(&store, WALLET, &every, 20, &first.next_token, NOW).unwrap();
+    for page in [&first, &later] {
+        assert!(!page.total_exact);
+        assert!(
+            (2_900..=3_100).contains(&page.total_size),
+            "{}",
+            page.total_size
+        );
+        // The page, the one after it, the wallet's two edges and a seek:
+        // not the 500 keys counting would have read before estimating.
+        assert!(page.keys_read < 40, "{} keys read", page.keys_read);
+    }
+    assert_eq!(later.items[0].id, "rec-0020");
+    let (_dir, small) = store_with(&docs[..400], |tx, r| tx.put_record(None, r));
+    let found: Found<CredentialRecord> = run(&small, WALLET, &every, 20, "", NOW).unwrap();
+    assert!(found.total_exact);
+    assert_eq!(found.total_size, 400);
+}
+
 /// A wide time range is checked on the documents; its total is never
 /// below what the page found, even when counting stops early.
 #[test]
