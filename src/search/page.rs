@@ -198,14 +198,9 @@ pub(super) fn run_within<D: Doc>(
         Some(descending) => {
             let mut c = ctx(descending, budget);
             let start = after.map(|(_, k)| k);
-            let (mut part, root, reached) = stream(&mut c, q, size, start.clone())?;
-            if start.is_some() || part.next.is_some() {
-                let seen = part.items.len() as u64 + u64::from(part.next.is_some());
-                let page = Page {
-                    start,
-                    reached,
-                    seen,
-                };
+            let (mut part, root, page) = stream(&mut c, q, size, start)?;
+            if page.start.is_some() || part.next.is_some() {
+                let seen = page.seen;
                 (part.total_size, part.total_exact) =
                     total(&mut c, q, root, page, || ctx(descending, COUNT_BUDGET))?;
                 // Counting can stop before its first match (its budget
@@ -238,16 +233,27 @@ pub(super) fn run_within<D: Doc>(
 }
 
 /// Sorted by creation: read the cursors from the token's place. Also
-/// gives the cursor tree and the place just past the last match read (the
-/// page's, or the one after it that shows there is a next page).
+/// gives the cursor tree and what the page read, up to just past the last
+/// match read (the page's, or the one after it that shows there is a next
+/// page).
 fn stream<D: Doc>(
     ctx: &mut Ctx<D>,
     q: &Query,
     size: usize,
-    from: Option<Key>,
-) -> Result<(Part<D>, Cursor, Bound<Key>)> {
+    start: Option<Key>,
+) -> Result<(Part<D>, Cursor, Page)> {
     let mut root = plan(ctx, q.filter.as_ref())?;
-    let mut from = from.map_or(Bound::Unbounded, Bound::Excluded);
+    let planned = ctx.spent;
+    // Documents loaded to be shown, not to pass a condition: counting
+    // will not load them.
+    let mut shown = 0;
+    let mut page_item = |ctx: &mut Ctx<D>, k: &Key| {
+        let before = ctx.spent.docs;
+        let found = checked(ctx, q, k);
+        shown += ctx.spent.docs - before;
+        found
+    };
+    let mut from = start.clone().map_or(Bound::Unbounded, Bound::Excluded);
     let mut items = Vec::with_capacity(size);
     let mut last = None;
     while items.len() < size {
@@ -255,7 +261,7 @@ fn stream<D: Doc>(
             break;
         };
         from = Bound::Excluded(k.clone());
-        if let Some(d) = checked(ctx, q, &k)? {
+        if let Some(d) = page_item(ctx, &k)? {
             items.push(d);
             last = Some(k);
         }
@@ -264,19 +270,28 @@ fn stream<D: Doc>(
     if items.len() == size {
         while let Some(k) = root.seek(ctx, &from)? {
             from = Bound::Excluded(k.clone());
-            if checked(ctx, q, &k)?.is_some() {
+            if page_item(ctx, &k)?.is_some() {
                 more = true;
                 break;
             }
         }
     }
+    let page = Page {
+        start,
+        reached: from,
+        seen: items.len() as u64 + u64::from(more),
+        walked: Budget {
+            keys: ctx.spent.keys - planned.keys,
+            docs: ctx.spent.docs - planned.docs - shown,
+        },
+    };
     let part = Part {
         total_size: items.len() as u64,
         total_exact: true,
         next: last.filter(|_| more).map(|k| (Vec::new(), k)),
         items,
     };
-    Ok((part, root, from))
+    Ok((part, root, page))
 }
 
 /// The document at `k` if it (still) passes the filter: the index and
@@ -295,19 +310,23 @@ fn checked<D: Doc>(ctx: &mut Ctx<D>, q: &Query, k: &Key) -> Result<Option<D>> {
         .then_some(d))
 }
 
-/// What a page that did not end the matches read: from the token's place
-/// (None on a first page) to just past its last match, `seen` matches.
+/// What a page read: from the token's place (None on a first page) to
+/// just past its last match, `seen` matches; `walked` is what its cursors
+/// read doing so (not planning, not loading what it shows).
 struct Page {
     start: Option<Key>,
     reached: Bound<Key>,
     seen: u64,
+    walked: Budget,
 }
 
 /// The total for `page`. Counting goes on from a first page's last match
 /// (a later page counts from the start) within [`COUNT_BUDGET`], unless
 /// what the page read shows counting would need more than twice that:
 /// then the total is estimated from the page at once, since counting
-/// would only end in an estimate too.
+/// would only end in an estimate too. The prediction scales what the
+/// page's cursors read by the span left to count over the span the page
+/// covered.
 fn total<'s, D: Doc>(
     c: &mut Ctx<'s, D>,
     q: &Query,
@@ -322,8 +341,10 @@ fn total<'s, D: Doc>(
             None => span.len().saturating_sub(covered),
             Some(_) => span.len(),
         };
-        let predicted = u128::from(c.spent.keys) * u128::from(rest) / u128::from(covered);
-        if predicted > 2 * u128::from(COUNT_BUDGET.keys) {
+        let predict = |read: u64| u128::from(read) * u128::from(rest) / u128::from(covered);
+        if predict(page.walked.keys) > 2 * u128::from(COUNT_BUDGET.keys)
+            || predict(page.walked.docs) > 2 * u128::from(COUNT_BUDGET.docs)
+        {
             return Ok((span.scale(page.seen, covered), false));
         }
     }
