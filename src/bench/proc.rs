@@ -19,10 +19,19 @@ pub fn cpu_secs(pid: u32) -> Option<f64> {
 
 /// Peak resident set size of process `pid` in MiB (VmHWM).
 pub fn peak_rss_mib(pid: u32) -> Option<f64> {
+    status_mib(pid, "VmHWM:")
+}
+
+/// Resident set size of process `pid` now, in MiB (VmRSS).
+pub fn rss_mib(pid: u32) -> Option<f64> {
+    status_mib(pid, "VmRSS:")
+}
+
+fn status_mib(pid: u32, field: &str) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let kib: f64 = status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .find_map(|l| l.strip_prefix(field))?
         .trim()
         .strip_suffix("kB")?
         .trim()
@@ -48,5 +57,6 @@ mod tests {
         std::hint::black_box(x);
         assert!(cpu_secs(me).unwrap() > before);
         assert!(peak_rss_mib(me).unwrap() > 1.0);
+        assert!(rss_mib(me).unwrap() <= peak_rss_mib(me).unwrap());
     }
 }

@@ -1,7 +1,8 @@
-//! Search at scale: a store filled with records across 100 wallets through
-//! the write path issuance uses (indexes kept in the same transactions),
-//! then queries of each kind timed in-process, page by page with totals,
-//! at each size, so growth shows as a ratio.
+//! Search at scale: one store per size, each filled with records across
+//! 100 wallets through the write path issuance uses (indexes kept in the
+//! same transactions), then queries of each kind timed in-process, a first
+//! page with its total, the stores taking turns query by query, so that
+//! growth shows as a ratio measured in one stretch of time.
 
 use std::path::Path;
 use std::time::Instant;
@@ -51,9 +52,9 @@ pub struct SizeFigures {
     pub seconds_to_fill: f64,
     pub records_per_sec_filling: f64,
     pub disk_bytes_per_record: f64,
-    /// This process's peak resident memory after the queries (the store's
-    /// cache included).
-    pub peak_rss_mib: Option<f64>,
+    /// What this process's resident memory grew by while the store was
+    /// filled (its share of sled's cache, mostly).
+    pub rss_growth_mib: Option<f64>,
     pub queries: Vec<QueryFigures>,
 }
 
@@ -194,64 +195,100 @@ fn dir_bytes(p: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// Fills a store to each of `sizes` records in turn (growing one store)
-/// and times the queries at each.
+/// A filled store of one size.
+struct Filled {
+    store: Store,
+    path: std::path::PathBuf,
+    records: usize,
+    seconds: f64,
+    rss_growth_mib: Option<f64>,
+}
+
+/// Fills a store with `size` records, in transactions of [`BATCH`].
+fn fill(dir: &Path, size: usize, now: i64) -> Result<Filled> {
+    let path = dir.join(format!("db-{size}"));
+    let rss_before = super::proc::rss_mib(std::process::id());
+    let store = Store::open_with_cache(&path, CACHE_MIB)?;
+    let started = Instant::now();
+    let mut filled = 0;
+    while filled < size {
+        let end = size.min(filled + BATCH);
+        let batch: Vec<CredentialRecord> = (filled..end).map(|i| record(i, size, now)).collect();
+        store.transact(|tx| batch.iter().try_for_each(|r| tx.put_record(None, r)))?;
+        filled = end;
+    }
+    store.flush()?;
+    let rss_after = super::proc::rss_mib(std::process::id());
+    Ok(Filled {
+        store,
+        path,
+        records: size,
+        seconds: started.elapsed().as_secs_f64(),
+        rss_growth_mib: rss_before.zip(rss_after).map(|(b, a)| a - b),
+    })
+}
+
+/// Fills one store for each of `sizes`, then times each query on every
+/// store in turn: run by run, so a slower stretch of the machine falls on
+/// all sizes alike.
 pub fn measure(sizes: &[usize], mut progress: impl FnMut(&str)) -> Result<Search> {
     let dir = tempfile::tempdir().map_err(|e| crate::error::Error::Storage(e.to_string()))?;
-    let path = dir.path().join("db");
-    let store = Store::open_with_cache(&path, CACHE_MIB)?;
     let now = crate::now_ms();
-    let last = sizes.iter().copied().max().unwrap_or(0);
-    let mut filled = 0;
-    let mut out = Search::default();
+    let mut stores = Vec::new();
     for &size in sizes {
-        let started = Instant::now();
-        while filled < size {
-            let end = size.min(filled + BATCH);
-            let batch: Vec<CredentialRecord> =
-                (filled..end).map(|i| record(i, last, now)).collect();
-            store.transact(|tx| batch.iter().try_for_each(|r| tx.put_record(None, r)))?;
-            filled = end;
-        }
-        store.flush()?;
-        let seconds_to_fill = started.elapsed().as_secs_f64();
-        let mut figures = Vec::new();
-        for (name, filter, q, _) in queries(created_at(filled / 2, last, now)) {
-            // One untimed round over the wallets: a first read of each is
-            // a cold cache, not the query.
-            let mut times = Vec::with_capacity(RUNS);
-            let mut totals = 0u64;
-            for run in 0..RUNS + WALLETS {
-                let wallet = format!("wallet-{:03}", run % WALLETS);
+        let f = fill(dir.path(), size, now)?;
+        progress(&format!(
+            "search: {} records filled at {:.0} records/s",
+            f.records,
+            f.records as f64 / f.seconds
+        ));
+        stores.push(f);
+    }
+    // Every store spreads its records over the same two hours, so half of
+    // any store's records were updated after the same time.
+    let queries = queries(created_at(1, 2, now));
+    let mut times = vec![vec![Vec::with_capacity(RUNS); queries.len()]; stores.len()];
+    let mut totals = vec![vec![0u64; queries.len()]; stores.len()];
+    for (qi, (_, _, q, _)) in queries.iter().enumerate() {
+        // One untimed round over the wallets first: a first read of each
+        // is a cold cache, not the query.
+        for run in 0..RUNS + WALLETS {
+            let wallet = format!("wallet-{:03}", run % WALLETS);
+            for (si, f) in stores.iter().enumerate() {
                 let t = Instant::now();
                 let page: search::Found<CredentialRecord> =
-                    search::run(&store, &wallet, &q, 20, "", now)?;
+                    search::run(&f.store, &wallet, q, 20, "", now)?;
                 if run >= WALLETS {
-                    times.push(t.elapsed().as_secs_f64() * 1000.0);
-                    totals += page.total_size;
+                    times[si][qi].push(t.elapsed().as_secs_f64() * 1000.0);
+                    totals[si][qi] += page.total_size;
                 }
             }
-            times.sort_by(f64::total_cmp);
-            let pct = |p: f64| {
-                times[((times.len() as f64 * p).ceil() as usize).clamp(1, times.len()) - 1]
-            };
-            figures.push(QueryFigures {
-                name: name.into(),
-                filter: filter.into(),
-                mean_total: totals as f64 / RUNS as f64,
-                p50_ms: pct(0.50),
-                p99_ms: pct(0.99),
-            });
         }
+    }
+    let mut out = Search::default();
+    for (si, f) in stores.iter().enumerate() {
+        let figures = queries
+            .iter()
+            .enumerate()
+            .map(|(qi, (name, filter, _, _))| {
+                let t = &mut times[si][qi];
+                t.sort_by(f64::total_cmp);
+                let pct = |p: f64| t[((t.len() as f64 * p).ceil() as usize).clamp(1, t.len()) - 1];
+                QueryFigures {
+                    name: (*name).into(),
+                    filter: (*filter).into(),
+                    mean_total: totals[si][qi] as f64 / RUNS as f64,
+                    p50_ms: pct(0.50),
+                    p99_ms: pct(0.99),
+                }
+            })
+            .collect();
         let size_figures = SizeFigures {
-            records: size,
-            seconds_to_fill,
-            records_per_sec_filling: (size
-                - out.sizes.last().map_or(0, |s: &SizeFigures| s.records))
-                as f64
-                / seconds_to_fill,
-            disk_bytes_per_record: dir_bytes(&path) as f64 / size as f64,
-            peak_rss_mib: super::proc::peak_rss_mib(std::process::id()),
+            records: f.records,
+            seconds_to_fill: f.seconds,
+            records_per_sec_filling: f.records as f64 / f.seconds,
+            disk_bytes_per_record: dir_bytes(&f.path) as f64 / f.records as f64,
+            rss_growth_mib: f.rss_growth_mib,
             queries: figures,
         };
         progress(&describe(&size_figures));
@@ -260,8 +297,8 @@ pub fn measure(sizes: &[usize], mut progress: impl FnMut(&str)) -> Result<Search
     if let (Some(a), Some(b)) = (out.sizes.first(), out.sizes.last())
         && out.sizes.len() > 1
     {
-        for ((qa, qb), (_, _, _, indexed)) in a.queries.iter().zip(&b.queries).zip(queries(0)) {
-            if indexed {
+        for ((qa, qb), (_, _, _, indexed)) in a.queries.iter().zip(&b.queries).zip(&queries) {
+            if *indexed {
                 out.growth.push((qa.name.clone(), qb.p99_ms / qa.p99_ms));
             }
         }
@@ -271,12 +308,17 @@ pub fn measure(sizes: &[usize], mut progress: impl FnMut(&str)) -> Result<Search
 
 fn describe(s: &SizeFigures) -> String {
     let mut lines = vec![format!(
-        "search with {} records in {WALLETS} wallets (cache_mib {CACHE_MIB}): filled at {:.0} records/s, {:.0} bytes/record on disk, peak RSS {}",
+        "search with {} records in {WALLETS} wallets (cache_mib {CACHE_MIB}): filled at {:.0} records/s, {:.0} bytes/record on disk, resident memory +{} while filling",
         s.records,
         s.records_per_sec_filling,
         s.disk_bytes_per_record,
-        s.peak_rss_mib
-            .map_or_else(|| "n/a".into(), |m| format!("{m:.0} MiB")),
+        s.rss_growth_mib.map_or_else(
+            || "n/a".into(),
+            |m| format!(
+                "{m:.0} MiB ({:.0} bytes/record)",
+                m * 1048576.0 / s.records as f64
+            )
+        ),
     )];
     for q in &s.queries {
         lines.push(format!(
