@@ -69,7 +69,7 @@ impl Options {
             revocations: 2_000,
             verifications: 2_000,
             bulk_batches: 10,
-            search: vec![100_000, 1_000_000],
+            search: vec![100_000, 300_000, 1_000_000],
         }
     }
 
@@ -250,14 +250,17 @@ pub async fn search_only(opts: &Options, progress: &mut impl FnMut(&str)) -> Res
         progress(&line);
     }
     let s = work.await.expect("search bench panicked")?;
-    if !s.growth.is_empty() {
+    let smaller = s.sizes.split_last().map_or(&[][..], |(_, smaller)| smaller);
+    for from in smaller.iter().map(|z| z.records) {
         let ratios: Vec<String> = s
             .growth
             .iter()
-            .map(|(name, r)| format!("{name} {r:.2}"))
+            .filter(|g| g.from_records == from)
+            .map(|g| format!("{} {:.2}", g.query, g.p99_ratio))
             .collect();
         progress(&format!(
-            "search p99 growth, largest ÷ smallest store: {}",
+            "search p99 growth, {from} → {} records: {}",
+            s.growth.first().map_or(0, |g| g.to_records),
             ratios.join("; ")
         ));
     }

@@ -61,8 +61,16 @@ pub struct SizeFigures {
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct Search {
     pub sizes: Vec<SizeFigures>,
-    /// p99 at the largest size ÷ at the smallest, per indexed query.
-    pub growth: Vec<(String, f64)>,
+    /// p99 at the largest size ÷ at each smaller one, per indexed query.
+    pub growth: Vec<Growth>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Growth {
+    pub query: String,
+    pub from_records: usize,
+    pub to_records: usize,
+    pub p99_ratio: f64,
 }
 
 fn cond(f: &str, op: Op, v: Value) -> Filter {
@@ -294,12 +302,17 @@ pub fn measure(sizes: &[usize], mut progress: impl FnMut(&str)) -> Result<Search
         progress(&describe(&size_figures));
         out.sizes.push(size_figures);
     }
-    if let (Some(a), Some(b)) = (out.sizes.first(), out.sizes.last())
-        && out.sizes.len() > 1
-    {
-        for ((qa, qb), (_, _, _, indexed)) in a.queries.iter().zip(&b.queries).zip(&queries) {
-            if *indexed {
-                out.growth.push((qa.name.clone(), qb.p99_ms / qa.p99_ms));
+    if let Some((b, smaller)) = out.sizes.split_last() {
+        for a in smaller {
+            for ((qa, qb), (_, _, _, indexed)) in a.queries.iter().zip(&b.queries).zip(&queries) {
+                if *indexed {
+                    out.growth.push(Growth {
+                        query: qa.name.clone(),
+                        from_records: a.records,
+                        to_records: b.records,
+                        p99_ratio: qb.p99_ms / qa.p99_ms,
+                    });
+                }
             }
         }
     }
