@@ -253,7 +253,9 @@ fn canonical(kind: Kind, field: &Field, v: &str) -> Option<&'static str> {
             TokenRole::ALL.iter().map(|r| r.name()).collect(),
             "tokenrole",
         ),
-        _ => (kind.statuses().to_vec(), "credentialstatus"),
+        // Only a held credential's status is a proto enum.
+        _ if kind == Kind::Credentials => (kind.statuses().to_vec(), "credentialstatus"),
+        _ => (kind.statuses().to_vec(), ""),
     };
     let v = v.strip_prefix(prefix).unwrap_or(&v);
     names.into_iter().find(|n| squash(n) == v)

@@ -513,6 +513,13 @@ fn bad_conditions_name_the_field() {
     let of = |kind, f: &str, v| Cond::new(kind, f, Op::Eq, v).unwrap_err().to_string();
     assert!(of(Kind::Templates, "claims.name", text("x")).contains("`claims.name`"));
     assert!(of(Kind::Templates, "status", text("revoked")).contains("`status`"));
+    // A credential's status may keep its proto enum's prefix; a template's
+    // or token's has no proto enum, so the prefix is not theirs.
+    let status = |kind, v: &str| Cond::new(kind, "status", Op::Eq, text(v)).is_ok();
+    assert!(status(Kind::Credentials, "CREDENTIAL_STATUS_REVOKED"));
+    assert!(status(Kind::Tokens, "revoked"));
+    assert!(!status(Kind::Tokens, "CREDENTIAL_STATUS_REVOKED"));
+    assert!(!status(Kind::Templates, "CREDENTIAL_STATUS_ARCHIVED"));
     assert!(of(Kind::Tokens, "role", text("holderx")).contains("`role`"));
     assert!(of(Kind::Tokens, "state", text("Draft")).contains("wallet_id, role"));
     assert!(!of(Kind::Tokens, "state", text("Draft")).contains("claims"));
