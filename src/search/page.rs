@@ -34,6 +34,10 @@ const COUNT_BUDGET: Budget = Budget {
     keys: 500,
     docs: 100,
 };
+/// What counting may read past a first page whose own reading shows the
+/// count would not finish within [`COUNT_BUDGET`]: enough to see matches
+/// that stop soon after the page (a connection busy once, long ago).
+const PROBE_BUDGET: Budget = Budget { keys: 50, docs: 10 };
 
 /// One page of results.
 #[derive(Debug)]
@@ -321,12 +325,12 @@ struct Page {
 }
 
 /// The total for `page`. Counting goes on from a first page's last match
-/// (a later page counts from the start) within [`COUNT_BUDGET`], unless
-/// what the page read shows counting would need more than twice that:
-/// then the total is estimated from the page at once, since counting
-/// would only end in an estimate too. The prediction scales what the
-/// page's cursors read by the span left to count over the span the page
-/// covered.
+/// (a later page counts from the start) within [`COUNT_BUDGET`]. When what
+/// a first page read shows that counting would need more than twice that
+/// (what its cursors read, scaled by the span left to count over the span
+/// it covered), counting only probes, within [`PROBE_BUDGET`]: matches
+/// that stop soon after the page are still counted exactly, and a total
+/// counting would not have finished is estimated without reading for it.
 fn total<'s, D: Doc>(
     c: &mut Ctx<'s, D>,
     q: &Query,
@@ -335,24 +339,22 @@ fn total<'s, D: Doc>(
     fresh: impl FnOnce() -> Ctx<'s, D>,
 ) -> Result<(u64, bool)> {
     let span = Span::of(c)?;
-    if let (Some(span), Bound::Excluded(end)) = (&span, &page.reached) {
-        let covered = span.covered(page.start.as_deref(), end, c.descending);
-        let rest = match page.start {
-            None => span.len().saturating_sub(covered),
-            Some(_) => span.len(),
-        };
-        let predict = |read: u64| u128::from(read) * u128::from(rest) / u128::from(covered);
-        if predict(page.walked.keys) > 2 * u128::from(COUNT_BUDGET.keys)
-            || predict(page.walked.docs) > 2 * u128::from(COUNT_BUDGET.docs)
-        {
-            return Ok((span.scale(page.seen, covered), false));
-        }
-    }
     match page.start {
         // The page's matches are the first ones: counting goes on from the
         // last of them instead of reading them again.
         None => {
-            c.budget = COUNT_BUDGET.after(c.spent);
+            let far = match (&span, &page.reached) {
+                (Some(span), Bound::Excluded(end)) => {
+                    let covered = span.covered(end, c.descending);
+                    let rest = span.len().saturating_sub(covered);
+                    let predict =
+                        |read: u64| u128::from(read) * u128::from(rest) / u128::from(covered);
+                    predict(page.walked.keys) > 2 * u128::from(COUNT_BUDGET.keys)
+                        || predict(page.walked.docs) > 2 * u128::from(COUNT_BUDGET.docs)
+                }
+                _ => false,
+            };
+            c.budget = if far { PROBE_BUDGET } else { COUNT_BUDGET }.after(c.spent);
             count(c, root, page.reached, page.seen, span)
         }
         Some(_) => {
@@ -386,7 +388,7 @@ fn count<D: Doc>(
             Err(Error::ResourceExhausted(_)) => {
                 let estimate = match (from, span) {
                     (Bound::Excluded(at), Some(span)) => {
-                        span.scale(n, span.covered(None, &at, ctx.descending))
+                        span.scale(n, span.covered(&at, ctx.descending))
                     }
                     _ => n,
                 };
@@ -427,14 +429,11 @@ impl Span {
         self.last.saturating_sub(self.first) + 1
     }
 
-    /// Milliseconds read from just past `start` (None: from the span's
-    /// edge the reading starts at) to `end`, at least 1.
-    fn covered(&self, start: Option<&[u8]>, end: &[u8], descending: bool) -> u64 {
+    /// Milliseconds read from the span's edge the reading starts at to
+    /// `end`, both included.
+    fn covered(&self, end: &[u8], descending: bool) -> u64 {
         let edge = if descending { self.last } else { self.first };
-        match start {
-            Some(start) => time(start).abs_diff(time(end)).max(1),
-            None => edge.abs_diff(time(end)) + 1,
-        }
+        edge.abs_diff(time(end)) + 1
     }
 
     /// `n` matches found over `covered` ms, scaled to the span; never less

@@ -75,17 +75,20 @@ fn totals_past_the_bound_are_estimates() {
     assert_eq!(found.total_size as usize, expected(&docs, &few).len());
 }
 
-/// A total that counting could not finish within its bound is estimated
-/// from what the page read, without counting on: a first or later page
-/// over 3,000 matches reads about a page of keys. A total that counting
-/// can finish is still counted exactly.
+/// A first page's total that counting could not finish within its bound
+/// is estimated after a short probe, not after reading the whole bound:
+/// a page over 3,000 matches reads about a page of keys more. Matches
+/// that stop soon after the page are still counted exactly, and a total
+/// that counting can finish is counted exactly.
 #[test]
-fn a_total_counting_would_not_finish_is_estimated_from_the_page() {
+fn a_total_counting_would_not_finish_is_estimated_after_a_probe() {
     let docs: Vec<CredentialRecord> = (0..3_000)
         .map(|i| {
             let mut r = record(i, (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
             r.wallet_id = WALLET.into();
             r.created_at_ms = 1_000_000 + i as i64;
+            // A connection busy only at first: 30 records among the first 40.
+            r.connection_id = if i < 40 && i % 4 != 3 { "early" } else { "c0" }.into();
             r
         })
         .collect();
@@ -104,11 +107,20 @@ fn a_total_counting_would_not_finish_is_estimated_from_the_page() {
             "{}",
             page.total_size
         );
-        // The page, the one after it, the wallet's two edges and a seek:
-        // not the 500 keys counting would have read before estimating.
-        assert!(page.keys_read < 40, "{} keys read", page.keys_read);
     }
+    // The page, the one after it, the probe's 50, the wallet's two edges:
+    // not the 500 keys counting would have read before estimating.
+    assert!(first.keys_read < 100, "{} keys read", first.keys_read);
     assert_eq!(later.items[0].id, "rec-0020");
+    let early = Query {
+        filter: Some(Filter::Cond(
+            Cond::new(Kind::Records, "connection_id", Op::Eq, text("early")).unwrap(),
+        )),
+        sort: vec![],
+    };
+    let found: Found<CredentialRecord> = run(&store, WALLET, &early, 20, "", NOW).unwrap();
+    assert!(found.total_exact);
+    assert_eq!(found.total_size, 30);
     // A condition no index answers, in a wallet of 300: the page loads
     // about 80 records to find its 21 matches; counting would load its
     // 100 and stop short of the other 220.
