@@ -27,17 +27,17 @@ const PAGE_BUDGET: Budget = Budget {
     keys: 1_000_000,
     docs: 50_000,
 };
-/// What counting may read past the page: totals are exact when the matches
-/// run out within it, else estimated (`total_exact` false), so that a total
-/// costs the same in a wallet of a thousand records or of a million.
+/// What a first page and counting read together, and a later page's
+/// count from the start: totals are exact when the matches run out within
+/// it, else estimated (`total_exact` false), so that a total costs the
+/// same in a wallet of a thousand records or of a million.
 const COUNT_BUDGET: Budget = Budget {
-    keys: 500,
-    docs: 100,
+    keys: 600,
+    docs: 120,
 };
-/// What counting may read past a first page whose own reading shows the
-/// count would not finish within [`COUNT_BUDGET`]: enough to see matches
-/// that stop soon after the page (a connection busy once, long ago).
-const PROBE_BUDGET: Budget = Budget { keys: 50, docs: 10 };
+/// What counting may read past a first page however much the page read:
+/// matches that stop soon after it are still counted.
+const COUNT_FLOOR: Budget = Budget { keys: 50, docs: 10 };
 
 /// One page of results.
 #[derive(Debug)]
@@ -324,13 +324,10 @@ struct Page {
     walked: Budget,
 }
 
-/// The total for `page`. Counting goes on from a first page's last match
-/// (a later page counts from the start) within [`COUNT_BUDGET`]. When what
-/// a first page read shows that counting would need more than twice that
-/// (what its cursors read, scaled by the span left to count over the span
-/// it covered), counting only probes, within [`PROBE_BUDGET`]: matches
-/// that stop soon after the page are still counted exactly, and a total
-/// counting would not have finished is estimated without reading for it.
+/// The total for `page`. A first page's count goes on from its last match
+/// with what [`COUNT_BUDGET`] leaves after the page's own reading (at
+/// least [`COUNT_FLOOR`]), so a page that read much (a sparse `and`) pays
+/// little for its total; a later page counts from the start.
 fn total<'s, D: Doc>(
     c: &mut Ctx<'s, D>,
     q: &Query,
@@ -338,29 +335,22 @@ fn total<'s, D: Doc>(
     page: Page,
     fresh: impl FnOnce() -> Ctx<'s, D>,
 ) -> Result<(u64, bool)> {
-    let span = Span::of(c)?;
     match page.start {
         // The page's matches are the first ones: counting goes on from the
         // last of them instead of reading them again.
         None => {
-            let far = match (&span, &page.reached) {
-                (Some(span), Bound::Excluded(end)) => {
-                    let covered = span.covered(end, c.descending);
-                    let rest = span.len().saturating_sub(covered);
-                    let predict =
-                        |read: u64| u128::from(read) * u128::from(rest) / u128::from(covered);
-                    predict(page.walked.keys) > 2 * u128::from(COUNT_BUDGET.keys)
-                        || predict(page.walked.docs) > 2 * u128::from(COUNT_BUDGET.docs)
-                }
-                _ => false,
+            let left = |all: u64, read: u64, floor: u64| all.saturating_sub(read).max(floor);
+            let budget = Budget {
+                keys: left(COUNT_BUDGET.keys, page.walked.keys, COUNT_FLOOR.keys),
+                docs: left(COUNT_BUDGET.docs, page.walked.docs, COUNT_FLOOR.docs),
             };
-            c.budget = if far { PROBE_BUDGET } else { COUNT_BUDGET }.after(c.spent);
-            count(c, root, page.reached, page.seen, span)
+            c.budget = budget.after(c.spent);
+            count(c, root, page.reached, page.seen)
         }
         Some(_) => {
             let mut again = fresh();
             let root = plan(&mut again, q.filter.as_ref())?;
-            let counted = count(&mut again, root, Bound::Unbounded, 0, span);
+            let counted = count(&mut again, root, Bound::Unbounded, 0);
             c.spent.keys += again.spent.keys;
             c.spent.docs += again.spent.docs;
             counted
@@ -376,7 +366,6 @@ fn count<D: Doc>(
     mut root: Cursor,
     mut from: Bound<Key>,
     mut n: u64,
-    span: Option<Span>,
 ) -> Result<(u64, bool)> {
     loop {
         match root.seek(ctx, &from) {
@@ -386,7 +375,7 @@ fn count<D: Doc>(
             }
             Ok(None) => return Ok((n, true)),
             Err(Error::ResourceExhausted(_)) => {
-                let estimate = match (from, span) {
+                let estimate = match (from, Span::of(ctx)?) {
                     (Bound::Excluded(at), Some(span)) => {
                         span.scale(n, span.covered(&at, ctx.descending))
                     }
