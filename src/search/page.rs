@@ -15,7 +15,7 @@ use super::docs::Doc;
 use super::eval::{matches, status};
 use super::fields::{Field, Name, Ty};
 use super::plan::{Budget, Ctx, Cursor, Key, plan};
-use super::{Query, SortKey, invalid};
+use super::{Cond, Filter, Op, Query, SortKey, Value, invalid};
 use crate::error::{Error, Result};
 use crate::store::Store;
 
@@ -345,12 +345,12 @@ fn total<'s, D: Doc>(
                 docs: left(COUNT_BUDGET.docs, page.walked.docs, COUNT_FLOOR.docs),
             };
             c.budget = budget.after(c.spent);
-            count(c, root, page.reached, page.seen)
+            count(c, q, root, page.reached, page.seen)
         }
         Some(_) => {
             let mut again = fresh();
             let root = plan(&mut again, q.filter.as_ref())?;
-            let counted = count(&mut again, root, Bound::Unbounded, 0);
+            let counted = count(&mut again, q, root, Bound::Unbounded, 0);
             c.spent.keys += again.spent.keys;
             c.spent.docs += again.spent.docs;
             counted
@@ -363,6 +363,7 @@ fn total<'s, D: Doc>(
 /// estimated from how far they got.
 fn count<D: Doc>(
     ctx: &mut Ctx<D>,
+    q: &Query,
     mut root: Cursor,
     mut from: Bound<Key>,
     mut n: u64,
@@ -375,7 +376,7 @@ fn count<D: Doc>(
             }
             Ok(None) => return Ok((n, true)),
             Err(Error::ResourceExhausted(_)) => {
-                let estimate = match (from, Span::of(ctx)?) {
+                let estimate = match (from, Span::of(ctx, q.filter.as_ref())?) {
                     (Bound::Excluded(at), Some(span)) => {
                         span.scale(n, span.covered(&at, ctx.descending))
                     }
@@ -389,8 +390,9 @@ fn count<D: Doc>(
 }
 
 /// The wallet's creation-time span, its first and last documents' times
-/// (ms): what totals past counting are scaled by, matches taken as spread
-/// evenly over it.
+/// (ms), within what the filter's own `created_at` conditions allow: what
+/// totals past counting are scaled by, matches taken as spread evenly
+/// over it.
 #[derive(Clone, Copy)]
 struct Span {
     first: u64,
@@ -398,19 +400,49 @@ struct Span {
 }
 
 impl Span {
-    fn of<D: Doc>(ctx: &Ctx<D>) -> Result<Option<Span>> {
-        Ok(
-            match (
-                super::plan::edge::<D>(ctx, false)?,
-                super::plan::edge::<D>(ctx, true)?,
-            ) {
-                (Some(first), Some(last)) => Some(Span {
-                    first: time(&first),
-                    last: time(&last),
-                }),
-                _ => None,
+    fn of<D: Doc>(ctx: &Ctx<D>, f: Option<&Filter>) -> Result<Option<Span>> {
+        let (Some(first), Some(last)) = (
+            super::plan::edge::<D>(ctx, false)?,
+            super::plan::edge::<D>(ctx, true)?,
+        ) else {
+            return Ok(None);
+        };
+        let (mut span, mut lo, mut hi) = (
+            Span {
+                first: time(&first),
+                last: time(&last),
             },
-        )
+            0u64,
+            u64::MAX,
+        );
+        // Only conditions every match meets: the filter itself, or the
+        // members of a top-level `and`.
+        let all = match f {
+            Some(Filter::And(each)) => each.iter().collect(),
+            Some(g) => vec![g],
+            None => vec![],
+        };
+        for g in all {
+            if let Filter::Cond(Cond {
+                field: Field::Named(Name::CreatedAt),
+                op,
+                value: Value::Time(t),
+            }) = g
+            {
+                let t = (*t).max(0) as u64;
+                match op {
+                    Op::Gt => lo = lo.max(t.saturating_add(1)),
+                    Op::Gte => lo = lo.max(t),
+                    Op::Lt => hi = hi.min(t.saturating_sub(1)),
+                    Op::Lte => hi = hi.min(t),
+                    Op::Eq => (lo, hi) = (lo.max(t), hi.min(t)),
+                    _ => {}
+                }
+            }
+        }
+        span.first = span.first.max(lo);
+        span.last = span.last.min(hi).max(span.first);
+        Ok(Some(span))
     }
 
     /// Milliseconds in the span, at least 1.

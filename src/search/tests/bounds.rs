@@ -100,6 +100,23 @@ fn a_first_page_and_its_count_read_within_one_bound() {
     assert!(!first.total_exact);
     assert!((2_900..=3_100).contains(&first.total_size));
     assert!(first.keys_read <= 610, "{} keys read", first.keys_read);
+    // An estimate is scaled to the part of the span the filter's own
+    // creation-time bounds allow: the newest third, not the whole wallet.
+    for descending in [false, true] {
+        let newest = Query {
+            filter: Some(Filter::Cond(
+                Cond::new(Kind::Records, "created_at", Op::Gte, Value::Time(1_002_000)).unwrap(),
+            )),
+            sort: vec![SortKey::new(Kind::Records, "created_at", descending).unwrap()],
+        };
+        let found: Found<CredentialRecord> = run(&store, WALLET, &newest, 20, "", NOW).unwrap();
+        assert!(!found.total_exact);
+        assert!(
+            (950..=1_050).contains(&found.total_size),
+            "{}",
+            found.total_size
+        );
+    }
     let early = Query {
         filter: Some(Filter::Cond(
             Cond::new(Kind::Records, "connection_id", Op::Eq, text("early")).unwrap(),
