@@ -38,18 +38,25 @@ fn a_query_past_its_budget_is_resource_exhausted() {
     assert_eq!(found.total_size as usize, expected(&docs, &indexed).len());
 }
 
-/// Past the exact bound a total is estimated, marked so, and near the
-/// truth for matches spread evenly over time.
-#[test]
-fn totals_past_the_bound_are_estimates() {
-    let docs: Vec<CredentialRecord> = (0..3_000)
+/// `n` records of one wallet, created a millisecond apart, each then
+/// changed by `each`.
+fn in_order(n: usize, each: impl Fn(usize, &mut CredentialRecord)) -> Vec<CredentialRecord> {
+    (0..n)
         .map(|i| {
             let mut r = record(i, (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
             r.wallet_id = WALLET.into();
             r.created_at_ms = 1_000_000 + i as i64;
+            each(i, &mut r);
             r
         })
-        .collect();
+        .collect()
+}
+
+/// Past the exact bound a total is estimated, marked so, and near the
+/// truth for matches spread evenly over time.
+#[test]
+fn totals_past_the_bound_are_estimates() {
+    let docs = in_order(3_000, |_, _| {});
     let (_dir, store) = store_with(&docs, |tx, r| tx.put_record(None, r));
     for descending in [false, true] {
         let q = Query {
@@ -81,16 +88,10 @@ fn totals_past_the_bound_are_estimates() {
 /// matches that stop soon after the page are counted exactly either way.
 #[test]
 fn a_first_page_and_its_count_read_within_one_bound() {
-    let docs: Vec<CredentialRecord> = (0..3_000)
-        .map(|i| {
-            let mut r = record(i, (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
-            r.wallet_id = WALLET.into();
-            r.created_at_ms = 1_000_000 + i as i64;
-            // A connection busy only at first: 30 records among the first 40.
-            r.connection_id = if i < 40 && i % 4 != 3 { "early" } else { "c0" }.into();
-            r
-        })
-        .collect();
+    let docs = in_order(3_000, |i, r| {
+        // A connection busy only at first: 30 records among the first 40.
+        r.connection_id = if i < 40 && i % 4 != 3 { "early" } else { "c0" }.into();
+    });
     let (_dir, store) = store_with(&docs, |tx, r| tx.put_record(None, r));
     let every = Query {
         filter: None,
@@ -189,15 +190,7 @@ fn a_first_page_and_its_count_read_within_one_bound() {
 /// below what the page found, even when counting stops early.
 #[test]
 fn a_wide_time_range_streams_and_counts_at_least_its_page() {
-    let docs: Vec<CredentialRecord> = (0..1_500)
-        .map(|i| {
-            let mut r = record(i, (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
-            r.wallet_id = WALLET.into();
-            r.created_at_ms = 1_000_000 + i as i64;
-            r.updated_at_ms = 2_000_000 + i as i64 * 1_000;
-            r
-        })
-        .collect();
+    let docs = in_order(1_500, |i, r| r.updated_at_ms = 2_000_000 + i as i64 * 1_000);
     let (_dir, store) = store_with(&docs, |tx, r| tx.put_record(None, r));
     let q = Query {
         filter: Some(Filter::Cond(
