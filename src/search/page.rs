@@ -14,8 +14,8 @@ use sha2::{Digest, Sha256};
 use super::docs::Doc;
 use super::eval::{matches, status};
 use super::fields::{Field, Name, Ty};
-use super::plan::{Budget, Ctx, Cursor, Key, plan};
-use super::{Cond, Filter, Op, Query, SortKey, Value, invalid};
+use super::plan::{Budget, Ctx, Cursor, Key, ms_range, plan};
+use super::{Cond, Filter, Query, SortKey, Value, invalid};
 use crate::error::{Error, Result};
 use crate::store::Store;
 
@@ -429,15 +429,11 @@ impl Span {
                 value: Value::Time(t),
             }) = g
             {
-                let t = (*t).max(0) as u64;
-                match op {
-                    Op::Gt => lo = lo.max(t.saturating_add(1)),
-                    Op::Gte => lo = lo.max(t),
-                    Op::Lt => hi = hi.min(t.saturating_sub(1)),
-                    Op::Lte => hi = hi.min(t),
-                    Op::Eq => (lo, hi) = (lo.max(t), hi.min(t)),
-                    _ => {}
-                }
+                // Doc keys keep times before 1970 as 0.
+                let ms = |t: i64| t.max(0) as u64;
+                let (l, h) = ms_range(*op, *t);
+                lo = lo.max(l.map_or(0, ms));
+                hi = hi.min(h.map_or(u64::MAX, ms));
             }
         }
         span.first = span.first.max(lo);

@@ -467,20 +467,28 @@ fn minute_range(op: Op, t: i64) -> (Bound<Key>, Bound<Key>) {
     }
 }
 
+/// The times `op t` accepts, in ms, both ends included (None: open). A
+/// time field takes only these five operators.
+pub(super) fn ms_range(op: Op, t: i64) -> (Option<i64>, Option<i64>) {
+    match op {
+        Op::Eq => (Some(t), Some(t)),
+        Op::Gt => (Some(t.saturating_add(1)), None),
+        Op::Gte => (Some(t), None),
+        Op::Lt => (None, Some(t.saturating_sub(1))),
+        _ => (None, Some(t)),
+    }
+}
+
 /// The bounds, as 8-byte time prefixes, of the times `op t` accepts.
 fn time_range(op: Op, t: i64) -> (Bound<Key>, Bound<Key>) {
     let at = |t: i64| time_bytes(t).to_vec();
-    let after = |t: i64| Bound::Included(at(t.saturating_add(1)));
-    match op {
-        Op::Eq => (
-            Bound::Included(at(t)),
-            Bound::Excluded(at(t.saturating_add(1))),
-        ),
-        Op::Gt => (after(t), Bound::Unbounded),
-        Op::Gte => (Bound::Included(at(t)), Bound::Unbounded),
-        Op::Lt => (Bound::Unbounded, Bound::Excluded(at(t))),
-        _ => (Bound::Unbounded, Bound::Excluded(at(t.saturating_add(1)))),
-    }
+    let (lo, hi) = ms_range(op, t);
+    (
+        lo.map_or(Bound::Unbounded, |l| Bound::Included(at(l))),
+        hi.map_or(Bound::Unbounded, |h| {
+            Bound::Excluded(at(h.saturating_add(1)))
+        }),
+    )
 }
 
 /// A time range's doc keys are read and sorted into creation order up to
