@@ -250,19 +250,20 @@ pub async fn search_only(opts: &Options, progress: &mut impl FnMut(&str)) -> Res
         progress(&line);
     }
     let s = work.await.expect("search bench panicked")?;
-    let smaller = s.sizes.split_last().map_or(&[][..], |(_, smaller)| smaller);
-    for from in smaller.iter().map(|z| z.records) {
-        let ratios: Vec<String> = s
-            .growth
-            .iter()
-            .filter(|g| g.from_records == from)
-            .map(|g| format!("{} {:.2}", g.query, g.p99_ratio))
-            .collect();
-        progress(&format!(
-            "search p99 growth, {from} → {} records: {}",
-            s.growth.first().map_or(0, |g| g.to_records),
-            ratios.join("; ")
-        ));
+    if let Some((largest, smaller)) = s.sizes.split_last() {
+        for from in smaller.iter().map(|z| z.records) {
+            let ratios: Vec<String> = s
+                .growth
+                .iter()
+                .filter(|g| g.from_records == from)
+                .map(|g| format!("{} {:.2}", g.query, g.p99_ratio))
+                .collect();
+            progress(&format!(
+                "search p99 growth, {from} → {} records: {}",
+                largest.records,
+                ratios.join("; ")
+            ));
+        }
     }
     Ok(s)
 }
