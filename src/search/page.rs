@@ -203,7 +203,7 @@ pub(super) fn run_within<D: Doc>(
             let mut c = ctx(descending, budget);
             let start = after.map(|(_, k)| k);
             let (mut part, root, page) = stream(&mut c, q, size, start)?;
-            if page.start.is_some() || part.next.is_some() {
+            if !page.first || part.next.is_some() {
                 let seen = page.seen;
                 (part.total_size, part.total_exact) =
                     total(&mut c, q, root, page, || ctx(descending, COUNT_BUDGET))?;
@@ -257,7 +257,8 @@ fn stream<D: Doc>(
         shown += ctx.spent.docs - before;
         found
     };
-    let mut from = start.clone().map_or(Bound::Unbounded, Bound::Excluded);
+    let first = start.is_none();
+    let mut from = start.map_or(Bound::Unbounded, Bound::Excluded);
     let mut items = Vec::with_capacity(size);
     let mut last = None;
     while items.len() < size {
@@ -281,7 +282,7 @@ fn stream<D: Doc>(
         }
     }
     let page = Page {
-        start,
+        first,
         reached: from,
         seen: items.len() as u64 + u64::from(more),
         walked: Budget {
@@ -314,11 +315,11 @@ fn checked<D: Doc>(ctx: &mut Ctx<D>, q: &Query, k: &Key) -> Result<Option<D>> {
         .then_some(d))
 }
 
-/// What a page read: from the token's place (None on a first page) to
-/// just past its last match, `seen` matches; `walked` is what its cursors
-/// read doing so (not planning, not loading what it shows).
+/// What a page read: from the token's place (the start on a `first`
+/// page) to just past its last match, `seen` matches; `walked` is what its
+/// cursors read doing so (not planning, not loading what it shows).
 struct Page {
-    start: Option<Key>,
+    first: bool,
     reached: Bound<Key>,
     seen: u64,
     walked: Budget,
@@ -335,26 +336,23 @@ fn total<'s, D: Doc>(
     page: Page,
     fresh: impl FnOnce() -> Ctx<'s, D>,
 ) -> Result<(u64, bool)> {
-    match page.start {
+    if page.first {
         // The page's matches are the first ones: counting goes on from the
         // last of them instead of reading them again.
-        None => {
-            let left = |all: u64, read: u64, floor: u64| all.saturating_sub(read).max(floor);
-            let budget = Budget {
-                keys: left(COUNT_BUDGET.keys, page.walked.keys, COUNT_FLOOR.keys),
-                docs: left(COUNT_BUDGET.docs, page.walked.docs, COUNT_FLOOR.docs),
-            };
-            c.budget = budget.after(c.spent);
-            count(c, q, root, page.reached, page.seen)
-        }
-        Some(_) => {
-            let mut again = fresh();
-            let root = plan(&mut again, q.filter.as_ref())?;
-            let counted = count(&mut again, q, root, Bound::Unbounded, 0);
-            c.spent.keys += again.spent.keys;
-            c.spent.docs += again.spent.docs;
-            counted
-        }
+        let left = |all: u64, read: u64, floor: u64| all.saturating_sub(read).max(floor);
+        let budget = Budget {
+            keys: left(COUNT_BUDGET.keys, page.walked.keys, COUNT_FLOOR.keys),
+            docs: left(COUNT_BUDGET.docs, page.walked.docs, COUNT_FLOOR.docs),
+        };
+        c.budget = budget.after(c.spent);
+        count(c, q, root, page.reached, page.seen)
+    } else {
+        let mut again = fresh();
+        let root = plan(&mut again, q.filter.as_ref())?;
+        let counted = count(&mut again, q, root, Bound::Unbounded, 0);
+        c.spent.keys += again.spent.keys;
+        c.spent.docs += again.spent.docs;
+        counted
     }
 }
 
