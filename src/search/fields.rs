@@ -72,10 +72,10 @@ impl Kind {
     /// leaf per insert), so the others are checked on the documents.
     pub(super) fn indexed(self) -> &'static [Name] {
         match self {
-            // A record's thread is found by the store's thread index.
+            // A record's thread is found by the store's thread index; its
+            // role is kept with its state (index::state_run).
             Kind::Records => &[
                 Name::State,
-                Name::Role,
                 Name::Connection,
                 Name::Types,
                 Name::Issuer,

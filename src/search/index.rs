@@ -6,6 +6,9 @@
 //! - a text value:   `kind wallet 0 · field · value · doc`
 //! - a time:         `kind wallet 0 · field · minute (8 bytes) · doc`
 //!
+//! Records keep role and state together (see [`state_run`]): their
+//! entries' values name the state; every other entry's value is empty.
+//!
 //! Times other than creation are kept by the minute, so the changes of a
 //! record within a minute (a whole flow, usually) move no key; a range is
 //! read by whole minutes and checked exactly on the documents. Empty texts
@@ -20,13 +23,15 @@ use sha2::{Digest, Sha256};
 
 use super::docs::Doc;
 use super::fields::{Kind, Name, Ty};
+use crate::store::RecordState;
 
 /// The version of a kind's keys, bumped when they change: the store
 /// rebuilds that kind's part of the index at open, and only that.
 pub fn index_version(kind: Kind) -> &'static str {
     match kind {
         // "3" was the whole index's version when it held only these two.
-        Kind::Records | Kind::Credentials => "3",
+        Kind::Records => "4",
+        Kind::Credentials => "3",
         Kind::Templates | Kind::Tokens => "1",
     }
 }
@@ -98,6 +103,39 @@ pub(super) fn text_prefix(kind: Kind, wallet: &str, n: Name, value: &str) -> Vec
     k
 }
 
+/// The run a record with `role` in `state` is kept in, and the value its
+/// entry must carry to be in that state (None: every entry is). Each final
+/// state has a run per role; the open states share one per role, so a
+/// record's steps between open states (most of a flow's) rewrite its
+/// entry's value instead of moving a key, each step one write less. A
+/// query on an open state reads its role's other open records' keys too;
+/// in a working wallet they are few.
+pub(super) fn state_run(wallet: &str, role: &str, state: &str) -> (Vec<u8>, Option<Vec<u8>>) {
+    let open = RecordState::ALL
+        .iter()
+        .any(|s| s.name() == state && !s.is_final());
+    let place = if open { "open" } else { state };
+    let run = text_prefix(
+        Kind::Records,
+        wallet,
+        Name::State,
+        &format!("{role}.{place}"),
+    );
+    (run, open.then(|| state.as_bytes().to_vec()))
+}
+
+/// Every run a record with `role` is kept in: its open one and each
+/// final state's.
+pub(super) fn role_runs(wallet: &str, role: &str) -> Vec<Vec<u8>> {
+    let mut runs: Vec<_> = RecordState::ALL
+        .iter()
+        .map(|s| state_run(wallet, role, s.name()).0)
+        .collect();
+    runs.sort();
+    runs.dedup();
+    runs
+}
+
 /// Keys of time field `n`: `prefix · ms · doc`.
 pub(super) fn time_prefix(kind: Kind, wallet: &str, n: Name) -> Vec<u8> {
     field_prefix(kind, wallet, n as u8)
@@ -114,15 +152,26 @@ pub(super) fn minute(ms: i64) -> i64 {
     ms - ms.rem_euclid(MINUTE)
 }
 
-/// Every index key of `d`, sorted: what the store writes with it, and
-/// removes with its old version.
-pub fn entries<D: Doc>(d: &D) -> Vec<Vec<u8>> {
+/// One index entry: its key and its value.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
+/// Every index entry of `d`, sorted by key: what the store writes with
+/// it, and removes with its old version.
+pub fn entries<D: Doc>(d: &D) -> Vec<Entry> {
     let kind = D::KIND;
     let wallet = d.wallet();
     let doc = doc_key(d.created_ms(), d.id());
     let mut keys = vec![[all_prefix(kind, wallet), doc.clone()].concat()];
+    let mut valued = Vec::new();
     for &n in kind.indexed() {
-        if n.ty() == Ty::Time {
+        if kind == Kind::Records && n == Name::State {
+            let (role, state) = (d.texts(Name::Role), d.texts(Name::State));
+            let (Some(role), Some(state)) = (role.first(), state.first()) else {
+                continue;
+            };
+            let (run, _) = state_run(wallet, role, state);
+            valued.push(([run, doc.clone()].concat(), state.as_bytes().to_vec()));
+        } else if n.ty() == Ty::Time {
             if let Some(t) = d.time(n) {
                 let mut k = time_prefix(kind, wallet, n);
                 k.extend(time_bytes(minute(t)));
@@ -135,7 +184,8 @@ pub fn entries<D: Doc>(d: &D) -> Vec<Vec<u8>> {
             }
         }
     }
-    keys.sort();
-    keys.dedup();
-    keys
+    valued.extend(keys.into_iter().map(|k| (k, Vec::new())));
+    valued.sort();
+    valued.dedup_by(|a, b| a.0 == b.0);
+    valued
 }

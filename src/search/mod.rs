@@ -22,7 +22,7 @@ mod text;
 pub use docs::{Doc, Searchable};
 pub use eval::matches;
 pub use fields::{ACROSS_WALLETS, Field, Kind};
-pub use index::{entries, index_version, kind_prefix};
+pub use index::{Entry, entries, index_version, kind_prefix};
 pub use page::{Found, run};
 pub use text::parse_time;
 

@@ -4,17 +4,19 @@
 //! needs; what no index answers is checked on the loaded document.
 
 use std::cmp::Ordering;
+use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use super::docs::Doc;
 use super::eval::{matches, whole_second};
 use super::fields::{Field, Kind, Name, Ty};
 use super::index::{
-    MINUTE, all_prefix, doc_id, doc_key, minute, text_prefix, time_bytes, time_prefix,
+    MINUTE, all_prefix, doc_id, doc_key, minute, role_runs, state_run, text_prefix, time_bytes,
+    time_prefix,
 };
 use super::{Cond, Filter, Op, Value};
 use crate::error::{Error, Result};
-use crate::store::Store;
+use crate::store::{Role, Store};
 
 pub(super) type Key = Vec<u8>;
 
@@ -106,12 +108,14 @@ pub(super) struct Cursor {
 }
 
 enum Node {
-    /// Keys `prefix · doc` with doc within `lo..hi` (ascending terms).
+    /// Keys `prefix · doc` with doc within `lo..hi` (ascending terms),
+    /// and when `values` is set, an entry value among them.
     Scan {
         prefix: Vec<u8>,
         lo: Bound<Key>,
         hi: Bound<Key>,
-        iter: Option<Box<dyn Iterator<Item = Result<sled::IVec>> + Send>>,
+        values: Option<Vec<Vec<u8>>>,
+        iter: Option<Box<dyn Iterator<Item = Result<(sled::IVec, sled::IVec)>> + Send>>,
     },
     /// Doc keys read from a time index, sorted ascending.
     List(Vec<Key>),
@@ -159,8 +163,10 @@ impl Node {
                 prefix,
                 lo,
                 hi,
+                values,
                 iter,
             } => {
+                let mut next = None;
                 // Step a few keys on the open iterator before seeking anew:
                 // joins mostly ask for something close.
                 for _ in 0..16 {
@@ -168,32 +174,45 @@ impl Node {
                     ctx.spend(1)?;
                     match it.next().transpose()? {
                         None => return Ok(None),
-                        Some(k) => {
-                            let doc = k[prefix.len()..].to_vec();
-                            if ctx.reached(&doc, from) {
-                                return Ok(Some(doc));
-                            }
+                        Some(e) if ctx.reached(&e.0[prefix.len()..], from) => {
+                            next = Some(e);
+                            break;
                         }
+                        Some(_) => {}
                     }
                 }
-                let (mut lo, mut hi) = (lo.clone(), hi.clone());
-                if ctx.descending {
-                    hi = tighter(hi, from.clone(), Ordering::Less);
-                } else {
-                    lo = tighter(lo, from.clone(), Ordering::Greater);
+                if next.is_none() {
+                    let (mut lo, mut hi) = (lo.clone(), hi.clone());
+                    if ctx.descending {
+                        hi = tighter(hi, from.clone(), Ordering::Less);
+                    } else {
+                        lo = tighter(lo, from.clone(), Ordering::Greater);
+                    }
+                    let lift = |b: Bound<Key>, open: Bound<Key>| match b {
+                        Bound::Unbounded => open,
+                        Bound::Included(k) => Bound::Included([prefix.as_slice(), &k].concat()),
+                        Bound::Excluded(k) => Bound::Excluded([prefix.as_slice(), &k].concat()),
+                    };
+                    let lo = lift(lo, Bound::Included(prefix.clone()));
+                    let hi = lift(hi, prefix_end(prefix));
+                    let mut it = ctx.store.index_range(lo, hi, ctx.descending);
+                    ctx.spend(1)?;
+                    next = it.next().transpose()?;
+                    *iter = Some(it);
                 }
-                let lift = |b: Bound<Key>, open: Bound<Key>| match b {
-                    Bound::Unbounded => open,
-                    Bound::Included(k) => Bound::Included([prefix.as_slice(), &k].concat()),
-                    Bound::Excluded(k) => Bound::Excluded([prefix.as_slice(), &k].concat()),
-                };
-                let lo = lift(lo, Bound::Included(prefix.clone()));
-                let hi = lift(hi, prefix_end(prefix));
-                let mut it = ctx.store.index_range(lo, hi, ctx.descending);
-                ctx.spend(1)?;
-                let first = it.next().transpose()?;
-                *iter = Some(it);
-                Ok(first.map(|k| k[prefix.len()..].to_vec()))
+                // A run shared by several values (records' open states):
+                // step on to an entry of one asked for.
+                while let Some((k, v)) = next {
+                    if values.as_ref().is_none_or(|vs| vs.iter().any(|w| v == *w)) {
+                        return Ok(Some(k[prefix.len()..].to_vec()));
+                    }
+                    ctx.spend(1)?;
+                    next = match iter.as_mut() {
+                        Some(it) => it.next().transpose()?,
+                        None => None,
+                    };
+                }
+                Ok(None)
             }
             Node::List(keys) => {
                 ctx.spend(1)?;
@@ -318,14 +337,18 @@ fn all<D: Doc>(ctx: &Ctx<D>) -> Cursor {
         all_prefix(D::KIND, ctx.wallet),
         Bound::Unbounded,
         Bound::Unbounded,
+        None,
     )
 }
 
-fn scan(prefix: Vec<u8>, lo: Bound<Key>, hi: Bound<Key>) -> Cursor {
+/// The keys under `prefix` within `lo..hi`, and with one of `values` when
+/// they are set.
+fn scan(prefix: Vec<u8>, lo: Bound<Key>, hi: Bound<Key>, values: Option<Vec<Key>>) -> Cursor {
     Cursor::new(Node::Scan {
         prefix,
         lo,
         hi,
+        values,
         iter: None,
     })
 }
@@ -406,13 +429,16 @@ fn leaf<D: Doc>(ctx: &mut Ctx<D>, c: &Cond) -> Result<Option<Cursor>> {
     if n == Name::Thid && !kind.indexed().contains(&n) && !values.is_empty() {
         return thread_list(ctx, &values);
     }
+    if kind == Kind::Records && matches!(n, Name::State | Name::Role) {
+        return Ok(state_runs(ctx.wallet, n, &values));
+    }
     if n != Name::CreatedAt && !kind.indexed().contains(&n) {
         return Ok(None);
     }
     Ok(match (n.ty(), &c.value) {
         (Ty::Time, Value::Time(t)) if n == Name::CreatedAt => {
             let (lo, hi) = time_range(c.op, *t);
-            Some(scan(all_prefix(kind, ctx.wallet), lo, hi))
+            Some(scan(all_prefix(kind, ctx.wallet), lo, hi, None))
         }
         (Ty::Time, Value::Time(t)) => {
             // Whole minutes from the index, then the exact condition.
@@ -432,12 +458,40 @@ fn leaf<D: Doc>(ctx: &mut Ctx<D>, c: &Cond) -> Result<Option<Cursor>> {
                         text_prefix(kind, ctx.wallet, n, v),
                         Bound::Unbounded,
                         Bound::Unbounded,
+                        None,
                     )
                 })
                 .collect(),
             Node::Or,
         )),
     })
+}
+
+/// Records with one of `values` as their role or state, from the runs
+/// role and state share (`index::state_run`): a role's every run, or a
+/// state's run in each role, reading only its entries in an open run.
+fn state_runs(wallet: &str, n: Name, values: &[&str]) -> Option<Cursor> {
+    if values.is_empty() || values.contains(&"") {
+        return None;
+    }
+    let mut runs: BTreeMap<Key, Option<Vec<Key>>> = BTreeMap::new();
+    for v in values {
+        if n == Name::Role {
+            runs.extend(role_runs(wallet, v).into_iter().map(|r| (r, None)));
+            continue;
+        }
+        for role in [Role::Issuer, Role::Holder] {
+            let (run, value) = state_run(wallet, role.name(), v);
+            match (runs.entry(run).or_insert(Some(Vec::new())), value) {
+                (Some(vs), Some(v)) => vs.push(v),
+                (all, _) => *all = None,
+            }
+        }
+    }
+    let runs = runs
+        .into_iter()
+        .map(|(run, values)| scan(run, Bound::Unbounded, Bound::Unbounded, values));
+    Some(one_or(runs.collect(), Node::Or))
 }
 
 /// The documents of threads `thids` from the store's thread index (one
@@ -518,7 +572,7 @@ fn time_list<D: Doc>(
             return Ok(None);
         }
         ctx.spend(1)?;
-        keys.push(k?[prefix.len() + 8..].to_vec());
+        keys.push(k?.0[prefix.len() + 8..].to_vec());
     }
     keys.sort();
     Ok(Some(keys))
@@ -579,5 +633,8 @@ pub(super) fn edge<D: Doc>(ctx: &Ctx<D>, last: bool) -> Result<Option<Key>> {
     let mut it = ctx
         .store
         .index_range(Bound::Included(prefix.clone()), prefix_end(&prefix), last);
-    Ok(it.next().transpose()?.map(|k| k[prefix.len()..].to_vec()))
+    Ok(it
+        .next()
+        .transpose()?
+        .map(|(k, _)| k[prefix.len()..].to_vec()))
 }

@@ -18,13 +18,13 @@ impl Store {
         lo: Bound<Vec<u8>>,
         hi: Bound<Vec<u8>>,
         descending: bool,
-    ) -> Box<dyn Iterator<Item = Result<sled::IVec>> + Send> {
-        let keys = self.tree(T::SearchIndex).range((lo, hi)).keys();
-        let keys = keys.map(|k| k.map_err(Error::from));
+    ) -> Box<dyn Iterator<Item = Result<(sled::IVec, sled::IVec)>> + Send> {
+        let entries = self.tree(T::SearchIndex).range((lo, hi));
+        let entries = entries.map(|e| e.map_err(Error::from));
         if descending {
-            Box::new(keys.rev())
+            Box::new(entries.rev())
         } else {
-            Box::new(keys)
+            Box::new(entries)
         }
     }
 
@@ -75,8 +75,8 @@ impl Store {
     fn index_all<D: Doc + serde::de::DeserializeOwned>(&self, t: T) -> Result<()> {
         self.index_in_batches(self.tree(t).iter().values(), |batch, v| {
             let d: D = decode(&v)?;
-            for k in search::entries(&d) {
-                batch.insert(k, &[][..]);
+            for (k, v) in search::entries(&d) {
+                batch.insert(k, v);
             }
             Ok(())
         })
@@ -177,15 +177,18 @@ mod tests {
 
     /// A database from before per-kind versions (one version, "3", for
     /// records and credentials, and no keys for templates and tokens)
-    /// gets templates and tokens indexed; records and credentials are
-    /// left as they are (a key only they had is still there).
+    /// gets templates and tokens indexed; credentials, whose keys are
+    /// still of version 3, are left as they are (a key only they had is
+    /// still there), and records, whose keys are not, are rebuilt.
     #[test]
     fn an_index_from_before_templates_and_tokens_gets_them_at_open() {
-        const MARK: &[u8] = b"r-left-alone";
+        const MARK: &[u8] = b"c-left-alone";
+        const STALE: &[u8] = b"r-stale";
         let (_dir, store) = reopened(|s| {
             let index = s.tree(T::SearchIndex);
             index.clear().unwrap();
             index.insert(MARK, &[][..]).unwrap();
+            index.insert(STALE, &[][..]).unwrap();
             let meta = s.tree(T::Meta);
             for kind in Kind::ALL {
                 meta.remove(format!("{SEARCH_INDEX}.{}", kind.noun()))
@@ -195,6 +198,7 @@ mod tests {
         });
         assert_eq!(found(&store), (vec![template()], vec![token()]));
         assert!(store.tree(T::SearchIndex).contains_key(MARK).unwrap());
+        assert!(!store.tree(T::SearchIndex).contains_key(STALE).unwrap());
     }
 
     /// A kind whose keys are of an older version is cleared and built

@@ -295,17 +295,22 @@ impl<'a> StoreTx<'a> {
         Ok(old)
     }
 
-    /// Moves a document's search index keys from its old version to its
-    /// new one, touching only the keys that differ.
+    /// Moves a document's search index entries from its old version to its
+    /// new one, touching only the entries that differ.
     pub(super) fn reindex<D: Doc>(&self, old: Option<&D>, new: Option<&D>) -> Result<()> {
         let before = old.map(search::entries).unwrap_or_default();
         let after = new.map(search::entries).unwrap_or_default();
+        fn find<'e>(es: &'e [search::Entry], k: &[u8]) -> Option<&'e Vec<u8>> {
+            es.binary_search_by(|(e, _)| e.as_slice().cmp(k))
+                .ok()
+                .map(|i| &es[i].1)
+        }
         let index = self.tree(T::SearchIndex);
-        for k in before.iter().filter(|k| after.binary_search(k).is_err()) {
+        for (k, _) in before.iter().filter(|(k, _)| find(&after, k).is_none()) {
             index.remove(k.as_slice()).map_err(tx_err)?;
         }
-        for k in after.iter().filter(|k| before.binary_search(k).is_err()) {
-            index.insert(k.as_slice(), &[][..]).map_err(tx_err)?;
+        for (k, v) in after.iter().filter(|(k, v)| find(&before, k) != Some(v)) {
+            index.insert(k.as_slice(), v.as_slice()).map_err(tx_err)?;
         }
         Ok(())
     }
