@@ -16,7 +16,7 @@ use super::index::{
 };
 use super::{Cond, Filter, Op, Value};
 use crate::error::{Error, Result};
-use crate::store::{Role, Store};
+use crate::store::{IndexEntries, Role, Store};
 
 pub(super) type Key = Vec<u8>;
 
@@ -115,7 +115,7 @@ enum Node {
         lo: Bound<Key>,
         hi: Bound<Key>,
         values: Option<Vec<Vec<u8>>>,
-        iter: Option<Box<dyn Iterator<Item = Result<(sled::IVec, sled::IVec)>> + Send>>,
+        iter: Option<IndexEntries>,
     },
     /// Doc keys read from a time index, sorted ascending.
     List(Vec<Key>),

@@ -26,6 +26,7 @@ pub use flush::Flushed;
 use flush::Flusher;
 pub use group::GroupCommit;
 pub use model::*;
+pub(crate) use search::IndexEntries;
 pub use tx::StoreTx;
 
 use std::path::Path;

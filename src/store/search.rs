@@ -11,6 +11,9 @@ use crate::search::{self, Doc, Kind};
 /// at open.
 const BUILD_BATCH: usize = 1_000;
 
+/// Index entries (key, value) in key order, either way.
+pub(crate) type IndexEntries = Box<dyn Iterator<Item = Result<(sled::IVec, sled::IVec)>> + Send>;
+
 impl Store {
     /// Index keys between `lo` and `hi`, ascending or descending.
     pub(crate) fn index_range(
@@ -18,7 +21,7 @@ impl Store {
         lo: Bound<Vec<u8>>,
         hi: Bound<Vec<u8>>,
         descending: bool,
-    ) -> Box<dyn Iterator<Item = Result<(sled::IVec, sled::IVec)>> + Send> {
+    ) -> IndexEntries {
         let entries = self.tree(T::SearchIndex).range((lo, hi));
         let entries = entries.map(|e| e.map_err(Error::from));
         if descending {
