@@ -104,28 +104,48 @@ pub(super) fn text_prefix(kind: Kind, wallet: &str, n: Name, value: &str) -> Vec
 }
 
 /// The run a record with `role` in `state` is kept in, and the value its
-/// entry must carry to be in that state (None: every entry is). Each final
-/// state has a run per role; the open states share one per role, so a
-/// record's steps between open states (most of a flow's) rewrite its
-/// entry's value instead of moving a key, each step one write less. A
-/// query on an open state reads its role's other open records' keys too;
-/// in a working wallet they are few.
+/// entry must carry to be in that state (None: every entry is). A state a
+/// record only passes through (its message waiting in the outbox, its
+/// credential being made) shares a run with the state it waits in just
+/// before or after (see [`place`]), so a flow's steps between them rewrite
+/// one entry's value instead of moving a key, each step one write less. A
+/// query on such a state also reads (and skips) its partners' keys; the
+/// states passed through hold few records at a time.
 pub(super) fn state_run(wallet: &str, role: &str, state: &str) -> (Vec<u8>, Option<Vec<u8>>) {
-    let open = RecordState::ALL
+    let Some(s) = RecordState::ALL.iter().copied().find(|s| s.name() == state) else {
+        return (state_prefix(wallet, role, state), None);
+    };
+    let shared = RecordState::ALL
         .iter()
-        .any(|s| s.name() == state && !s.is_final());
-    let place = if open { "open" } else { state };
-    let run = text_prefix(
+        .filter(|t| place(**t) == place(s))
+        .count()
+        > 1;
+    let run = state_prefix(wallet, role, place(s).name());
+    (run, shared.then(|| state.as_bytes().to_vec()))
+}
+
+/// The state whose run `s` is kept in.
+fn place(s: RecordState) -> RecordState {
+    match s {
+        RecordState::OfferPending => RecordState::OfferSent,
+        RecordState::CredentialPending | RecordState::CredentialGenerated => {
+            RecordState::RequestReceived
+        }
+        RecordState::RequestPending => RecordState::RequestSent,
+        s => s,
+    }
+}
+
+fn state_prefix(wallet: &str, role: &str, place: &str) -> Vec<u8> {
+    text_prefix(
         Kind::Records,
         wallet,
         Name::State,
         &format!("{role}.{place}"),
-    );
-    (run, open.then(|| state.as_bytes().to_vec()))
+    )
 }
 
-/// Every run a record with `role` is kept in: its open one and each
-/// final state's.
+/// Every run a record with `role` may be kept in.
 pub(super) fn role_runs(wallet: &str, role: &str) -> Vec<Vec<u8>> {
     let mut runs: Vec<_> = RecordState::ALL
         .iter()
