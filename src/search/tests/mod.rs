@@ -511,6 +511,34 @@ proptest! {
     }
 }
 
+/// A flow's index writes: a step to a state that shares the run keeps
+/// every key and rewrites one value; a step to a state with a run of its
+/// own moves one key.
+#[test]
+fn a_step_within_a_shared_run_moves_no_key() {
+    let mut r = record(1, 0);
+    r.role = crate::store::Role::Issuer;
+    let mut at = |s: RecordState| {
+        r.state = s;
+        entries(&r)
+    };
+    let keys = |es: &[Entry]| es.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
+    let changed = |a: &[Entry], b: &[Entry]| a.iter().filter(|e| !b.contains(e)).count();
+    let pending = at(RecordState::OfferPending);
+    let sent = at(RecordState::OfferSent);
+    assert_eq!(keys(&pending), keys(&sent));
+    assert_eq!(changed(&pending, &sent), 1);
+    let received = at(RecordState::RequestReceived);
+    assert_ne!(keys(&sent), keys(&received));
+    assert_eq!(changed(&sent, &received), 1);
+    assert_eq!(changed(&received, &sent), 1);
+    let making = at(RecordState::CredentialPending);
+    assert_eq!(keys(&received), keys(&making));
+    let done = at(RecordState::CredentialSent);
+    assert_ne!(keys(&making), keys(&done));
+    assert_eq!(changed(&making, &done), 1);
+}
+
 #[test]
 fn like_and_fulltext_and_times() {
     assert!(text::like("Bach%", "Bachelor of Science"));
