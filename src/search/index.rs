@@ -30,7 +30,8 @@ use crate::store::RecordState;
 pub fn index_version(kind: Kind) -> &'static str {
     match kind {
         // "3" was the whole index's version when it held only these two.
-        Kind::Records => "4",
+        // "4" was a layout with every open state in one run (12f76fa).
+        Kind::Records => "5",
         Kind::Credentials => "3",
         Kind::Templates | Kind::Tokens => "1",
     }
