@@ -182,8 +182,7 @@ pub fn entries<D: Doc>(d: &D) -> Vec<Entry> {
     let kind = D::KIND;
     let wallet = d.wallet();
     let doc = doc_key(d.created_ms(), d.id());
-    let mut keys = vec![[all_prefix(kind, wallet), doc.clone()].concat()];
-    let mut valued = Vec::new();
+    let mut es: Vec<Entry> = vec![([all_prefix(kind, wallet), doc.clone()].concat(), vec![])];
     for &n in kind.indexed() {
         if kind == Kind::Records && n == Name::State {
             let (role, state) = (d.texts(Name::Role), d.texts(Name::State));
@@ -191,22 +190,24 @@ pub fn entries<D: Doc>(d: &D) -> Vec<Entry> {
                 continue;
             };
             let (run, _) = state_run(wallet, role, state);
-            valued.push(([run, doc.clone()].concat(), state.as_bytes().to_vec()));
+            es.push(([run, doc.clone()].concat(), state.as_bytes().to_vec()));
         } else if n.ty() == Ty::Time {
             if let Some(t) = d.time(n) {
                 let mut k = time_prefix(kind, wallet, n);
                 k.extend(time_bytes(minute(t)));
                 k.extend(&doc);
-                keys.push(k);
+                es.push((k, vec![]));
             }
         } else {
             for v in d.texts(n).into_iter().filter(|v| !v.is_empty()) {
-                keys.push([text_prefix(kind, wallet, n, v), doc.clone()].concat());
+                es.push((
+                    [text_prefix(kind, wallet, n, v), doc.clone()].concat(),
+                    vec![],
+                ));
             }
         }
     }
-    valued.extend(keys.into_iter().map(|k| (k, Vec::new())));
-    valued.sort();
-    valued.dedup_by(|a, b| a.0 == b.0);
-    valued
+    es.sort();
+    es.dedup_by(|a, b| a.0 == b.0);
+    es
 }
