@@ -16,9 +16,7 @@ fn a_query_past_its_budget_is_resource_exhausted() {
         .collect();
     let (_dir, store) = store_with(&docs, |tx, r| tx.put_record(None, r));
     let claim = Query {
-        filter: Some(Filter::Cond(
-            Cond::new(Kind::Records, "claims.name", Op::Eq, text("nobody")).unwrap(),
-        )),
+        filter: Some(on("claims.name", Op::Eq, text("nobody"))),
         sort: vec![],
     };
     let e = page::run_within::<CredentialRecord>(&store, WALLET, &claim, 20, "", NOW, BUDGET)
@@ -28,14 +26,17 @@ fn a_query_past_its_budget_is_resource_exhausted() {
         "{e:?}"
     );
     let indexed = Query {
-        filter: Some(Filter::Cond(
-            Cond::new(Kind::Records, "thid", Op::Eq, text("thread-3")).unwrap(),
-        )),
+        filter: Some(on("thid", Op::Eq, text("thread-3"))),
         sort: vec![],
     };
     let found: Found<CredentialRecord> =
         page::run_within(&store, WALLET, &indexed, 20, "", NOW, BUDGET).unwrap();
     assert_eq!(found.total_size as usize, expected(&docs, &indexed).len());
+}
+
+/// A record condition, known to be valid.
+fn on(field: &str, op: Op, value: Value) -> Filter {
+    Filter::Cond(Cond::new(Kind::Records, field, op, value).unwrap())
 }
 
 /// `n` records of one wallet, created a millisecond apart, each then
@@ -72,9 +73,7 @@ fn totals_past_the_bound_are_estimates() {
         );
     }
     let few = Query {
-        filter: Some(Filter::Cond(
-            Cond::new(Kind::Records, "thid", Op::Eq, text("thread-3")).unwrap(),
-        )),
+        filter: Some(on("thid", Op::Eq, text("thread-3"))),
         sort: vec![],
     };
     let found: Found<CredentialRecord> = run(&store, WALLET, &few, 10, "", NOW).unwrap();
@@ -105,9 +104,7 @@ fn a_first_page_and_its_count_read_within_one_bound() {
     // creation-time bounds allow: the newest third, not the whole wallet.
     for descending in [false, true] {
         let newest = Query {
-            filter: Some(Filter::Cond(
-                Cond::new(Kind::Records, "created_at", Op::Gte, Value::Time(1_002_000)).unwrap(),
-            )),
+            filter: Some(on("created_at", Op::Gte, Value::Time(1_002_000))),
             sort: vec![SortKey::new(Kind::Records, "created_at", descending).unwrap()],
         };
         let found: Found<CredentialRecord> = run(&store, WALLET, &newest, 20, "", NOW).unwrap();
@@ -119,9 +116,7 @@ fn a_first_page_and_its_count_read_within_one_bound() {
         );
     }
     let early = Query {
-        filter: Some(Filter::Cond(
-            Cond::new(Kind::Records, "connection_id", Op::Eq, text("early")).unwrap(),
-        )),
+        filter: Some(on("connection_id", Op::Eq, text("early"))),
         sort: vec![],
     };
     let found: Found<CredentialRecord> = run(&store, WALLET, &early, 20, "", NOW).unwrap();
@@ -138,7 +133,7 @@ fn a_first_page_and_its_count_read_within_one_bound() {
                 ("connection_id", "c0"),
             ]
             .into_iter()
-            .map(|(f, v)| Filter::Cond(Cond::new(Kind::Records, f, Op::Eq, text(v)).unwrap()))
+            .map(|(f, v)| on(f, Op::Eq, text(v)))
             .collect(),
         )),
         sort: vec![],
@@ -166,9 +161,7 @@ fn a_first_page_and_its_count_read_within_one_bound() {
     // of the bound, not 100 more.
     let (_dir, mid) = store_with(&docs[..300], |tx, r| tx.put_record(None, r));
     let claim = Query {
-        filter: Some(Filter::Cond(
-            Cond::new(Kind::Records, "claims.name", Op::Eq, text("Alice")).unwrap(),
-        )),
+        filter: Some(on("claims.name", Op::Eq, text("Alice"))),
         sort: vec![],
     };
     let found: Found<CredentialRecord> = run(&mid, WALLET, &claim, 20, "", NOW).unwrap();
@@ -193,9 +186,7 @@ fn a_wide_time_range_streams_and_counts_at_least_its_page() {
     let docs = in_order(1_500, |i, r| r.updated_at_ms = 2_000_000 + i as i64 * 1_000);
     let (_dir, store) = store_with(&docs, |tx, r| tx.put_record(None, r));
     let q = Query {
-        filter: Some(Filter::Cond(
-            Cond::new(Kind::Records, "updated_at", Op::Gte, Value::Time(2_000_000)).unwrap(),
-        )),
+        filter: Some(on("updated_at", Op::Gte, Value::Time(2_000_000))),
         sort: vec![SortKey::new(Kind::Records, "created_at", true).unwrap()],
     };
     let found: Found<CredentialRecord> = run(&store, WALLET, &q, 20, "", NOW).unwrap();
