@@ -206,7 +206,7 @@ pub(super) fn run_within<D: Doc>(
             if !page.first || part.next.is_some() {
                 let seen = page.seen;
                 (part.total_size, part.total_exact) =
-                    total(&mut c, q, root, page, || ctx(descending, COUNT_BUDGET))?;
+                    total(&mut c, q, root, page, || ctx(descending, budget))?;
                 // Counting can stop before its first match (its budget
                 // spent planning); the page itself is a lower bound.
                 part.total_size = part.total_size.max(seen);
@@ -328,7 +328,10 @@ struct Page {
 /// The total for `page`. A first page's count goes on from its last match
 /// with what [`COUNT_BUDGET`] leaves after the page's own reading (at
 /// least [`COUNT_FLOOR`]), so a page that read much (a sparse `and`) pays
-/// little for its total; a later page counts from the start.
+/// little for its total; a later page counts from the start, planning
+/// anew within the page's budget (`fresh`) as the first page did (a time
+/// range's keys, bounded by the plan itself), then counting within
+/// [`COUNT_BUDGET`].
 fn total<'s, D: Doc>(
     c: &mut Ctx<'s, D>,
     q: &Query,
@@ -349,6 +352,7 @@ fn total<'s, D: Doc>(
     } else {
         let mut again = fresh();
         let root = plan(&mut again, q.filter.as_ref())?;
+        again.budget = COUNT_BUDGET.after(again.spent);
         let counted = count(&mut again, q, root, Bound::Unbounded, 0);
         c.spent.keys += again.spent.keys;
         c.spent.docs += again.spent.docs;

@@ -196,6 +196,21 @@ fn a_wide_time_range_streams_and_counts_at_least_its_page() {
     assert!(found.total_size >= 21, "{}", found.total_size);
 }
 
+/// A later page plans its count again: reading a time range's 700 keys
+/// for that is more than counting's own 600, and must not fail the page.
+#[test]
+fn a_later_page_of_a_long_time_list_is_counted() {
+    let docs = in_order(700, |i, r| r.updated_at_ms = 2_000_000 + i as i64 * 1_000);
+    let (_dir, store) = store_with(&docs, |tx, r| tx.put_record(None, r));
+    let q = Query {
+        filter: Some(on("updated_at", Op::Gte, Value::Time(2_000_000))),
+        sort: vec![],
+    };
+    let (got, total, _) = all_pages::<CredentialRecord>(&store, &q, 100, || {});
+    assert_eq!(got, expected(&docs, &q));
+    assert!(total >= 100, "{total}");
+}
+
 /// The live admin the bootstrap looks for at start is found through the
 /// role index, however many other tokens came before it: with a budget of
 /// ten records, a hundred holder tokens first are not read.
