@@ -47,10 +47,8 @@ pub(super) fn leaf<D: Doc>(ctx: &mut Ctx<D>, c: &Cond) -> Result<Option<Cursor>>
         (Ty::Time, Value::Time(t)) => {
             // Whole minutes from the index, then the exact condition.
             let (lo, hi) = minute_range(c.op, *t);
-            time_list(ctx, n, lo, hi)?.map(|keys| {
-                let list = Cursor::new(Node::List(keys));
-                Cursor::new(Node::Check(Box::new(list), Filter::Cond(c.clone())))
-            })
+            time_cursor(ctx, n, lo, hi)?
+                .map(|times| Cursor::new(Node::Check(Box::new(times), Filter::Cond(c.clone()))))
         }
         // An empty text is not in the index.
         _ if values.is_empty() || values.contains(&"") => None,
@@ -150,36 +148,99 @@ fn time_range(op: Op, t: i64) -> (Bound<Key>, Bound<Key>) {
 }
 
 /// A time range's doc keys are read and sorted into creation order up to
-/// this many; a wider range is checked on the documents instead, which
-/// streams (a page reads only what it shows).
+/// this many; a wider range merges the runs of its minutes instead.
 const MAX_TIME_LIST: usize = 1_000;
+/// The most minutes a time range merges. Each run costs a descent of the
+/// tree to find and one to open, about what checking a page of documents
+/// costs, so a range over more minutes is checked on the documents
+/// instead, which streams (a page reads only what it shows).
+const MAX_MINUTE_RUNS: usize = 32;
 
-/// The doc keys whose time `n` is within `lo..hi`, in creation order, or
-/// None past [`MAX_TIME_LIST`].
-fn time_list<D: Doc>(
+/// The documents whose time `n` is within `lo..hi`, in creation order:
+/// up to [`MAX_TIME_LIST`] read and sorted, more merged from their
+/// minutes' runs (each in creation order, as every time key ends with its
+/// doc key); None past [`MAX_MINUTE_RUNS`] minutes.
+fn time_cursor<D: Doc>(
     ctx: &mut Ctx<D>,
     n: Name,
     lo: Bound<Key>,
     hi: Bound<Key>,
-) -> Result<Option<Vec<Key>>> {
+) -> Result<Option<Cursor>> {
     let prefix = time_prefix(D::KIND, ctx.wallet, n);
     let lift = |b: Bound<Key>, open: Bound<Key>| match b {
         Bound::Unbounded => open,
         Bound::Included(k) => Bound::Included([prefix.as_slice(), &k].concat()),
         Bound::Excluded(k) => Bound::Excluded([prefix.as_slice(), &k].concat()),
     };
-    let lo = lift(lo, Bound::Included(prefix.clone()));
-    let hi = lift(hi, prefix_end(&prefix));
+    let range = (
+        lift(lo, Bound::Included(prefix.clone())),
+        lift(hi, prefix_end(&prefix)),
+    );
+    let minute_end = prefix.len() + 8;
     let mut keys = Vec::new();
-    for k in ctx.store.index_range(lo, hi, false) {
+    for k in ctx
+        .store
+        .index_range(range.0.clone(), range.1.clone(), false)
+    {
         if keys.len() == MAX_TIME_LIST {
-            return Ok(None);
+            return minute_runs(ctx, minute_end, keys, range);
         }
         ctx.spend(1)?;
-        keys.push(k?.0[prefix.len() + 8..].to_vec());
+        keys.push(k?.0.to_vec());
     }
-    keys.sort();
-    Ok(Some(keys))
+    let mut docs: Vec<Key> = keys.iter().map(|k| k[minute_end..].to_vec()).collect();
+    docs.sort();
+    Ok(Some(Cursor::new(Node::List(docs))))
+}
+
+/// The runs of the minutes in `range` that hold keys, merged: those of
+/// `keys` (the range's first, in key order), then each later one found
+/// with a seek. None past [`MAX_MINUTE_RUNS`], or when the minutes seen so
+/// far, spread over the range up to its last key, promise more.
+fn minute_runs<D: Doc>(
+    ctx: &mut Ctx<D>,
+    minute_end: usize,
+    keys: Vec<Key>,
+    range: (Bound<Key>, Bound<Key>),
+) -> Result<Option<Cursor>> {
+    let minute = |k: &[u8]| k[..minute_end].to_vec();
+    let mut minutes: Vec<Key> = keys.iter().map(|k| minute(k)).collect();
+    minutes.dedup();
+    ctx.spend(1)?;
+    let last = match ctx.store.index_range(range.0, range.1.clone(), true).next() {
+        Some(k) => minute(&k?.0),
+        None => return Ok(None),
+    };
+    let slot = |m: &[u8]| {
+        let ms = i64::from_be_bytes(m[minute_end - 8..].try_into().expect("8 bytes"));
+        ms / MINUTE
+    };
+    let first = slot(&minutes[0]);
+    let seen = slot(minutes.last().expect("keys were read")) - first + 1;
+    let spread = (slot(&last) - first + 1).saturating_mul(minutes.len() as i64) / seen.max(1);
+    if spread > MAX_MINUTE_RUNS as i64 {
+        return Ok(None);
+    }
+    while minutes.last() != Some(&last) {
+        if minutes.len() == MAX_MINUTE_RUNS {
+            return Ok(None);
+        }
+        let Bound::Excluded(next) = prefix_end(minutes.last().expect("keys were read")) else {
+            return Ok(None);
+        };
+        ctx.spend(1)?;
+        let mut it = ctx
+            .store
+            .index_range(Bound::Included(next), range.1.clone(), false);
+        match it.next().transpose()? {
+            Some((k, _)) => minutes.push(minute(&k)),
+            None => return Ok(None),
+        }
+    }
+    let runs = minutes
+        .into_iter()
+        .map(|m| scan(m, Bound::Unbounded, Bound::Unbounded, None));
+    Ok(Some(one_or(runs.collect(), Node::Or)))
 }
 
 /// `status` conditions as the index sees them: each status but active is

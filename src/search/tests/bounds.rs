@@ -179,8 +179,8 @@ fn a_first_page_and_its_count_read_within_one_bound() {
     assert_eq!(found.total_size, 400);
 }
 
-/// A wide time range is checked on the documents; its total is never
-/// below what the page found, even when counting stops early.
+/// A wide time range streams; its total is never below what the page
+/// found, even when counting stops early.
 #[test]
 fn a_wide_time_range_streams_and_counts_at_least_its_page() {
     let docs = in_order(1_500, |i, r| r.updated_at_ms = 2_000_000 + i as i64 * 1_000);
@@ -209,6 +209,49 @@ fn a_later_page_of_a_long_time_list_is_counted() {
     let (got, total, _) = all_pages::<CredentialRecord>(&store, &q, 100, || {});
     assert_eq!(got, expected(&docs, &q));
     assert!(total >= 100, "{total}");
+}
+
+/// A time range wider than the list is merged from the runs of its
+/// minutes, so a page loads only matching records; one spread over more
+/// minutes than are merged is checked on the records. Every page comes in
+/// order either way, both directions.
+#[test]
+fn a_wide_time_range_merges_its_minutes() {
+    const FEW_DOCS: super::plan::Budget = super::plan::Budget {
+        keys: 10_000,
+        docs: 30,
+    };
+    // Every fourth record was updated in the range: 1,100 of them, `apart`
+    // ms from each other; the others long before.
+    let spread = |apart: i64| {
+        in_order(4_400, |i, r| {
+            r.updated_at_ms = match i % 4 {
+                0 => 2_000_000 + (i / 4) as i64 * apart,
+                _ => 500_000,
+            }
+        })
+    };
+    for (apart, merged) in [(1_000, true), (61_000, false)] {
+        let docs = spread(apart);
+        let (_dir, store) = store_with(&docs, |tx, r| tx.put_record(None, r));
+        for descending in [false, true] {
+            let q = Query {
+                filter: Some(on("updated_at", Op::Gte, Value::Time(2_000_000))),
+                sort: vec![SortKey::new(Kind::Records, "created_at", descending).unwrap()],
+            };
+            let (got, _, _) = all_pages::<CredentialRecord>(&store, &q, 100, || {});
+            assert_eq!(got, expected(&docs, &q), "{apart} ms apart");
+            let first =
+                page::run_within::<CredentialRecord>(&store, WALLET, &q, 20, "", NOW, FEW_DOCS);
+            match first {
+                Ok(found) => assert!(merged && found.items.len() == 20, "{apart} ms apart"),
+                Err(e) => assert!(
+                    !merged && matches!(e, crate::error::Error::ResourceExhausted(_)),
+                    "{apart} ms apart: {e:?}"
+                ),
+            }
+        }
+    }
 }
 
 /// The live admin the bootstrap looks for at start is found through the
