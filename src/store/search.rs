@@ -157,7 +157,18 @@ mod tests {
             age(&store);
             store.flush().unwrap();
         }
-        let store = Store::open(&path).unwrap();
+        // sled's I/O threads can hold the closed database's file lock a
+        // moment past its drop (a CI run once lost that race).
+        let store = (0..100)
+            .find_map(|_| match Store::open(&path) {
+                Ok(store) => Some(store),
+                Err(e) if e.to_string().contains("could not acquire lock") => {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    None
+                }
+                Err(e) => panic!("{e}"),
+            })
+            .expect("the lock is released within 5 s");
         (dir, store)
     }
 
