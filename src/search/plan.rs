@@ -188,13 +188,7 @@ impl Node {
                     } else {
                         lo = tighter(lo, from.clone(), Ordering::Greater);
                     }
-                    let lift = |b: Bound<Key>, open: Bound<Key>| match b {
-                        Bound::Unbounded => open,
-                        Bound::Included(k) => Bound::Included([prefix.as_slice(), &k].concat()),
-                        Bound::Excluded(k) => Bound::Excluded([prefix.as_slice(), &k].concat()),
-                    };
-                    let lo = lift(lo, Bound::Included(prefix.clone()));
-                    let hi = lift(hi, prefix_end(prefix));
+                    let (lo, hi) = under(prefix, lo, hi);
                     let mut it = ctx.store.index_range(lo, hi, ctx.descending);
                     ctx.spend(1)?;
                     next = it.next().transpose()?;
@@ -306,6 +300,20 @@ fn tighter(a: Bound<Key>, b: Bound<Key>, wins: Ordering) -> Bound<Key> {
             _ => b,
         },
     }
+}
+
+/// Bounds on what follows `prefix` as bounds on whole keys, within the
+/// keys starting with `prefix`.
+fn under(prefix: &[u8], lo: Bound<Key>, hi: Bound<Key>) -> (Bound<Key>, Bound<Key>) {
+    let lift = |b: Bound<Key>, open: Bound<Key>| match b {
+        Bound::Unbounded => open,
+        Bound::Included(k) => Bound::Included([prefix, &k].concat()),
+        Bound::Excluded(k) => Bound::Excluded([prefix, &k].concat()),
+    };
+    (
+        lift(lo, Bound::Included(prefix.to_vec())),
+        lift(hi, prefix_end(prefix)),
+    )
 }
 
 /// The bound just past every key starting with `prefix`.

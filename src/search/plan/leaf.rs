@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
-use super::{Ctx, Cursor, Key, Node, one_or, prefix_end, scan};
+use super::{Ctx, Cursor, Key, Node, one_or, prefix_end, scan, under};
 use crate::error::Result;
 use crate::search::docs::Doc;
 use crate::search::eval::whole_second;
@@ -167,15 +167,7 @@ fn time_cursor<D: Doc>(
     hi: Bound<Key>,
 ) -> Result<Option<Cursor>> {
     let prefix = time_prefix(D::KIND, ctx.wallet, n);
-    let lift = |b: Bound<Key>, open: Bound<Key>| match b {
-        Bound::Unbounded => open,
-        Bound::Included(k) => Bound::Included([prefix.as_slice(), &k].concat()),
-        Bound::Excluded(k) => Bound::Excluded([prefix.as_slice(), &k].concat()),
-    };
-    let range = (
-        lift(lo, Bound::Included(prefix.clone())),
-        lift(hi, prefix_end(&prefix)),
-    );
+    let range = under(&prefix, lo, hi);
     let minute_end = prefix.len() + 8;
     let mut keys = Vec::new();
     for k in ctx
