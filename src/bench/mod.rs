@@ -390,11 +390,7 @@ impl Pair {
         let cpu = cpu_before.zip(self.cpu_secs()).map(|(a, b)| b - a);
         let seconds = run.wall.as_secs_f64();
         let flows_per_sec = run.flows as f64 / seconds;
-        let pct = |p: f64| {
-            let i =
-                ((run.latencies.len() as f64 * p).ceil() as usize).clamp(1, run.latencies.len());
-            run.latencies[i - 1].as_secs_f64() * 1000.0
-        };
+        let pct = |p: f64| run.latencies[rank(run.latencies.len(), p)].as_secs_f64() * 1000.0;
         Ok(Level {
             concurrency,
             flows: run.flows,
@@ -415,4 +411,10 @@ impl Pair {
         self.issuer.stop().await?;
         Ok(self.holder.stop().await?)
     }
+}
+
+/// Where the `p` quantile is in a sorted list of `len` (at least one):
+/// the nearest rank, as an index.
+fn rank(len: usize, p: f64) -> usize {
+    ((len as f64 * p).ceil() as usize).clamp(1, len) - 1
 }

@@ -340,7 +340,7 @@ pub fn measure(sizes: &[usize], mut progress: impl FnMut(&str)) -> Result<Search
 
 /// The `p` quantile of sorted `t`, nearest rank.
 fn percentile(t: &[f64], p: f64) -> f64 {
-    t[((t.len() as f64 * p).ceil() as usize).clamp(1, t.len()) - 1]
+    t[super::rank(t.len(), p)]
 }
 
 fn median(mut of: Vec<f64>) -> f64 {
